@@ -1,0 +1,246 @@
+"""The command line. Click only: each command turns flags into one library call.
+
+Imports of the library (pydantic, jinja2, fabric, ...) happen inside the commands so that
+``labctl --help`` starts fast; tests/test_cli.py holds that line.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, NoReturn
+
+import click
+
+from labctl import __version__
+
+if TYPE_CHECKING:
+    from labctl.spec import LabSpec
+
+DEFAULT_FILE = "lab.yaml"
+
+
+def fail(message: str, code: int = 1) -> NoReturn:
+    click.echo(f"error: {message}", err=True)
+    sys.exit(code)
+
+
+class LabctlGroup(click.Group):
+    """Turns every LabctlError into its one-line message and exit code, never a traceback."""
+
+    def invoke(self, ctx: click.Context) -> object:
+        from labctl.errors import LabctlError
+
+        try:
+            return super().invoke(ctx)
+        except LabctlError as err:
+            lines = str(err).splitlines() or [type(err).__name__]
+            for line in lines:
+                click.echo(f"error: {line}", err=True)
+            sys.exit(err.exit_code)
+        except KeyboardInterrupt:
+            click.echo("\ninterrupted — re-run the same command to resume; finished steps are skipped", err=True)
+            sys.exit(130)
+
+
+def lab_file_option(f):  # type: ignore[no-untyped-def]
+    return click.option(
+        "-f",
+        "--file",
+        "lab_file",
+        type=click.Path(dir_okay=False, path_type=Path),
+        default=None,
+        help=f"The lab spec. Default: ./{DEFAULT_FILE} if it exists, else the built-in seed lab.",
+    )(f)
+
+
+def load_spec(lab_file: Path | None, *, quiet: bool = False) -> LabSpec:
+    """The lab from --file, ./lab.yaml, or the built-in default — and its warnings on stderr."""
+    from labctl.spec import LabSpec
+
+    if lab_file is None and Path(DEFAULT_FILE).exists():
+        lab_file = Path(DEFAULT_FILE)
+    spec = LabSpec.load(lab_file) if lab_file is not None else LabSpec.default()
+    if not quiet:
+        for warning in spec.warnings():
+            click.echo(f"warning: {warning}", err=True)
+    return spec
+
+
+@click.group(cls=LabctlGroup, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.version_option(__version__, prog_name="labctl")
+def cli() -> None:
+    """Turn a laptop into a self-hosted LLM lab: Vagrant VMs, kubeadm, Calico, MetalLB, NFS,
+    Ollama and Open WebUI — in one command.
+
+    \b
+    Example:
+      labctl init            # write lab.yaml (the seed lab, every key commented)
+      labctl create --dry-run
+      labctl create
+    """
+
+
+# ---- spec ---------------------------------------------------------------------------------------
+@cli.command()
+@click.option(
+    "-o",
+    "--output",
+    "out",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=Path(DEFAULT_FILE),
+    show_default=True,
+)
+@click.option("--force", is_flag=True, help="Overwrite an existing file.")
+def init(out: Path, force: bool) -> None:
+    """Write a commented lab.yaml with the seed lab's values.
+
+    \b
+    Example:
+      labctl init && $EDITOR lab.yaml && labctl validate
+    """
+    from labctl.specfile import commented_lab_yaml
+
+    if out.exists() and not force:
+        fail(f"{out} already exists — pass --force to overwrite it, or -o to write elsewhere")
+    out.write_text(commented_lab_yaml(), encoding="utf-8")
+    click.echo(f"wrote {out} — edit it, then `labctl validate -f {out}`")
+
+
+@cli.command()
+@lab_file_option
+def validate(lab_file: Path | None) -> None:
+    """Check lab.yaml and print what it describes; exit 2 with one line per problem.
+
+    \b
+    Example:
+      labctl validate -f classroom.yaml
+    """
+    spec = load_spec(lab_file)
+    nodes = ", ".join(f"{n.name} {n.ip} ({n.cpus} CPU/{n.memory_mib} MiB)" for _, n in spec.all_nodes())
+    click.echo(f"ok: lab {spec.name!r}, provider {spec.provider.type}: {nodes}; {spec.memory_mib()} MiB in all")
+
+
+@cli.command()
+def versions() -> None:
+    """Print every pinned upstream version (one place: labctl/versions.py).
+
+    \b
+    Example:
+      labctl versions
+    """
+    from labctl.versions import all_pins
+
+    pins = all_pins()
+    width = max(len(p.key) for p in pins)
+    vwidth = max(len(p.version) for p in pins)
+    for p in pins:
+        click.echo(f"{p.key:<{width}}  {p.version:<{vwidth}}  {p.what}")
+
+
+@cli.command()
+@lab_file_option
+@click.option(
+    "-o", "--output-dir", type=click.Path(file_okay=False, path_type=Path), default=Path("rendered"), show_default=True
+)
+def render(lab_file: Path | None, output_dir: Path) -> None:
+    """Render the Vagrantfile and the Kubernetes manifests into a folder, touching nothing else.
+
+    \b
+    Example:
+      labctl render -o /tmp/lab && less /tmp/lab/Vagrantfile
+    """
+    from labctl.render import render_all
+
+    spec = load_spec(lab_file)
+    for path in render_all(spec, output_dir):
+        click.echo(f"wrote {path}")
+
+
+def _print_plan(lab_file: Path | None, output: str) -> None:
+    from labctl.plan import build_plan
+
+    plan = build_plan(load_spec(lab_file))
+    click.echo(plan.to_json() if output == "json" else plan.to_text(), nl=False)
+
+
+@cli.command()
+@lab_file_option
+@click.option("--output", type=click.Choice(["text", "json"]), default="text", show_default=True)
+def plan(lab_file: Path | None, output: str) -> None:
+    """Print every step of `create` and, per host, the exact commands it would run.
+
+    \b
+    Example:
+      labctl plan --output json | jq '.steps[].id'
+    """
+    _print_plan(lab_file, output)
+
+
+# ---- lifecycle -----------------------------------------------------------------------------------
+@cli.command()
+@lab_file_option
+@click.option("--dry-run", is_flag=True, help="Print the plan (same as `labctl plan`) and touch nothing.")
+@click.option(
+    "--output", type=click.Choice(["text", "json"]), default="text", show_default=True, help="Format of --dry-run."
+)
+def create(lab_file: Path | None, dry_run: bool, output: str) -> None:
+    """Create the lab: preflight, Vagrantfile, VMs, SSH steps, manifests, verify, summary.
+
+    Re-running finishes a half-built lab: every finished step is skipped by its check.
+
+    \b
+    Example:
+      labctl create --dry-run   # works on any machine
+      labctl create
+    """
+    if dry_run:
+        _print_plan(lab_file, output)
+        return
+    from labctl.errors import NotBuiltYet
+
+    load_spec(lab_file)
+    raise NotBuiltYet(
+        "`labctl create` cannot run a lab yet: the VM lifecycle is not built — use --dry-run to see the plan"
+    )
+
+
+@cli.command()
+@lab_file_option
+@click.option("--keep-data", is_flag=True, help="Keep the NFS VM and its exports (models and chats survive).")
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+def destroy(lab_file: Path | None, keep_data: bool, yes: bool) -> None:
+    """Tear the lab down; safe to run twice.
+
+    \b
+    Example:
+      labctl destroy --keep-data --yes
+    """
+    from labctl.errors import NotBuiltYet
+
+    load_spec(lab_file)
+    raise NotBuiltYet("`labctl destroy` is not built yet: nothing was touched")
+
+
+@cli.command()
+@lab_file_option
+@click.option("--output", type=click.Choice(["text", "json"]), default="text", show_default=True)
+def status(lab_file: Path | None, output: str) -> None:
+    """Show VMs, nodes, pods and endpoints in one table.
+
+    \b
+    Example:
+      labctl status --output json
+    """
+    from labctl.errors import NotBuiltYet
+
+    load_spec(lab_file)
+    raise NotBuiltYet("`labctl status` is not built yet: it would report nothing true")
+
+
+def main() -> None:
+    cli(prog_name="labctl")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,324 @@
+"""Playbooks → Plan. Pure: facts in, commands out; nothing here touches a host or the network.
+
+A playbook is a YAML file in ``ansible-free-playbooks/`` (format: that folder's README). Each step
+names the hosts it targets by role, a ``check`` that exits 0 when the work is already done, the
+``run`` script, and how to run it (sudo, timeout, retries). Both scripts are Jinja2 templates over
+the lab spec. ``build_plan`` renders every step for every host it targets; ``--dry-run``, the
+handout and the runner all read the same ``Plan`` object, so what is shown is what runs.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from labctl.errors import PlaybookError
+from labctl.spec import LabSpec, Node
+
+ROLES = ("all", "k8s", "control_plane", "workers", "nfs", "gpu")
+FACT_NAME = re.compile(r"^[a-z][a-z0-9_]*$")
+
+
+def fact_variable(fact: str) -> str:
+    """The shell variable a captured fact is handed to later scripts in (never on a command line)."""
+    return f"LABCTL_{fact.upper()}"
+
+
+class StepSpec(BaseModel):
+    """One step as written in a playbook file (before rendering)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str = Field(pattern=r"^[a-z0-9][a-z0-9-]*$")
+    title: str
+    purpose: str = ""
+    hosts: str = "all"
+    when: str = Field(default="", description="Jinja2 expression; false drops the step from the plan")
+    check: str = ""
+    done_reason: str = "already done"
+    run: str
+    sudo: bool = True
+    timeout: int = Field(default=300, ge=1, le=7200)
+    retries: int = Field(default=0, ge=0, le=10)
+    network: bool = Field(default=False, description="needs the internet; skipped with offline: true")
+    capture: str = Field(default="", description="store the run's stdout as this fact")
+    capture_check: bool = Field(default=False, description="also capture when skipped: the check prints the fact")
+    secret: bool = Field(default=False, description="the captured fact is a secret: never logged or shown")
+    uses: tuple[str, ...] = ()
+    upload: tuple[str, ...] = Field(default=(), description="artefacts (labctl.artefacts) copied to the host first")
+
+    @field_validator("hosts")
+    @classmethod
+    def _hosts(cls, value: str) -> str:
+        if value not in ROLES:
+            raise ValueError(f"{value!r} is not a role — use one of {', '.join(ROLES)}")
+        return value
+
+    @field_validator("capture")
+    @classmethod
+    def _capture(cls, value: str) -> str:
+        if value and not FACT_NAME.match(value):
+            raise ValueError(f"{value!r} is not a fact name — use lower_snake_case")
+        return value
+
+
+class PlaybookSpec(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    title: str
+    purpose: str = ""
+    steps: tuple[StepSpec, ...]
+
+
+@dataclass(frozen=True)
+class Playbook:
+    name: str  # file stem without the order prefix: "node-prep"
+    path: Path
+    spec: PlaybookSpec
+
+
+@dataclass(frozen=True)
+class HostCommands:
+    host: str
+    check: str
+    run: str
+
+
+@dataclass(frozen=True)
+class PlannedStep:
+    id: str  # "<playbook>.<step>", unique in a plan
+    playbook: str
+    title: str
+    purpose: str
+    kind: Literal["provider", "remote"]
+    commands: tuple[HostCommands, ...]
+    sudo: bool = True
+    timeout: int = 300
+    retries: int = 0
+    network: bool = False
+    capture: str = ""
+    capture_check: bool = False
+    secret: bool = False
+    uses: tuple[str, ...] = ()
+    upload: tuple[str, ...] = ()
+    done_reason: str = "already done"
+    skip_reason: str = ""  # set when the whole step is skipped by the profile (offline)
+
+    @property
+    def hosts(self) -> tuple[str, ...]:
+        return tuple(c.host for c in self.commands)
+
+
+@dataclass(frozen=True)
+class Plan:
+    lab: str
+    provider: str
+    hosts: tuple[dict[str, Any], ...]
+    steps: tuple[PlannedStep, ...] = field(default_factory=tuple)
+
+    def step(self, step_id: str) -> PlannedStep:
+        for s in self.steps:
+            if s.id == step_id:
+                return s
+        raise KeyError(step_id)
+
+    def to_json(self) -> str:
+        return json.dumps({"format": "labctl-plan/v1", **asdict(self)}, indent=2)
+
+    def to_text(self) -> str:
+        """The dry-run contract (README "Plan output"): one header per step, then per host its check
+        and script, hosts with identical commands grouped on one line."""
+        out = [f"Plan for lab {self.lab!r} (provider {self.provider}): {len(self.steps)} steps", ""]
+        for n, s in enumerate(self.steps, 1):
+            out.append(f"==> Step {n}/{len(self.steps)}: {s.id} — {s.title}")
+            if s.skip_reason:
+                out.append(f"    skipped: {s.skip_reason}")
+            extras = []
+            if s.kind == "remote":
+                extras.append("sudo" if s.sudo else "as login user")
+            extras.append(f"timeout {s.timeout}s")
+            if s.retries:
+                extras.append(f"retries {s.retries}")
+            if s.network:
+                extras.append("needs internet")
+            if s.capture:
+                extras.append(f"captures {s.capture}" + (" (secret)" if s.secret else ""))
+            if s.upload:
+                extras.append("uploads " + ", ".join(s.upload))
+            out.append(f"    [{'; '.join(extras)}]")
+            for hosts, cmd in _group(s.commands):
+                label = ", ".join(hosts)
+                if cmd.check:
+                    out.append(f"    {label}: check (skip if it succeeds):")
+                    out.extend("        " + line for line in cmd.check.rstrip().splitlines())
+                out.append(f"    {label}: run:")
+                out.extend("        " + line for line in cmd.run.rstrip().splitlines())
+            out.append("")
+        return "\n".join(out).rstrip() + "\n"
+
+
+def _group(commands: Iterable[HostCommands]) -> list[tuple[list[str], HostCommands]]:
+    groups: list[tuple[list[str], HostCommands]] = []
+    for c in commands:
+        for hosts, first in groups:
+            if (first.check, first.run) == (c.check, c.run):
+                hosts.append(c.host)
+                break
+        else:
+            groups.append(([c.host], c))
+    return groups
+
+
+# ---------------------------------------------------------------------------------------------------
+ORDER_PREFIX = re.compile(r"^(\d+)-(.+)$")
+
+
+def load_playbooks(folder: Path | None = None) -> list[Playbook]:
+    """Every ``NN-name.yaml`` in the playbooks folder, in NN order."""
+    from labctl.resources import playbooks_dir
+
+    folder = folder or playbooks_dir()
+    books: list[tuple[int, Playbook]] = []
+    for path in sorted(folder.glob("*.yaml")):
+        m = ORDER_PREFIX.match(path.stem)
+        if not m:
+            raise PlaybookError(
+                f"{path}: playbook file names start with an order number, e.g. 10-node-prep.yaml — rename it"
+            )
+        try:
+            data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        except yaml.YAMLError as err:
+            raise PlaybookError(f"{path}: invalid YAML: {err}") from None
+        try:
+            spec = PlaybookSpec.model_validate(data)
+        except ValidationError as err:
+            first = err.errors(include_url=False)[0]
+            loc = ".".join(str(p) for p in first["loc"])
+            raise PlaybookError(f"{path}: {loc}: {first['msg']}") from None
+        books.append((int(m.group(1)), Playbook(m.group(2), path, spec)))
+    names = [b.name for _, b in books]
+    dupes = {n for n in names if names.count(n) > 1}
+    if dupes:
+        raise PlaybookError(f"{folder}: two playbooks are named {', '.join(sorted(dupes))} — give each its own name")
+    return [b for _, b in sorted(books, key=lambda t: t[0])]
+
+
+def nodes_for(spec: LabSpec, role: str) -> list[Node]:
+    return [n for _, n in spec.all_nodes() if role == "all" or role in spec.roles_of(n)]
+
+
+def template_context(spec: LabSpec) -> dict[str, Any]:
+    """What every playbook and manifest template may use (documented in the playbooks README)."""
+    from labctl.versions import PINS, kubernetes_minor
+
+    return {
+        "spec": spec,
+        "versions": PINS,
+        "k8s_minor": kubernetes_minor(),
+        "nodes": [n for _, n in spec.all_nodes()],
+        "k8s_nodes": nodes_for(spec, "k8s"),
+        "master": spec.nodes.master,
+        "workers": nodes_for(spec, "workers"),
+        "nfs": spec.nodes.nfs,
+        "fact_var": fact_variable,
+    }
+
+
+def _jinja():
+    import jinja2
+
+    return jinja2.Environment(
+        undefined=jinja2.StrictUndefined,
+        keep_trailing_newline=True,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        autoescape=False,  # shell scripts, not HTML
+    )
+
+
+def build_plan(
+    spec: LabSpec,
+    playbooks: list[Playbook] | None = None,
+    *,
+    state_dir: Path | None = None,
+    include_provider: bool = True,
+) -> Plan:
+    """Render every step of every playbook for every host it targets. Pure."""
+    import jinja2
+
+    from labctl.providers import provider_step
+
+    books = load_playbooks() if playbooks is None else playbooks
+    env = _jinja()
+    base = template_context(spec)
+    steps: list[PlannedStep] = []
+    if include_provider:
+        steps.append(provider_step(spec, state_dir))
+    known_facts: set[str] = set()
+    for book in books:
+        for st in book.spec.steps:
+            step_id = f"{book.name}.{st.name}"
+            where = f"{book.path.name}: step {st.name}"
+            for fact in st.uses:
+                if fact not in known_facts:
+                    raise PlaybookError(f"{where}: uses fact {fact!r} that no earlier step captures — capture it first")
+            try:
+                if st.when and not _truthy(env.from_string("{{ " + st.when + " }}").render(base)):
+                    continue
+                targets = nodes_for(spec, st.hosts)
+                cmds = []
+                for node in targets:
+                    ctx = {**base, "node": node, "roles": spec.roles_of(node)}
+                    cmds.append(
+                        HostCommands(
+                            host=node.name,
+                            check=env.from_string(st.check).render(ctx).strip() if st.check else "",
+                            run=env.from_string(st.run).render(ctx).strip(),
+                        )
+                    )
+            except jinja2.TemplateError as err:
+                raise PlaybookError(f"{where}: template error: {err}") from None
+            if not cmds:
+                continue
+            if st.capture:
+                known_facts.add(st.capture)
+            skip = ""
+            if st.network and spec.offline:
+                skip = "needs the internet and the lab is offline (offline: true in lab.yaml)"
+            steps.append(
+                PlannedStep(
+                    id=step_id,
+                    playbook=book.name,
+                    title=st.title,
+                    purpose=" ".join(st.purpose.split()),
+                    kind="remote",
+                    commands=tuple(cmds),
+                    sudo=st.sudo,
+                    timeout=st.timeout,
+                    retries=st.retries,
+                    network=st.network,
+                    capture=st.capture,
+                    capture_check=st.capture_check,
+                    secret=st.secret,
+                    uses=st.uses,
+                    upload=st.upload,
+                    done_reason=st.done_reason,
+                    skip_reason=skip,
+                )
+            )
+    hosts = tuple(
+        {"name": n.name, "ip": str(n.ip), "roles": list(spec.roles_of(n)), "cpus": n.cpus, "memory_mib": n.memory_mib}
+        for _, n in spec.all_nodes()
+    )
+    return Plan(lab=spec.name, provider=spec.provider.type, hosts=hosts, steps=tuple(steps))
+
+
+def _truthy(rendered: str) -> bool:
+    return rendered.strip().lower() not in ("", "false", "0", "none", "no")

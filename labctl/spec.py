@@ -1,0 +1,467 @@
+"""The lab spec: lab.yaml loaded into validated, frozen pydantic models.
+
+Nothing else in labctl reads raw YAML. ``LabSpec.load(path)`` either returns a complete spec with
+every default filled in, or raises ``SpecError`` with one line per problem, each naming the field
+and the fix. With no file, ``LabSpec.default()`` is the seed lab (see README "lab.yaml reference").
+"""
+
+from __future__ import annotations
+
+import difflib
+import ipaddress
+import re
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+from labctl.errors import SpecError
+
+API_VERSION = "labctl.dev/v1alpha1"
+KIND = "Lab"
+
+# Every VirtualBox/libvirt-NAT'd VM has its first NIC here; nothing of ours may overlap it.
+VAGRANT_NAT = ipaddress.ip_network("10.0.2.0/24")
+# Calico's built-in pool; we always set our own pod CIDR, but a lab subnet inside it confuses
+# anyone reading `calicoctl` output, so it is reported with the other overlaps.
+DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
+QUANTITY = re.compile(r"^[1-9][0-9]*(Mi|Gi|Ti)$")
+MODEL_NAME = re.compile(r"^[a-z0-9][a-z0-9._/-]*(:[A-Za-z0-9._-]+)?$")
+PCI_ADDRESS = re.compile(
+    r"^(?P<domain>[0-9a-fA-F]{4}):(?P<bus>[0-9a-fA-F]{2}):(?P<slot>[0-9a-fA-F]{2})\.(?P<function>[0-7])$"
+)
+
+
+class SpecWarning(str):
+    """A finding that does not stop the lab (e.g. memory above the host budget)."""
+
+
+def _dns_label(value: str) -> str:
+    if not DNS_LABEL.match(value):
+        raise ValueError(
+            f"{value!r} is not a valid name — use lower-case letters, digits and '-' (max 63), "
+            "starting and ending with a letter or digit"
+        )
+    return value
+
+
+def _quantity(value: str) -> str:
+    if not QUANTITY.match(value):
+        raise ValueError(f"{value!r} is not a size — write it like 20Gi or 512Mi")
+    return value
+
+
+Name = Annotated[str, AfterValidator(_dns_label)]
+Quantity = Annotated[str, AfterValidator(_quantity)]
+
+
+class Model(BaseModel):
+    """Base: unknown keys are errors (with a did-you-mean) and specs never change once loaded."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Node(Model):
+    name: Name
+    ip: ipaddress.IPv4Address
+    cpus: int = Field(ge=1, le=64)
+    memory_mib: int = Field(ge=512, le=262144)
+    disk_gib: int | None = Field(default=None, ge=10, le=2048, description="grow the box's disk (VMs holding models)")
+    # Only for provider: ssh (machines that already exist).
+    ssh_user: str | None = None
+    ssh_port: int = Field(default=22, ge=1, le=65535)
+    ssh_key: Path | None = None
+
+
+class GpuNode(Node):
+    pci: str = Field(description="host PCI address of the GPU to pass through, e.g. 0000:01:00.0")
+
+    @field_validator("pci", mode="before")
+    @classmethod
+    def _pci(cls, value: object) -> str:
+        if not isinstance(value, str):
+            # YAML 1.1 reads an unquoted 0000:01:00.0 as a base-60 number.
+            raise ValueError('write the PCI address in quotes, e.g. pci: "0000:01:00.0"')
+        if not PCI_ADDRESS.match(value):
+            raise ValueError(
+                f"{value!r} is not a PCI address — write it as DDDD:BB:SS.F, e.g. 0000:01:00.0 (see `lspci -D`)"
+            )
+        return value.lower()
+
+    def pci_parts(self) -> dict[str, str]:
+        m = PCI_ADDRESS.match(self.pci)
+        assert m is not None  # validated on load
+        return {k: "0x" + v for k, v in m.groupdict().items()}
+
+
+class NfsNode(Node):
+    export: str = Field(default="/srv/nfs/lab", pattern=r"^/[A-Za-z0-9._/-]+$")
+
+
+class Nodes(Model):
+    master: Node = Node(name="master", ip=ipaddress.IPv4Address("192.168.33.100"), cpus=4, memory_mib=8192)
+    workers: list[Node] = Field(
+        default_factory=lambda: [
+            Node(name="worker1", ip=ipaddress.IPv4Address("192.168.33.101"), cpus=4, memory_mib=8192)
+        ],
+        min_length=0,
+        max_length=20,
+    )
+    nfs: NfsNode = NfsNode(name="nfs", ip=ipaddress.IPv4Address("192.168.33.11"), cpus=1, memory_mib=1024)
+    gpu_worker: GpuNode | None = None
+
+
+class Libvirt(Model):
+    driver: Literal["kvm", "qemu"] = Field(default="kvm", description="qemu = software emulation (no /dev/kvm)")
+    storage_pool: str = "default"
+    management_network: str | None = Field(default=None, description="libvirt network for vagrant's NAT NIC")
+
+
+class Provider(Model):
+    type: Literal["virtualbox", "libvirt", "ssh"] = "virtualbox"
+    box: str = Field(default="", description="empty = the pinned box (labctl versions)")
+    box_version: str = Field(default="", description="empty = the pinned box version")
+    boot_timeout: int = Field(default=900, ge=60, le=7200)
+    linked_clones: bool = True
+    synced_folder: bool = False
+    host_memory_budget_mib: int = Field(default=24576, ge=1024, description="warn when the VMs need more")
+    libvirt: Libvirt = Libvirt()
+    verify_host_keys: bool = Field(default=True, description="provider ssh: check known_hosts")
+
+
+class Network(Model):
+    subnet: ipaddress.IPv4Network = ipaddress.IPv4Network("192.168.33.0/24")
+    pod_cidr: ipaddress.IPv4Network = ipaddress.IPv4Network("10.10.0.0/16")
+    service_cidr: ipaddress.IPv4Network = ipaddress.IPv4Network("10.96.0.0/12")
+    metallb_pool: str = Field(default="192.168.33.2-192.168.33.5", description="FIRST-LAST, inside the subnet")
+
+    def pool_range(self) -> tuple[ipaddress.IPv4Address, ipaddress.IPv4Address]:
+        first, _, last = self.metallb_pool.partition("-")
+        return ipaddress.IPv4Address(first.strip()), ipaddress.IPv4Address(last.strip())
+
+    @field_validator("metallb_pool")
+    @classmethod
+    def _pool(cls, value: str) -> str:
+        first, sep, last = value.partition("-")
+        try:
+            a, b = ipaddress.IPv4Address(first.strip()), ipaddress.IPv4Address(last.strip())
+        except ValueError:
+            raise ValueError(
+                f"{value!r} is not an address range — write it as FIRST-LAST, e.g. 192.168.33.2-192.168.33.5"
+            ) from None
+        if not sep or a > b:
+            raise ValueError(f"{value!r}: the first address must not come after the last — write FIRST-LAST")
+        return f"{a}-{b}"
+
+
+class Storage(Model):
+    class_name: Name = "nfs-csi"
+    models_size: Quantity = "20Gi"
+    webui_size: Quantity = "20Gi"
+    # Retain: a rebuilt lab finds its models again instead of re-downloading gigabytes.
+    on_delete: Literal["retain", "delete", "archive"] = "retain"
+
+
+class Ollama(Model):
+    models: list[str] = Field(default_factory=lambda: ["llama3.2:1b"])
+    keep_alive: str = Field(default="30m", pattern=r"^(-1|0|[0-9]+[smh])$")
+    num_parallel: int = Field(default=2, ge=1, le=64)
+    max_loaded_models: int = Field(default=1, ge=1, le=16)
+    expose: bool = Field(default=False, description="LoadBalancer instead of ClusterIP (not for classrooms)")
+
+    @field_validator("models")
+    @classmethod
+    def _models(cls, value: list[str]) -> list[str]:
+        for m in value:
+            if not MODEL_NAME.match(m):
+                raise ValueError(f"{m!r} is not an Ollama model name — write it like llama3.2:1b")
+        if len(set(value)) != len(value):
+            raise ValueError("lists a model twice — keep each model once")
+        return value
+
+
+class OpenWebUI(Model):
+    port: int = Field(default=8080, ge=1, le=65535)
+    address: ipaddress.IPv4Address | None = Field(default=None, description="empty = first MetalLB address")
+    auth: bool = True
+
+
+class Options(Model):
+    gpu: bool = False
+    autoscaling: bool = False
+    monitoring: bool = False
+    ingress: bool = False
+    ingress_host: str = "webui.lab.local"
+    ingress_tls: bool = False
+
+
+class Apps(Model):
+    ollama: Ollama = Ollama()
+    openwebui: OpenWebUI = OpenWebUI()
+    options: Options = Options()
+
+
+class LabSpec(Model):
+    apiVersion: Literal["labctl.dev/v1alpha1"] = API_VERSION
+    kind: Literal["Lab"] = KIND
+    name: Name = "llm-lab"
+    offline: bool = Field(
+        default=False, description="skip every step that needs the internet (tests, air-gapped demos)"
+    )
+    provider: Provider = Provider()
+    network: Network = Network()
+    nodes: Nodes = Nodes()
+    storage: Storage = Storage()
+    apps: Apps = Apps()
+
+    # ---- derived views (no state of their own) ------------------------------------------------
+    def all_nodes(self) -> list[tuple[str, Node]]:
+        """(field path, node) for every VM, in boot order: nfs first (the cluster mounts it)."""
+        out: list[tuple[str, Node]] = [("nodes.nfs", self.nodes.nfs), ("nodes.master", self.nodes.master)]
+        out += [(f"nodes.workers[{i}]", w) for i, w in enumerate(self.nodes.workers)]
+        if self.nodes.gpu_worker is not None:
+            out.append(("nodes.gpu_worker", self.nodes.gpu_worker))
+        return out
+
+    def roles_of(self, node: Node) -> tuple[str, ...]:
+        # Names are unique (validated), so they identify the node's place in the spec.
+        if node.name == self.nodes.master.name:
+            return ("k8s", "control_plane")
+        if node.name == self.nodes.nfs.name:
+            return ("nfs",)
+        if self.nodes.gpu_worker is not None and node.name == self.nodes.gpu_worker.name:
+            return ("k8s", "workers", "gpu")
+        return ("k8s", "workers")
+
+    @property
+    def box(self) -> str:
+        from labctl.versions import PINS
+
+        return self.provider.box or PINS[f"box_{self._box_provider}"]
+
+    @property
+    def box_version(self) -> str:
+        from labctl.versions import PINS
+
+        return self.provider.box_version or PINS[f"box_{self._box_provider}_version"]
+
+    @property
+    def _box_provider(self) -> str:
+        return "libvirt" if self.provider.type == "libvirt" else "virtualbox"
+
+    @property
+    def webui_address(self) -> ipaddress.IPv4Address:
+        return self.apps.openwebui.address or self.network.pool_range()[0]
+
+    def memory_mib(self) -> int:
+        return sum(n.memory_mib for _, n in self.all_nodes())
+
+    def warnings(self) -> list[SpecWarning]:
+        out: list[SpecWarning] = []
+        total, budget = self.memory_mib(), self.provider.host_memory_budget_mib
+        if self.provider.type != "ssh" and total > budget:
+            out.append(
+                SpecWarning(
+                    f"provider.host_memory_budget_mib: the VMs need {total} MiB, above the budget of "
+                    f"{budget} MiB — lower nodes.*.memory_mib or raise the budget if the host has room"
+                )
+            )
+        return out
+
+    # ---- cross-field checks ---------------------------------------------------------------------
+    @model_validator(mode="after")
+    def _cross_checks(self) -> LabSpec:
+        problems = list(_cross_problems(self))
+        if problems:
+            raise ValueError("\n".join(problems))
+        return self
+
+    # ---- loading --------------------------------------------------------------------------------
+    @classmethod
+    def default(cls) -> LabSpec:
+        return cls()
+
+    @classmethod
+    def load(cls, path: Path | str) -> LabSpec:
+        path = Path(path)
+        try:
+            text = path.read_text(encoding="utf-8")
+        except FileNotFoundError:
+            raise SpecError(str(path), ["file not found — run `labctl init` to write one, or pass --file"]) from None
+        except UnicodeDecodeError as err:
+            raise SpecError(
+                str(path), [f"not UTF-8 text ({err.reason} at byte {err.start}) — save it as UTF-8"]
+            ) from None
+        return cls.from_yaml(text, source=str(path))
+
+    @classmethod
+    def from_yaml(cls, text: str, source: str = "lab.yaml") -> LabSpec:
+        try:
+            data = yaml.safe_load(text)
+        except yaml.MarkedYAMLError as err:
+            mark = err.problem_mark
+            where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "unknown position"
+            raise SpecError(
+                source, [f"invalid YAML at {where}: {err.problem} — fix the indentation or quoting there"]
+            ) from None
+        except yaml.YAMLError as err:
+            raise SpecError(source, [f"invalid YAML: {err}"]) from None
+        if data is None:
+            data = {}
+        if not isinstance(data, dict):
+            raise SpecError(
+                source,
+                [f"the top level must be a mapping of keys (apiVersion, kind, name, ...), not a {type(data).__name__}"],
+            )
+        return cls.from_dict(data, source=source)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], source: str = "lab.yaml") -> LabSpec:
+        try:
+            return cls.model_validate(data)
+        except ValidationError as err:
+            raise SpecError(source, _explain(err)) from None
+
+
+# ---------------------------------------------------------------------------------------------------
+def _overlaps(a: ipaddress.IPv4Network, b: ipaddress.IPv4Network) -> bool:
+    return a.overlaps(b)
+
+
+def _cross_problems(spec: LabSpec) -> Iterator[str]:
+    net = spec.network
+    subnet = net.subnet
+    nodes = spec.all_nodes()
+
+    seen_names: dict[str, str] = {}
+    seen_ips: dict[ipaddress.IPv4Address, str] = {}
+    for path, node in nodes:
+        if node.name in seen_names:
+            yield f"{path}.name: {node.name!r} is already used by {seen_names[node.name]} — give each node its own name"
+        seen_names.setdefault(node.name, path)
+        if node.ip in seen_ips:
+            yield f"{path}.ip: {node.ip} is already used by {seen_ips[node.ip]} — give each node its own address"
+        seen_ips.setdefault(node.ip, path)
+        if node.ip not in subnet:
+            yield f"{path}.ip: {node.ip} is outside the lab subnet {subnet} — use an address in {subnet}"
+        elif node.ip in (subnet.network_address, subnet.broadcast_address):
+            yield f"{path}.ip: {node.ip} is the subnet's network or broadcast address — pick a host address in {subnet}"
+        elif node.ip == next(subnet.hosts()):
+            yield f"{path}.ip: {node.ip} is the host's own address on the lab network (Vagrant gives it the .1) — pick another"
+        if spec.provider.type == "ssh" and not node.ssh_user:
+            yield f"{path}.ssh_user: required with provider.type ssh — name the login user of {node.name}"
+
+    first, last = net.pool_range()
+    if first not in subnet or last not in subnet:
+        yield f"network.metallb_pool: {net.metallb_pool} is outside the lab subnet {subnet} — use addresses in {subnet}"
+    else:
+        for path, node in nodes:
+            if first <= node.ip <= last:
+                yield f"network.metallb_pool: {net.metallb_pool} contains {node.ip} of {path} — move the pool or the node"
+        if first == next(subnet.hosts()):
+            yield f"network.metallb_pool: starts at {first}, the host's own address — start it at .2 or later"
+    webui = spec.apps.openwebui.address
+    if webui is not None and not (first <= webui <= last):
+        yield f"apps.openwebui.address: {webui} is not in network.metallb_pool {net.metallb_pool} — pick one of the pool's addresses"
+
+    named = [
+        ("network.pod_cidr", net.pod_cidr),
+        ("network.service_cidr", net.service_cidr),
+        ("network.subnet", subnet),
+        ("Vagrant's NAT network", VAGRANT_NAT),
+    ]
+    for i, (a_name, a) in enumerate(named):
+        for b_name, b in named[i + 1 :]:
+            if a_name.startswith("network.") and _overlaps(a, b):
+                yield f"{a_name}: {a} overlaps {b_name} {b} — choose ranges that do not overlap (e.g. pod 10.10.0.0/16, service 10.96.0.0/12)"
+
+    if spec.nodes.gpu_worker is not None and spec.provider.type == "virtualbox":
+        yield (
+            "nodes.gpu_worker: VirtualBox cannot pass a PCI device through on Linux/macOS hosts — "
+            "set provider.type: libvirt (or remove gpu_worker)"
+        )
+    if spec.apps.options.gpu and spec.nodes.gpu_worker is None:
+        yield "apps.options.gpu: needs nodes.gpu_worker with the GPU's PCI address — add it or set gpu: false"
+    if spec.provider.type != "libvirt" and spec.provider.libvirt != Libvirt():
+        yield f"provider.libvirt: only used with provider.type libvirt (it is {spec.provider.type}) — remove the block or change the type"
+
+
+def _field_names(model: type[BaseModel]) -> list[str]:
+    return list(model.model_fields)
+
+
+def _model_at(loc: tuple[int | str, ...]) -> type[BaseModel] | None:
+    """The model class that owns the key at ``loc`` (for did-you-mean suggestions)."""
+    model: type[BaseModel] = LabSpec
+    for part in loc[:-1]:
+        if isinstance(part, int):
+            continue
+        field = model.model_fields.get(str(part))
+        if field is None:
+            return None
+        ann = field.annotation
+        candidates = [ann, *getattr(ann, "__args__", ())]
+        nxt = None
+        for c in candidates:
+            for inner in [c, *getattr(c, "__args__", ())]:
+                if isinstance(inner, type) and issubclass(inner, BaseModel):
+                    nxt = inner
+        if nxt is None:
+            return None
+        model = nxt
+    return model
+
+
+def _loc(loc: tuple[int | str, ...]) -> str:
+    out = ""
+    for part in loc:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out or "(top level)"
+
+
+def _explain(err: ValidationError) -> list[str]:
+    lines: list[str] = []
+    for e in err.errors(include_url=False):
+        loc = tuple(e["loc"])
+        kind = e["type"]
+        msg = e["msg"].removeprefix("Value error, ")
+        where = _loc(loc)
+        if kind == "extra_forbidden":
+            key = str(loc[-1])
+            owner = _model_at(loc)
+            known = _field_names(owner) if owner else []
+            close = difflib.get_close_matches(key, known, n=1)
+            hint = (
+                f"did you mean {close[0]!r}?"
+                if close
+                else f"known keys here: {', '.join(known)}"
+                if known
+                else "remove it"
+            )
+            lines.append(f"{where}: unknown key — {hint}")
+        elif kind == "value_error" and not loc:
+            lines.extend(msg.split("\n"))  # cross-field checks already name their field
+        elif kind == "literal_error":
+            lines.append(f"{where}: {e['input']!r} is not allowed — {msg.lower()}")
+        elif kind == "ip_v4_address":
+            lines.append(f"{where}: {e['input']!r} is not an IPv4 address — write it like 192.168.33.100")
+        elif kind == "ip_v4_network":
+            lines.append(
+                f"{where}: {e['input']!r} is not an IPv4 network — write it like 192.168.33.0/24 "
+                "(the address part must end in zeros for its prefix)"
+            )
+        elif kind == "missing":
+            lines.append(f"{where}: required — add it (see `labctl init` for an example)")
+        else:
+            lines.append(f"{where}: {msg}")
+    return lines

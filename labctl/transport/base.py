@@ -1,0 +1,63 @@
+"""The transport contract shared by the SSH (Fabric), local and scripted test transports."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+
+@dataclass(frozen=True)
+class Host:
+    """A machine a playbook runs on, however it came to exist (Vagrant VM or existing host)."""
+
+    name: str
+    address: str
+    roles: tuple[str, ...] = ()
+    port: int = 22
+    user: str = "vagrant"
+    key_file: Path | None = None
+    # Vagrant VMs get fresh host keys on every rebuild, so checking them only trains users to
+    # ignore warnings; existing hosts (provider ssh) are checked against known_hosts.
+    verify_host_key: bool = False
+    lab_ip: str = ""  # the node's address on the lab network (address may be a forwarded port)
+
+
+@dataclass(frozen=True)
+class Result:
+    host: str
+    exit_code: int
+    stdout: str = ""
+    stderr: str = ""
+    duration: float = 0.0
+    timed_out: bool = False
+    error: str = ""  # transport-level failure (connection refused, auth), empty when the command ran
+
+    @property
+    def ok(self) -> bool:
+        return self.exit_code == 0 and not self.timed_out and not self.error
+
+    def stderr_tail(self, lines: int = 12) -> str:
+        return "\n".join(self.stderr.rstrip().splitlines()[-lines:])
+
+
+class Transport(Protocol):
+    def run(
+        self,
+        host: Host,
+        script: str,
+        *,
+        sudo: bool = True,
+        timeout: float | None = None,
+        env: Mapping[str, str] | None = None,
+    ) -> Result:
+        """Run ``script`` with bash on ``host``. ``env`` values (captured facts, possibly secret)
+        reach the script through its standard input, never through a command line or a log."""
+        ...
+
+    def put(self, host: Host, content: bytes, remote_path: str, *, mode: int = 0o644, sudo: bool = True) -> None:
+        """Write ``content`` to ``remote_path`` on ``host`` with ``mode``."""
+        ...
+
+    def close(self) -> None: ...
