@@ -203,6 +203,10 @@ class Options(Model):
     ingress: bool = False
     ingress_host: str = "webui.lab.local"
     ingress_tls: bool = False
+    ingress_tls_secret: Name = Field(default="webui-tls", description="kubernetes.io/tls Secret for ingress_tls")
+    # The OpenAI-compatible upstream's URL and key never go in lab.yaml: name a Secret (keys
+    # OPENAI_API_BASE_URL, OPENAI_API_KEY) created in the apps namespace; empty = no upstream.
+    openai_secret: Name | Literal[""] = ""
 
 
 class Apps(Model):

@@ -92,6 +92,12 @@ _PINS: tuple[Pin, ...] = (
         "grafana", "13.2.3", "image grafana/grafana (monitoring option)", "https://github.com/grafana/grafana/releases"
     ),
     Pin(
+        "blackbox_exporter",
+        "0.27.0",
+        "image prom/blackbox-exporter (monitoring option: synthetic generate latency)",
+        "https://github.com/prometheus/blackbox_exporter/releases",
+    ),
+    Pin(
         "curl_image", "8.16.0", "image curlimages/curl (model pre-pull Job)", "https://hub.docker.com/r/curlimages/curl"
     ),
 )
