@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
-from labctl.spec import LabSpec
+from labctl.errors import LabctlError
+from labctl.spec import GpuNode, LabSpec
 
 
 def _env(folder: Path):
@@ -20,19 +22,63 @@ def _env(folder: Path):
     )
 
 
-def render_vagrantfile(spec: LabSpec, *, source: str = "the built-in default lab") -> str:
-    """The multi-machine Vagrantfile for ``spec``. ``source`` names the lab.yaml in its header."""
+def vagrant_machines(spec: LabSpec) -> list[dict[str, Any]]:
+    """One entry per VM, in boot order, with everything the Vagrantfile template shows of it."""
+    machines = []
+    for path, node in spec.all_nodes():
+        pci = node.pci_parts() if isinstance(node, GpuNode) else None
+        machines.append(
+            {
+                "path": path,
+                "name": node.name,
+                "ip": str(node.ip),
+                "cpus": node.cpus,
+                "memory_mib": node.memory_mib,
+                "disk_gib": node.disk_gib,
+                "roles": [ROLE_WORDS.get(r, r) for r in spec.roles_of(node) if r != "k8s"],
+                "pci": pci,
+                "pci_address": node.pci if isinstance(node, GpuNode) else "",
+            }
+        )
+    return machines
+
+
+# How each role reads in the Vagrantfile's comments.
+ROLE_WORDS = {"control_plane": "Kubernetes control plane", "workers": "Kubernetes worker", "nfs": "NFS server", "gpu": "GPU"}
+
+
+def render_vagrantfile(
+    spec: LabSpec, *, source: str = "the built-in default lab", template_dir: Path | None = None
+) -> str:
+    """The multi-machine Vagrantfile for ``spec``. ``source`` names the lab.yaml in its header;
+    ``template_dir`` replaces vagrant/ (tests render deliberately broken copies with it)."""
     from labctl import __version__
     from labctl.plan import template_context
     from labctl.resources import vagrant_dir
 
-    template = _env(vagrant_dir()).get_template("Vagrantfile.j2")
-    return template.render(**template_context(spec), source=source, labctl_version=__version__)
+    provider = spec.provider.type
+    if provider not in ("virtualbox", "libvirt"):
+        raise LabctlError(
+            f"provider.type {provider} uses machines that already exist: there is no Vagrantfile to render"
+        )
+    machines = vagrant_machines(spec)
+    template = _env(template_dir or vagrant_dir()).get_template("Vagrantfile.j2")
+    return template.render(
+        **template_context(spec),
+        source=source,
+        labctl_version=__version__,
+        provider=provider,
+        provider_var="vb" if provider == "virtualbox" else "libvirt",
+        machines=machines,
+        disks_used=any(m["disk_gib"] for m in machines),
+    )
 
 
 def render_all(spec: LabSpec, out_dir: Path, *, source: str = "the built-in default lab") -> list[Path]:
     """Write the Vagrantfile and every manifest for ``spec`` below ``out_dir``; return the paths."""
     out_dir.mkdir(parents=True, exist_ok=True)
-    written = [out_dir / "Vagrantfile"]
-    written[0].write_text(render_vagrantfile(spec, source=source), encoding="utf-8")
+    written: list[Path] = []
+    if spec.provider.type in ("virtualbox", "libvirt"):  # provider ssh: the machines already exist
+        written.append(out_dir / "Vagrantfile")
+        written[0].write_text(render_vagrantfile(spec, source=source), encoding="utf-8")
     return written
