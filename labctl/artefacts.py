@@ -9,6 +9,12 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from labctl.secrets import LabSecrets
+    from labctl.spec import LabSpec
 
 REMOTE_DIR = "/etc/labctl"
 
@@ -27,3 +33,27 @@ class Artefact:
 
     def describe(self) -> str:
         return f"{self.name} → {self.dest} ({len(self.content)} bytes, sha256 {self.digest}, mode {self.mode:04o})"
+
+
+def build_artefacts(spec: LabSpec, state_dir: Path, *, secrets: LabSecrets | None = None) -> dict[str, Artefact]:
+    """The manifest bundles the playbooks upload and apply: ``metallb-config``, ``storage``, ``apps``.
+
+    Each goes to ``/etc/labctl/<name>.yaml``. ``apps`` holds the lab's Secret (Open WebUI's signing
+    key), so it is marked secret and written 0600. ``secrets`` defaults to the lab's own, read from
+    (or generated once into) ``state_dir``; tests pass fixed ones.
+    """
+    from labctl.manifests import LAB_BUNDLES, render_bundles
+    from labctl.secrets import load_or_create
+
+    bundles = render_bundles(spec, secrets if secrets is not None else load_or_create(state_dir))
+    out: dict[str, Artefact] = {}
+    for name in LAB_BUNDLES:
+        secret = name == "apps"
+        out[name] = Artefact(
+            name=name,
+            dest=f"{REMOTE_DIR}/{name}.yaml",
+            content=bundles[name].encode(),
+            mode=0o600 if secret else 0o644,
+            secret=secret,
+        )
+    return out

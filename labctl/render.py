@@ -74,11 +74,24 @@ def render_vagrantfile(
     )
 
 
-def render_all(spec: LabSpec, out_dir: Path, *, source: str = "the built-in default lab") -> list[Path]:
-    """Write the Vagrantfile and every manifest for ``spec`` below ``out_dir``; return the paths."""
+def render_all(
+    spec: LabSpec, out_dir: Path, *, source: str = "the built-in default lab", state_dir: Path | None = None
+) -> list[Path]:
+    """Write the Vagrantfile and every manifest for ``spec`` below ``out_dir``; return the paths.
+
+    The manifest bundles go to ``out_dir/manifests/<bundle>.yaml`` (0600: the apps bundle holds the
+    lab's Secret). Secrets come from ``state_dir`` (default: the lab's state folder), generated
+    there once if the lab has none yet, so a later ``labctl create`` applies the same ones.
+    """
     out_dir.mkdir(parents=True, exist_ok=True)
     written: list[Path] = []
     if spec.provider.type in ("virtualbox", "libvirt"):  # provider ssh: the machines already exist
         written.append(out_dir / "Vagrantfile")
         written[0].write_text(render_vagrantfile(spec, source=source), encoding="utf-8")
+    from labctl.manifests import render_bundles, write_bundles
+    from labctl.secrets import load_or_create
+    from labctl.state import lab_dir
+
+    secrets = load_or_create(state_dir if state_dir is not None else lab_dir(spec.name))
+    written += write_bundles(render_bundles(spec, secrets), out_dir / "manifests")
     return written
