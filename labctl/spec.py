@@ -31,9 +31,8 @@ API_VERSION = "labctl.dev/v1alpha1"
 KIND = "Lab"
 
 # Every VirtualBox/libvirt-NAT'd VM has its first NIC here; nothing of ours may overlap it.
+# (Calico's built-in 192.168.0.0/16 pool is not checked: labctl always sets the pod CIDR.)
 VAGRANT_NAT = ipaddress.ip_network("10.0.2.0/24")
-# Calico's built-in pool; we always set our own pod CIDR, but a lab subnet inside it confuses
-# anyone reading `calicoctl` output, so it is reported with the other overlaps.
 DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
 QUANTITY = re.compile(r"^[1-9][0-9]*(Mi|Gi|Ti)$")
 MODEL_NAME = re.compile(r"^[a-z0-9][a-z0-9._/-]*(:[A-Za-z0-9._-]+)?$")
@@ -91,7 +90,8 @@ class GpuNode(Node):
     def _pci(cls, value: object) -> str:
         if not isinstance(value, str):
             # YAML 1.1 reads an unquoted 0000:01:00.0 as a base-60 number.
-            raise ValueError('write the PCI address in quotes, e.g. pci: "0000:01:00.0"')
+            what = f"the number {value!r}" if isinstance(value, int | float) else f"a {type(value).__name__}"
+            raise ValueError(f'YAML read it as {what} — write the PCI address in quotes, e.g. pci: "0000:01:00.0"')
         if not PCI_ADDRESS.match(value):
             raise ValueError(
                 f"{value!r} is not a PCI address — write it as DDDD:BB:SS.F, e.g. 0000:01:00.0 (see `lspci -D`)"
@@ -311,7 +311,9 @@ class LabSpec(Model):
     @classmethod
     def from_yaml(cls, text: str, source: str = "lab.yaml") -> LabSpec:
         try:
-            data = yaml.safe_load(text)
+            data = yaml.load(text, Loader=_UniqueKeyLoader)  # a SafeLoader subclass: safe
+        except _DuplicateKey as err:
+            raise SpecError(source, [str(err)]) from None
         except yaml.MarkedYAMLError as err:
             mark = err.problem_mark
             where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "unknown position"
@@ -325,7 +327,10 @@ class LabSpec(Model):
         if not isinstance(data, dict):
             raise SpecError(
                 source,
-                [f"the top level must be a mapping of keys (apiVersion, kind, name, ...), not a {type(data).__name__}"],
+                [
+                    f"the top level is a {type(data).__name__}, not a mapping of keys — start the file with "
+                    "'apiVersion: labctl.dev/v1alpha1' and 'kind: Lab' lines (see `labctl init`)"
+                ],
             )
         return cls.from_dict(data, source=source)
 
@@ -338,6 +343,28 @@ class LabSpec(Model):
 
 
 # ---------------------------------------------------------------------------------------------------
+class _DuplicateKey(yaml.YAMLError):
+    pass
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """safe_load, except that a key written twice in one mapping is an error: plain YAML keeps the
+    last one silently, so a second ``workers:`` would quietly replace the first list."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        first_line: dict[Any, int] = {}
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if isinstance(key, str | int | float | bool) and key in first_line:
+                mark = key_node.start_mark
+                raise _DuplicateKey(
+                    f"line {mark.line + 1}, column {mark.column + 1}: key {key!r} appears twice in the same "
+                    f"mapping (first on line {first_line[key]}) — keep one of them"
+                )
+            first_line.setdefault(key, key_node.start_mark.line + 1)
+        return super().construct_mapping(node, deep=deep)
+
+
 def _overlaps(a: ipaddress.IPv4Network, b: ipaddress.IPv4Network) -> bool:
     return a.overlaps(b)
 
@@ -433,9 +460,34 @@ def _loc(loc: tuple[int | str, ...]) -> str:
     return out or "(top level)"
 
 
+def _example_int(loc: tuple[int | str, ...]) -> int:
+    """A plausible value for an integer field, for error messages."""
+    examples = {"cpus": 4, "memory_mib": 8192, "disk_gib": 60, "port": 8080, "boot_timeout": 900}
+    return examples.get(str(loc[-1]) if loc else "", 1)
+
+
+def _typo_targets(errors: list[Any]) -> set[tuple[int | str, ...]]:
+    """Locations of required keys that an unknown key next to them was probably meant to be
+    (``memory: 8192`` for ``memory_mib``); reporting both would say the same thing twice."""
+    targets: set[tuple[int | str, ...]] = set()
+    for e in errors:
+        if e["type"] != "extra_forbidden":
+            continue
+        loc = tuple(e["loc"])
+        owner = _model_at(loc)
+        close = difflib.get_close_matches(str(loc[-1]), _field_names(owner), n=1) if owner else []
+        if close:
+            targets.add((*loc[:-1], close[0]))
+    return targets
+
+
 def _explain(err: ValidationError) -> list[str]:
     lines: list[str] = []
-    for e in err.errors(include_url=False):
+    errors = err.errors(include_url=False)
+    typo_targets = _typo_targets(errors)
+    for e in errors:
+        if e["type"] == "missing" and tuple(e["loc"]) in typo_targets:
+            continue
         loc = tuple(e["loc"])
         kind = e["type"]
         msg = e["msg"].removeprefix("Value error, ")
@@ -456,7 +508,27 @@ def _explain(err: ValidationError) -> list[str]:
         elif kind == "value_error" and not loc:
             lines.extend(msg.split("\n"))  # cross-field checks already name their field
         elif kind == "literal_error":
-            lines.append(f"{where}: {e['input']!r} is not allowed — {msg.lower()}")
+            lines.append(f"{where}: {e['input']!r} is not allowed — use {e['ctx']['expected']}")
+        elif kind in ("int_parsing", "int_type", "int_from_float"):
+            lines.append(f"{where}: {e['input']!r} is not a whole number — write digits, e.g. {_example_int(loc)}")
+        elif kind in ("greater_than_equal", "greater_than"):
+            bound = e["ctx"].get("ge", e["ctx"].get("gt"))
+            lines.append(f"{where}: {e['input']!r} is too small — use {bound} or more")
+        elif kind in ("less_than_equal", "less_than"):
+            bound = e["ctx"].get("le", e["ctx"].get("lt"))
+            lines.append(f"{where}: {e['input']!r} is too large — use {bound} or less")
+        elif kind in ("bool_parsing", "bool_type"):
+            lines.append(f"{where}: {e['input']!r} is not true or false — write true or false")
+        elif kind in ("list_type", "tuple_type"):
+            lines.append(f"{where}: expected a list — write it as [a, b] or as '- item' lines")
+        elif kind in ("model_type", "dict_type", "model_attributes_type"):
+            lines.append(f"{where}: expected a mapping of keys — write 'key: value' lines indented under it")
+        elif kind == "string_type":
+            lines.append(f"{where}: {e['input']!r} is not text — write it in quotes")
+        elif kind == "too_long":
+            lines.append(f"{where}: has {e['ctx']['actual_length']} items — at most {e['ctx']['max_length']} are allowed")
+        elif kind == "string_pattern_mismatch":
+            lines.append(f"{where}: {e['input']!r} does not have the expected form — see `labctl init` for an example")
         elif kind == "ip_v4_address":
             lines.append(f"{where}: {e['input']!r} is not an IPv4 address — write it like 192.168.33.100")
         elif kind == "ip_v4_network":
