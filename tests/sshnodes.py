@@ -252,7 +252,10 @@ class NodeSet(Mapping[str, Node]):
         """Start the node's sshd (its PID namespace, mounts and hostname) and wait for its banner."""
         node = self.nodes[name]
         if node._proc and node._proc.poll() is None:
-            return
+            if self.sshd_pid(name):
+                return
+            # sshd was just killed and its launcher is still exiting: wait for it, then start afresh.
+            node._proc.wait(timeout=10)
         node.log = node.root.parent / "sshd.log"
         r = str(node.root)
         # Mounts made here live in the node's private mount namespace and vanish with it.

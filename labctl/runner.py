@@ -1,0 +1,467 @@
+"""The runner: walks a Plan over a Transport — guarded, parallel across hosts, logged, resumable.
+
+For each step, in plan order:
+
+1. a provider step goes to ``on_provider_step`` (the Vagrant/ssh provider brings hosts up);
+2. a step the profile skips (``skip_reason``, e.g. offline) is reported skipped, loudly;
+3. on every host the step targets, at the same time (a thread pool; one SSH connection per host,
+   reused): run the ``check``; exit 0 means already done → skipped with the step's done reason.
+   Otherwise upload the step's artefacts, then run its script (sudo when declared, the step's
+   timeout, retries with exponential backoff when the step has ``retries``);
+4. ``capture`` stores the script's stdout as a fact (with ``capture_check``, the check's stdout when
+   the check said "done"); later steps that list it in ``uses`` get it as ``LABCTL_<NAME>`` on stdin.
+
+A failure lets the step finish on its other hosts, then stops the run with ``StepFailed``: step,
+host, command, exit code (or timeout / lost connection), the last lines of stderr, the hosts that
+succeeded and the log path. Re-running resumes: finished steps are skipped by their checks.
+
+Everything a host prints goes to the run log (one 0600 file per run); secrets — facts captured by
+``secret`` steps and the contents of secret artefacts — read ``<redacted:NAME>`` there and on the
+console. Ctrl-C closes the connections, writes the log and re-raises KeyboardInterrupt.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+import time
+from collections.abc import Callable, Mapping
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+from labctl.artefacts import Artefact
+from labctl.errors import LabctlError
+from labctl.logs import Redactor, RunLog, indent
+from labctl.plan import HostCommands, Plan, PlannedStep, fact_variable
+from labctl.transport.base import Host, Result, Transport
+
+STDERR_TAIL_LINES = 12
+COMMAND_PREVIEW_LINES = 8
+
+
+def format_duration(seconds: float) -> str:
+    if seconds < 60:
+        return f"{seconds:.1f}s"
+    minutes, secs = divmod(round(seconds), 60)
+    if minutes < 60:
+        return f"{minutes}m{secs:02d}s"
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}h{minutes:02d}m{secs:02d}s"
+
+
+@dataclass
+class HostOutcome:
+    host: str
+    status: Literal["done", "skipped", "failed"]
+    reason: str = ""
+    duration: float = 0.0
+
+
+@dataclass
+class StepOutcome:
+    step_id: str
+    title: str
+    outcomes: list[HostOutcome]
+    duration: float
+
+    def count(self, status: str) -> int:
+        return sum(1 for o in self.outcomes if o.status == status)
+
+
+@dataclass
+class RunReport:
+    steps: list[StepOutcome]
+    duration: float
+    log_path: Path
+    facts: dict[str, str] = field(default_factory=dict, repr=False)  # may hold secrets: never print it
+
+    def summary(self) -> str:
+        done = sum(s.count("done") for s in self.steps)
+        skipped = sum(s.count("skipped") for s in self.steps)
+        failed = sum(s.count("failed") for s in self.steps)
+        lines = [
+            f"Summary: {len(self.steps)} steps in {format_duration(self.duration)} — "
+            f"{done} host runs done, {skipped} skipped, {failed} failed"
+        ]
+        width = max((len(s.step_id) for s in self.steps), default=0)
+        for s in self.steps:
+            counts = ", ".join(f"{s.count(k)} {k}" for k in ("done", "skipped", "failed") if s.count(k))
+            lines.append(f"  {s.step_id:<{width}}  {format_duration(s.duration):>7}  {counts or 'no hosts'}")
+        lines.append(f"Log: {self.log_path}")
+        return "\n".join(lines)
+
+
+class StepFailed(LabctlError):
+    """A step failed on at least one host. ``str()`` is a complete diagnosis: no need to re-run."""
+
+    exit_code = 5
+
+    def __init__(
+        self,
+        *,
+        step_id: str,
+        title: str,
+        host: str,
+        command: str,
+        exit_code: int | None,
+        stderr_tail: str,
+        log_path: Path,
+        succeeded_hosts: tuple[str, ...] = (),
+        failed_hosts: tuple[str, ...] = (),
+        timed_out: bool = False,
+        timeout: float | None = None,
+        error: str = "",
+        report: RunReport | None = None,
+    ) -> None:
+        self.step_id = step_id
+        self.title = title
+        self.host = host
+        self.command = command
+        self.exit_code = exit_code
+        self.stderr_tail = stderr_tail
+        self.log_path = log_path
+        self.succeeded_hosts = succeeded_hosts
+        self.failed_hosts = failed_hosts or (host,)
+        self.timed_out = timed_out
+        self.timeout = timeout
+        self.error = error
+        self.report = report
+        super().__init__(self._message())
+
+    def _message(self) -> str:
+        if self.timed_out:
+            what = f"timed out after {self.timeout:g}s" if self.timeout else "timed out"
+        elif self.error:
+            what = self.error
+        else:
+            what = f"exit code {self.exit_code}"
+        lines = [f"step {self.step_id} ({self.title}) failed on {self.host}: {what}"]
+        others = [h for h in self.failed_hosts if h != self.host]
+        if others:
+            lines.append(f"  also failed on: {', '.join(others)}")
+        if self.command:
+            cmd = self.command.rstrip().splitlines()
+            lines.append("  command:")
+            lines += ["    " + line for line in cmd[:COMMAND_PREVIEW_LINES]]
+            if len(cmd) > COMMAND_PREVIEW_LINES:
+                lines.append(f"    … ({len(cmd) - COMMAND_PREVIEW_LINES} more lines in the log)")
+        if self.stderr_tail.strip():
+            lines.append("  last lines of stderr:")
+            lines += ["    " + line for line in self.stderr_tail.rstrip().splitlines()]
+        lines.append(f"  succeeded on: {', '.join(self.succeeded_hosts) or 'no host'}")
+        lines.append(f"  full log: {self.log_path}")
+        lines.append("  fix the cause and run the same command again: finished steps are skipped by their checks")
+        return "\n".join(lines)
+
+
+class RunnerError(LabctlError):
+    """The plan cannot run with what the runner was given (a host or artefact is missing)."""
+
+    exit_code = 2
+
+
+@dataclass
+class _HostRun:
+    outcome: HostOutcome
+    command: str = ""  # the script that failed (for StepFailed)
+    result: Result | None = None
+    fact: str | None = None
+    timeout: float | None = None
+
+
+class Runner:
+    def __init__(
+        self,
+        transport: Transport,
+        hosts: Mapping[str, Host],
+        *,
+        log_path: Path,
+        artefacts: Mapping[str, Artefact] | None = None,
+        console=None,
+        on_provider_step: Callable[[PlannedStep], None] | None = None,
+        max_workers: int | None = None,
+        retry_backoff: float = 2.0,
+        retry_max_wait: float = 30.0,
+    ) -> None:
+        self.transport = transport
+        self.hosts = dict(hosts)
+        self.log_path = Path(log_path)
+        self.artefacts = dict(artefacts or {})
+        self.on_provider_step = on_provider_step
+        self.max_workers = max_workers
+        self.retry_backoff = retry_backoff
+        self.retry_max_wait = retry_max_wait
+        if console is None:
+            from rich.console import Console
+
+            console = Console(highlight=False)
+        self.console = console
+        self.redact = Redactor()
+        self._print_lock = threading.Lock()
+        self._log: RunLog | None = None
+
+    # ---- output
+    def _say(self, text: str, style: str | None = None) -> None:
+        from rich.text import Text
+
+        with self._print_lock:
+            self.console.print(Text(self.redact(text), style=style or ""), highlight=False, soft_wrap=True)
+
+    def _logw(self, text: str) -> None:
+        if self._log is not None:
+            self._log.write(text)
+
+    # ---- the run
+    def run(self, plan: Plan, facts: dict[str, str] | None = None) -> RunReport:
+        """Run every step of ``plan``. ``facts`` (captured by earlier runs or steps) is updated in place."""
+        facts = facts if facts is not None else {}
+        self._validate(plan)
+        secret_facts = {s.capture for s in plan.steps if s.secret and s.capture}
+        for name in secret_facts & facts.keys():
+            self.redact.add(name, facts[name])
+        for step in plan.steps:
+            for name in step.upload:
+                if self.artefacts[name].secret:
+                    self.redact.add(name, self.artefacts[name].content)
+
+        self._log = RunLog(self.log_path, self.redact)
+        started = time.monotonic()
+        report = RunReport(steps=[], duration=0.0, log_path=self.log_path, facts=facts)
+        self._logw(
+            f"labctl run: lab {plan.lab!r}, provider {plan.provider}, {len(plan.steps)} steps\n"
+            + "".join(f"host {h.name}: {h.user}@{h.address}:{h.port}\n" for h in self.hosts.values())
+        )
+        workers = self.max_workers or min(64, max([len(s.commands) for s in plan.steps] + [1]))
+        pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="labctl-host")
+        try:
+            for number, step in enumerate(plan.steps, 1):
+                outcome, failures = self._run_step(pool, step, number, len(plan.steps), facts)
+                report.steps.append(outcome)
+                if failures:
+                    report.duration = time.monotonic() - started
+                    err = self._step_failed(step, outcome, failures, report)
+                    self._logw(f"RUN FAILED after {format_duration(report.duration)}\n{err}")
+                    self._say(f"==> Failed after {format_duration(report.duration)} (log: {self.log_path})", "bold red")
+                    raise err
+            report.duration = time.monotonic() - started
+            self._logw(f"run finished in {format_duration(report.duration)}\n{report.summary()}")
+            self._say(report.summary())
+            self._say(f"==> Finished in {format_duration(report.duration)}", "bold green")
+            return report
+        except KeyboardInterrupt:
+            report.duration = time.monotonic() - started
+            self._logw(f"INTERRUPTED (Ctrl-C) after {format_duration(report.duration)}; closing connections")
+            with contextlib.suppress(Exception):
+                self._say(f"==> Interrupted after {format_duration(report.duration)} (log: {self.log_path})", "bold red")
+            with contextlib.suppress(Exception):
+                self.transport.close()
+            raise
+        finally:
+            pool.shutdown(wait=False, cancel_futures=True)
+            self._log.close()
+
+    def _validate(self, plan: Plan) -> None:
+        """Refuse before anything runs (nothing half-done) when a host or artefact is missing."""
+        missing_hosts = sorted({c.host for s in plan.steps if s.kind == "remote" for c in s.commands} - self.hosts.keys())
+        if missing_hosts:
+            raise RunnerError(
+                f"the plan targets {', '.join(missing_hosts)} but the provider gave no address for "
+                f"{'it' if len(missing_hosts) == 1 else 'them'} — check the node names in lab.yaml and `labctl status`"
+            )
+        for step in plan.steps:
+            for name in step.upload:
+                if name not in self.artefacts:
+                    raise RunnerError(f"step {step.id} uploads artefact {name!r}, which was not rendered for this run")
+
+    def _run_step(
+        self, pool: ThreadPoolExecutor, step: PlannedStep, number: int, total: int, facts: dict[str, str]
+    ) -> tuple[StepOutcome, list[_HostRun]]:
+        started = time.monotonic()
+        self._say(f"==> Step: {step.title}", "bold")
+        self._logw(f"=== step {number}/{total} {step.id}: {step.title}")
+
+        if step.kind == "provider":
+            if self.on_provider_step is None:
+                reason = "handled by the provider"
+                self._say(f"    skipped ({reason})", "yellow")
+                outcomes = [HostOutcome(c.host, "skipped", reason) for c in step.commands]
+            else:
+                self.on_provider_step(step)
+                outcomes = [HostOutcome(c.host, "done", "", time.monotonic() - started) for c in step.commands]
+                self._say(f"    done ({format_duration(time.monotonic() - started)})", "green")
+            self._logw(f"provider step {step.id}: {outcomes[0].status if outcomes else 'no hosts'}")
+            return StepOutcome(step.id, step.title, outcomes, time.monotonic() - started), []
+
+        if step.skip_reason:
+            self._say(f"    SKIPPED on every host: {step.skip_reason}", "bold yellow")
+            self._logw(f"skipped by the profile: {step.skip_reason}")
+            outcomes = [HostOutcome(c.host, "skipped", step.skip_reason) for c in step.commands]
+            return StepOutcome(step.id, step.title, outcomes, time.monotonic() - started), []
+
+        missing = [f for f in step.uses if f not in facts]
+        if missing:
+            runs = [
+                _HostRun(
+                    HostOutcome(c.host, "failed", f"fact {missing[0]} unknown"),
+                    command="",
+                    result=Result(c.host, -1, error=self._missing_fact_message(step, missing)),
+                )
+                for c in step.commands
+            ]
+            for r in runs:
+                self._say(f"    {r.outcome.host}: FAILED ({r.outcome.reason})", "bold red")
+            return StepOutcome(step.id, step.title, [r.outcome for r in runs], time.monotonic() - started), runs
+
+        env = {fact_variable(f): facts[f] for f in step.uses}
+        futures: list[Future[_HostRun]] = [
+            pool.submit(self._run_on_host, step, cmd, self.hosts[cmd.host], env) for cmd in step.commands
+        ]
+        runs = [f.result() for f in futures]
+        for run in runs:
+            if run.fact is not None and step.capture:
+                facts[step.capture] = run.fact
+                break  # several hosts capturing one fact: the first host in plan order wins
+        outcome = StepOutcome(step.id, step.title, [r.outcome for r in runs], time.monotonic() - started)
+        return outcome, [r for r in runs if r.outcome.status == "failed"]
+
+    def _missing_fact_message(self, step: PlannedStep, missing: list[str]) -> str:
+        return (
+            f"it uses fact {missing[0]!r}, which no step captured in this run (the step that captures it was "
+            "skipped by its check and does not print the fact from its check: give it `capture_check: true`)"
+        )
+
+    # ---- one host
+    def _run_on_host(self, step: PlannedStep, cmd: HostCommands, host: Host, env: dict[str, str]) -> _HostRun:
+        started = time.monotonic()
+        try:
+            return self._host_steps(step, cmd, host, env, started)
+        except Exception as err:  # a transport or upload failure on one host must not hide the others
+            reason = str(err) or type(err).__name__
+            self._logw(f"{host.name}: {step.id}: error: {reason}")
+            self._say(f"    {host.name}: FAILED ({reason})", "bold red")
+            return _HostRun(
+                HostOutcome(host.name, "failed", reason, time.monotonic() - started),
+                command=cmd.run,
+                result=Result(host.name, -1, error=reason),
+            )
+
+    def _host_steps(
+        self, step: PlannedStep, cmd: HostCommands, host: Host, env: dict[str, str], started: float
+    ) -> _HostRun:
+        if cmd.check:
+            check = self._exec(step, host, cmd.check, env, "check")
+            if check.ok:
+                fact = None
+                if step.capture and step.capture_check:
+                    fact = check.stdout.strip()
+                outcome = HostOutcome(host.name, "skipped", step.done_reason, time.monotonic() - started)
+                self._say(f"    {host.name}: skipped ({step.done_reason})", "yellow")
+                return _HostRun(outcome, fact=fact)
+            if check.error or check.timed_out:  # could not even ask: that is a failure, not "not done"
+                return self._failed(step, host, cmd.check, check, started)
+
+        for name in step.upload:
+            art = self.artefacts[name]
+            t0 = time.monotonic()
+            self.transport.put(host, art.content, art.dest, mode=art.mode, sudo=step.sudo)
+            self._logw(f"{host.name}: upload {art.describe()} in {time.monotonic() - t0:.2f}s")
+
+        attempts = step.retries + 1
+        result = self._with_retries(step, host, cmd.run, env, attempts)
+        if not result.ok:
+            return self._failed(step, host, cmd.run, result, started)
+        duration = time.monotonic() - started
+        self._say(f"    {host.name}: done ({format_duration(duration)})", "green")
+        fact = result.stdout.strip() if step.capture else None
+        return _HostRun(HostOutcome(host.name, "done", "", duration), fact=fact)
+
+    def _with_retries(self, step: PlannedStep, host: Host, script: str, env: dict[str, str], attempts: int) -> Result:
+        if attempts <= 1:
+            return self._exec(step, host, script, env, "run")
+        from tenacity import RetryCallState, Retrying, retry_if_result, stop_after_attempt, wait_exponential
+
+        def announce(state: RetryCallState) -> None:
+            res: Result = state.outcome.result()
+            wait = state.next_action.sleep if state.next_action else 0
+            why = _failure_reason(res, step.timeout)
+            self._say(
+                f"    {host.name}: attempt {state.attempt_number}/{attempts} failed ({why}); retrying in {wait:.0f}s",
+                "yellow",
+            )
+
+        retrying = Retrying(
+            stop=stop_after_attempt(attempts),
+            wait=wait_exponential(multiplier=self.retry_backoff, max=self.retry_max_wait),
+            retry=retry_if_result(lambda r: not r.ok),
+            before_sleep=announce,
+            retry_error_callback=lambda state: state.outcome.result(),
+            reraise=False,
+        )
+        return retrying(self._exec, step, host, script, env, "run")
+
+    def _exec(self, step: PlannedStep, host: Host, script: str, env: dict[str, str], phase: str) -> Result:
+        result = self.transport.run(host, script, sudo=step.sudo, timeout=step.timeout, env=env)
+        secret_output = step.secret and bool(step.capture) and (phase == "run" or step.capture_check)
+        if secret_output and result.ok:
+            # Registered before anything is logged, so the value never reaches the log or console.
+            self.redact.add(step.capture, result.stdout.strip())
+        head = (
+            f"--- {step.id} on {host.name}: {phase}"
+            f" [{'sudo' if step.sudo else 'login user'}, timeout {step.timeout}s"
+            + (f", facts {', '.join(sorted(env))}" if env else "")
+            + "]"
+        )
+        status = f"exit {result.exit_code}"
+        if result.timed_out:
+            status = f"TIMED OUT after {step.timeout}s (exit {result.exit_code})"
+        if result.error:
+            status = f"ERROR: {result.error}"
+        parts = [head, "$ " + script.rstrip().replace("\n", "\n  "), f"{status} in {result.duration:.2f}s"]
+        if result.stdout:
+            if secret_output:
+                parts.append(f"stdout: <secret capture {step.capture}: not logged>")
+            else:
+                parts.append("stdout:\n" + indent(result.stdout))
+        if result.stderr:
+            parts.append("stderr:\n" + indent(result.stderr))
+        self._logw("\n".join(parts))
+        return result
+
+    def _failed(self, step: PlannedStep, host: Host, script: str, result: Result, started: float) -> _HostRun:
+        reason = _failure_reason(result, step.timeout)
+        self._say(f"    {host.name}: FAILED ({reason})", "bold red")
+        return _HostRun(
+            HostOutcome(host.name, "failed", reason, time.monotonic() - started),
+            command=script,
+            result=result,
+            timeout=step.timeout,
+        )
+
+    def _step_failed(self, step: PlannedStep, outcome: StepOutcome, failures: list[_HostRun], report: RunReport):
+        first = failures[0]
+        result = first.result or Result(first.outcome.host, -1, error=first.outcome.reason)
+        return StepFailed(
+            step_id=step.id,
+            title=step.title,
+            host=first.outcome.host,
+            command=self.redact(first.command),
+            exit_code=None if result.error or result.timed_out else result.exit_code,
+            stderr_tail=self.redact(result.stderr_tail(STDERR_TAIL_LINES)),
+            log_path=self.log_path,
+            succeeded_hosts=tuple(o.host for o in outcome.outcomes if o.status != "failed"),
+            failed_hosts=tuple(f.outcome.host for f in failures),
+            timed_out=result.timed_out,
+            timeout=float(step.timeout),
+            error=self.redact(result.error),
+            report=report,
+        )
+
+
+def _failure_reason(result: Result, timeout: float) -> str:
+    if result.timed_out:
+        return f"timed out after {timeout:g}s"
+    if result.error:
+        return result.error
+    return f"exit {result.exit_code} after {format_duration(result.duration)}"

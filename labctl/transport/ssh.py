@@ -1,0 +1,266 @@
+"""SSH transport: one Fabric ``Connection`` per host, opened on first use and reused for every step.
+
+Commands run on a channel of that connection: the fixed command line from ``script.remote_command``
+with the script and its facts on standard input (``script.stdin_payload``). Output is read without
+polling threads, which keeps a guarded step that has nothing to do at the cost of one round trip.
+
+Host keys: Vagrant VMs (``Host.verify_host_key`` False) are accepted without being checked or
+remembered, since every rebuild gives them new keys. Existing machines (provider ``ssh``) are
+checked against known_hosts with paramiko's RejectPolicy: an unknown or changed key stops the run
+with an error naming the host and the fix. The opt-out is explicit: ``provider.verify_host_keys:
+false`` in lab.yaml.
+"""
+
+from __future__ import annotations
+
+import select
+import socket
+import threading
+import time
+import uuid
+from collections.abc import Mapping
+from pathlib import Path
+
+import paramiko
+from fabric import Config, Connection
+
+from labctl.errors import LabctlError
+from labctl.transport.base import Host, Result
+from labctl.transport.script import TIMEOUT_EXIT_CODES, remote_command, stdin_payload
+
+DEFAULT_KNOWN_HOSTS = Path("~/.ssh/known_hosts")
+# Slack on top of the step timeout before labctl gives up on the channel itself: the host's own
+# `timeout` normally ends the script first, and its exit code says so.
+LOCAL_TIMEOUT_SLACK = 15.0
+
+
+class HostKeyError(LabctlError):
+    """A provider-ssh host's key is not in known_hosts, or has changed."""
+
+    exit_code = 4
+
+
+class _AcceptWithoutRecording(paramiko.MissingHostKeyPolicy):
+    """Vagrant VMs: accept the key for this connection only; nothing is written to known_hosts."""
+
+    def missing_host_key(self, client, hostname, key) -> None:
+        return None
+
+
+class SSHTransport:
+    def __init__(
+        self,
+        *,
+        known_hosts: Path | None = None,
+        connect_timeout: float = 15.0,
+    ) -> None:
+        self.known_hosts = (known_hosts or DEFAULT_KNOWN_HOSTS).expanduser()
+        self.connect_timeout = connect_timeout
+        self._connections: dict[str, Connection] = {}
+        self._locks: dict[str, threading.Lock] = {}
+        self._guard = threading.Lock()
+        # Do not let ~/.ssh/config rewrite addresses, users or keys behind the lab spec's back.
+        self._config = Config(overrides={"load_ssh_configs": False, "run": {"hide": True, "warn": True}})
+
+    # ---- connections
+    def _lock_for(self, host: Host) -> threading.Lock:
+        with self._guard:
+            return self._locks.setdefault(host.name, threading.Lock())
+
+    def connection(self, host: Host) -> Connection:
+        """The open connection to ``host``, (re)connecting when there is none or it has dropped."""
+        with self._lock_for(host):
+            conn = self._connections.get(host.name)
+            if conn is not None and conn.is_connected:
+                return conn
+            if conn is not None:
+                conn.close()
+            conn = Connection(
+                host=host.address,
+                user=host.user,
+                port=host.port,
+                config=self._config,
+                connect_timeout=int(self.connect_timeout),
+                connect_kwargs={
+                    "key_filename": [str(host.key_file)] if host.key_file else None,
+                    "look_for_keys": host.key_file is None,
+                    "allow_agent": host.key_file is None,
+                    "banner_timeout": self.connect_timeout,
+                    "auth_timeout": self.connect_timeout,
+                },
+            )
+            if host.verify_host_key:
+                # Read-only: load_system_host_keys never writes the file back.
+                if self.known_hosts.exists():
+                    conn.client.load_system_host_keys(str(self.known_hosts))
+                conn.client.set_missing_host_key_policy(paramiko.RejectPolicy())
+            else:
+                conn.client.set_missing_host_key_policy(_AcceptWithoutRecording())
+            try:
+                conn.open()
+            except paramiko.BadHostKeyException as err:
+                conn.close()
+                raise HostKeyError(
+                    f"{host.name} ({host.address}:{host.port}): its host key has CHANGED since it was recorded in "
+                    f"{self.known_hosts} (got {err.key.get_name()} {err.key.fingerprint}). If the machine was "
+                    f"reinstalled, remove the old line with `ssh-keygen -R {_known_name(host)} -f {self.known_hosts}` "
+                    "and add the new key after checking it; otherwise someone may be intercepting the connection."
+                ) from None
+            except paramiko.SSHException as err:
+                conn.close()
+                if "not found in known_hosts" in str(err):
+                    raise HostKeyError(
+                        f"{host.name} ({host.address}:{host.port}): host key not found in {self.known_hosts}. "
+                        f"Check the key's fingerprint on the machine, then add it with "
+                        f"`ssh-keyscan -p {host.port} {host.address} >> {self.known_hosts}` — or, for a throwaway "
+                        "lab only, set `provider: {verify_host_keys: false}` in lab.yaml to skip the check."
+                    ) from None
+                raise
+            self._connections[host.name] = conn
+            return conn
+
+    def _drop(self, host: Host) -> None:
+        with self._lock_for(host):
+            conn = self._connections.pop(host.name, None)
+        if conn is not None:
+            conn.close()
+
+    # ---- the Transport protocol
+    def run(
+        self,
+        host: Host,
+        script: str,
+        *,
+        sudo: bool = True,
+        timeout: float | None = None,
+        env: Mapping[str, str] | None = None,
+    ) -> Result:
+        started = time.monotonic()
+        command = remote_command(sudo=sudo, timeout=timeout)
+        try:
+            payload = stdin_payload(script, env)
+            conn = self.connection(host)
+        except HostKeyError:
+            raise
+        except (OSError, paramiko.SSHException, EOFError) as err:
+            return Result(host.name, -1, duration=time.monotonic() - started, error=_connect_error(host, err))
+        try:
+            return self._exec(host, conn, command, payload, timeout, started)
+        except (OSError, paramiko.SSHException, EOFError) as err:
+            self._drop(host)
+            return Result(
+                host.name, -1, duration=time.monotonic() - started,
+                error=f"connection to {host.name} ({host.address}) lost during the command: {err or type(err).__name__}",
+            )  # fmt: skip
+
+    def _exec(
+        self, host: Host, conn: Connection, command: str, payload: bytes, timeout: float | None, started: float
+    ) -> Result:
+        transport = conn.client.get_transport()
+        if transport is None or not transport.is_active():
+            raise EOFError("the SSH transport is closed")
+        chan = transport.open_session(timeout=self.connect_timeout)
+        out: list[bytes] = []
+        err: list[bytes] = []
+        deadline = started + timeout + LOCAL_TIMEOUT_SLACK if timeout else None
+        try:
+            chan.exec_command(command)
+            chan.sendall(payload)
+            chan.shutdown_write()
+            while True:
+                drained = False
+                while chan.recv_ready():
+                    out.append(chan.recv(65536))
+                    drained = True
+                while chan.recv_stderr_ready():
+                    err.append(chan.recv_stderr(65536))
+                    drained = True
+                if chan.exit_status_ready() and (chan.eof_received or chan.closed):
+                    if not (chan.recv_ready() or chan.recv_stderr_ready()):
+                        break
+                    continue
+                if chan.closed or not transport.is_active():
+                    self._drop(host)
+                    return Result(
+                        host.name, -1, _text(out), _text(err), time.monotonic() - started,
+                        error=f"connection to {host.name} ({host.address}) lost during the command "
+                        "(sshd stopped or the host went down)",
+                    )  # fmt: skip
+                if drained:
+                    continue
+                wait = 1.0
+                if deadline is not None:
+                    wait = min(wait, deadline - time.monotonic())
+                    if wait <= 0:
+                        return Result(
+                            host.name, -1, _text(out), _text(err), time.monotonic() - started, timed_out=True,
+                            error="",
+                        )  # fmt: skip
+                select.select([chan], [], [], wait)
+            code = chan.recv_exit_status()
+        finally:
+            chan.close()
+        duration = time.monotonic() - started
+        if code == -1:  # paramiko's status when the channel closed without an exit status
+            self._drop(host)
+            return Result(
+                host.name, -1, _text(out), _text(err), duration,
+                error=f"connection to {host.name} ({host.address}) lost during the command "
+                "(sshd stopped or the host went down)",
+            )  # fmt: skip
+        # The host's `timeout` ended the script: say so instead of reporting a bare exit code 124.
+        timed_out = bool(timeout) and code in TIMEOUT_EXIT_CODES and duration >= timeout - 1
+        return Result(host.name, code, _text(out), _text(err), duration, timed_out=timed_out)
+
+    def put(self, host: Host, content: bytes, remote_path: str, *, mode: int = 0o644, sudo: bool = True) -> None:
+        """SFTP to a private temporary file in the login user's home, then ``install`` it into place."""
+        conn = self.connection(host)
+        tmp = f".labctl-upload-{uuid.uuid4().hex}"
+        sftp = conn.sftp()
+        with sftp.open(tmp, "wb") as handle:
+            handle.chmod(0o600)  # before the first byte: the content may be a secret
+            handle.write(content)
+        result = self.run(
+            host,
+            f'install -D -m {mode:04o} "$HOME_TMP" {_sh_quote(remote_path)}; rm -f "$HOME_TMP"',
+            sudo=sudo,
+            timeout=60,
+            env={"HOME_TMP": f"{sftp.normalize('.')}/{tmp}"},
+        )
+        if not result.ok:
+            raise OSError(
+                f"{host.name}: could not install the upload at {remote_path}: "
+                f"{result.error or result.stderr_tail(3) or f'exit {result.exit_code}'}"
+            )
+
+    def close(self) -> None:
+        with self._guard:
+            conns = list(self._connections.values())
+            self._connections.clear()
+        for conn in conns:
+            conn.close()
+
+
+def _text(chunks: list[bytes]) -> str:
+    return b"".join(chunks).decode("utf-8", "replace")
+
+
+def _sh_quote(value: str) -> str:
+    import shlex
+
+    return shlex.quote(value)
+
+
+def _known_name(host: Host) -> str:
+    return host.address if host.port == 22 else f"[{host.address}]:{host.port}"
+
+
+def _connect_error(host: Host, err: BaseException) -> str:
+    where = f"{host.user}@{host.address}:{host.port}"
+    if isinstance(err, paramiko.AuthenticationException):
+        return f"cannot log in to {host.name} ({where}): {err} — check the user and key ({host.key_file or 'ssh agent'})"
+    if isinstance(err, socket.timeout | TimeoutError):
+        return f"cannot reach {host.name} ({where}): connection timed out"
+    if isinstance(err, paramiko.ssh_exception.NoValidConnectionsError | ConnectionRefusedError):
+        return f"cannot reach {host.name} ({where}): connection refused (is sshd running?)"
+    return f"cannot reach {host.name} ({where}): {err or type(err).__name__}"

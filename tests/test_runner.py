@@ -1,0 +1,257 @@
+"""Runner unit tests over the scripted fake transport (fast, no SSH): order, skips, facts, failure."""
+
+from __future__ import annotations
+
+import io
+import os
+import threading
+import time
+from pathlib import Path
+
+import pytest
+from rich.console import Console
+
+from labctl.artefacts import Artefact
+from labctl.plan import HostCommands, Plan, PlannedStep
+from labctl.runner import Runner, RunnerError, StepFailed, format_duration
+from labctl.transport.base import Host
+from labctl.transport.scripted import ScriptedTransport
+
+HOSTS = {n: Host(name=n, address=f"10.251.200.{i}") for i, n in enumerate(("master", "worker1", "nfs"), 10)}
+
+
+def step(step_id: str, run: str, *, hosts=("master", "worker1", "nfs"), check: str = "", **kw) -> PlannedStep:
+    return PlannedStep(
+        id=step_id,
+        playbook=step_id.split(".")[0],
+        title=kw.pop("title", f"Title of {step_id}"),
+        purpose="",
+        kind=kw.pop("kind", "remote"),
+        commands=tuple(HostCommands(h, check, run) for h in hosts),
+        **kw,
+    )
+
+
+def plan(*steps: PlannedStep) -> Plan:
+    return Plan(lab="t", provider="ssh", hosts=(), steps=steps)
+
+
+def runner(transport, tmp_path: Path, **kw) -> tuple[Runner, io.StringIO]:
+    out = io.StringIO()
+    console = Console(file=out, force_terminal=False, width=200, highlight=False)
+    return Runner(transport, HOSTS, log_path=tmp_path / "run.log", console=console, **kw), out
+
+
+def test_check_success_skips_with_reason_and_failure_runs(tmp_path):
+    t = ScriptedTransport().on("swap-check", host="master", exit_code=0).on("swap-check", exit_code=1)
+    r, out = runner(t, tmp_path)
+    report = r.run(plan(step("prep.swap-off", "swapoff -a", check="swap-check", done_reason="swap already off")))
+    by_host = {o.host: o for o in report.steps[0].outcomes}
+    assert by_host["master"].status == "skipped" and by_host["master"].reason == "swap already off"
+    assert by_host["worker1"].status == by_host["nfs"].status == "done"
+    assert {c.host for c in t.runs() if c.script == "swapoff -a"} == {"worker1", "nfs"}
+    text = out.getvalue()
+    assert "==> Step: Title of prep.swap-off" in text
+    assert "master: skipped (swap already off)" in text
+    assert "worker1: done" in text
+    assert "==> Finished in" in text
+    assert "\x1b[" not in text  # plain text when not a terminal
+
+
+def test_failure_stops_after_step_and_names_everything(tmp_path):
+    t = ScriptedTransport().on("kubeadm init", exit_code=3, stderr="line1\npreflight error: port 6443 in use\n")
+    r, _out = runner(t, tmp_path)
+    p = plan(
+        step("cp.ok", "true"),
+        step("cp.init", "kubeadm init --config x", hosts=("master",)),
+        step("cp.after", "echo never"),
+    )
+    with pytest.raises(StepFailed) as info:
+        r.run(p)
+    err = info.value
+    assert (err.step_id, err.host, err.exit_code, err.timed_out) == ("cp.init", "master", 3, False)
+    assert "port 6443 in use" in err.stderr_tail
+    assert err.command == "kubeadm init --config x"
+    assert err.log_path == tmp_path / "run.log"
+    message = str(err)
+    for needed in ("cp.init", "master", "exit code 3", "kubeadm init --config x", "port 6443 in use", str(tmp_path / "run.log")):
+        assert needed in message
+    assert not any("echo never" in c.script for c in t.calls)  # later steps not run
+    assert err.report is not None and [s.step_id for s in err.report.steps] == ["cp.ok", "cp.init"]
+
+
+def test_one_host_failing_reports_the_others_done(tmp_path):
+    t = ScriptedTransport().on("install-thing", host="worker1", exit_code=1, stderr="E: boom")
+    r, out = runner(t, tmp_path)
+    with pytest.raises(StepFailed) as info:
+        r.run(plan(step("prep.install", "install-thing")))
+    err = info.value
+    assert err.host == "worker1"
+    assert set(err.succeeded_hosts) == {"master", "nfs"}
+    assert "succeeded on: master, nfs" in str(err)
+    text = out.getvalue()
+    assert "master: done" in text and "nfs: done" in text and "worker1: FAILED" in text
+
+
+def test_timeout_is_named_as_a_timeout(tmp_path):
+    t = ScriptedTransport().on("wait-for-ready", exit_code=124, timed_out=True)
+    r, _ = runner(t, tmp_path)
+    with pytest.raises(StepFailed) as info:
+        r.run(plan(step("w.wait", "wait-for-ready", hosts=("worker1",), timeout=7)))
+    assert info.value.timed_out
+    assert "timed out after 7s" in str(info.value)
+    assert t.runs()[0].timeout == 7
+
+
+def test_connection_error_names_host_and_step(tmp_path):
+    t = ScriptedTransport().on("x", host="nfs", error="cannot reach nfs (vagrant@10.251.200.12:22): connection refused")
+    r, _ = runner(t, tmp_path)
+    with pytest.raises(StepFailed) as info:
+        r.run(plan(step("nfs.export", "x")))
+    assert "step nfs.export" in str(info.value) and "cannot reach nfs" in str(info.value)
+    assert info.value.exit_code is None
+
+
+def test_facts_are_captured_and_handed_over_as_env(tmp_path):
+    t = ScriptedTransport().on("print-join", stdout="kubeadm join 10.0.0.1:6443 --token abcdef.0123456789abcdef\n")
+    r, _ = runner(t, tmp_path)
+    facts: dict[str, str] = {}
+    p = plan(
+        step("cp.join-cmd", "print-join", hosts=("master",), capture="join_command", secret=True),
+        step("w.join", 'eval "$LABCTL_JOIN_COMMAND"', hosts=("worker1",), uses=("join_command",)),
+    )
+    report = r.run(p, facts)
+    assert facts["join_command"] == "kubeadm join 10.0.0.1:6443 --token abcdef.0123456789abcdef"
+    join = next(c for c in t.runs() if c.host == "worker1")
+    assert join.env == {"LABCTL_JOIN_COMMAND": facts["join_command"]}
+    assert report.facts is facts
+
+
+def test_capture_check_takes_the_fact_from_a_successful_check(tmp_path):
+    t = ScriptedTransport().on("cat /etc/labctl/token", stdout="tok-from-check\n")
+    r, _ = runner(t, tmp_path)
+    facts: dict[str, str] = {}
+    p = plan(step("cp.token", "make-token", check="cat /etc/labctl/token", hosts=("master",), capture="token", capture_check=True))
+    r.run(p, facts)
+    assert facts == {"token": "tok-from-check"}
+    assert [c.script for c in t.runs()] == ["cat /etc/labctl/token"]
+
+
+def test_missing_fact_fails_the_step_with_the_fix(tmp_path):
+    t = ScriptedTransport()
+    r, _ = runner(t, tmp_path)
+    with pytest.raises(StepFailed) as info:
+        r.run(plan(step("w.join", "join", hosts=("worker1",), uses=("join_command",))))
+    assert "join_command" in str(info.value) and "capture_check" in str(info.value)
+    assert t.runs() == []
+
+
+def test_secrets_never_reach_console_or_log(tmp_path):
+    token = "abcdef.0123456789abcdef"
+    join = f"kubeadm join 10.0.0.1:6443 --token {token} --discovery-token-ca-cert-hash sha256:{'f' * 64}"
+    webui_key = "webui-secret-key-7f3a9c1e2b4d"
+    t = (
+        ScriptedTransport()
+        .on("print-join", stdout=join + "\n")
+        # A careless script echoes the secret on stderr and fails: the error output must still be clean.
+        .on("use-join", exit_code=1, stderr=f"error: {token} rejected\nkey was {webui_key}\n")
+    )
+    arts = {"webui-env": Artefact("webui-env", "/etc/labctl/webui.env", f"WEBUI_SECRET_KEY={webui_key}\n".encode(), 0o600, True)}
+    r, out = runner(t, tmp_path, artefacts=arts)
+    p = plan(
+        step("cp.join", "print-join", hosts=("master",), capture="join_command", secret=True),
+        step("w.join", "use-join", hosts=("worker1",), uses=("join_command",), upload=("webui-env",)),
+    )
+    with pytest.raises(StepFailed) as info:
+        r.run(p)
+    log = (tmp_path / "run.log").read_text()
+    for text in (out.getvalue(), log, str(info.value)):
+        assert token not in text and webui_key not in text and "f" * 64 not in text
+    assert "<redacted:join_command>" in str(info.value)
+    assert "<redacted:webui-env>" in log
+    assert "secret capture join_command: not logged" in log
+    assert os.stat(tmp_path / "run.log").st_mode & 0o777 == 0o600
+    put = next(c for c in t.calls if c.kind == "put")
+    assert (put.host, put.path, put.mode) == ("worker1", "/etc/labctl/webui.env", 0o600)
+
+
+def test_log_has_every_command_exit_code_and_output(tmp_path):
+    t = ScriptedTransport().on("echo hello", stdout="hello\n").on("grep -q x", exit_code=1)
+    r, _ = runner(t, tmp_path)
+    r.run(plan(step("a.b", "echo hello", check="grep -q x /etc/f", hosts=("nfs",))))
+    log = (tmp_path / "run.log").read_text()
+    assert "a.b on nfs: check" in log and "$ grep -q x /etc/f" in log and "exit 1" in log
+    assert "a.b on nfs: run" in log and "$ echo hello" in log and "exit 0" in log and "hello" in log
+
+
+def test_retries_with_backoff_then_success(tmp_path):
+    t = ScriptedTransport().on("curl -fsSL", exit_code=56, stderr="reset", times=2)
+    r, out = runner(t, tmp_path, retry_backoff=0.01, retry_max_wait=0.02)
+    report = r.run(plan(step("net.fetch", "curl -fsSL https://example.invalid/x", hosts=("master",), retries=3)))
+    assert report.steps[0].outcomes[0].status == "done"
+    assert len(t.runs()) == 3
+    assert "attempt 1/4 failed (exit 56" in out.getvalue()
+
+
+def test_retries_exhausted_fail_with_last_result(tmp_path):
+    t = ScriptedTransport().on("curl", exit_code=22, stderr="404")
+    r, _ = runner(t, tmp_path, retry_backoff=0.01, retry_max_wait=0.01)
+    with pytest.raises(StepFailed) as info:
+        r.run(plan(step("net.fetch", "curl x", hosts=("master",), retries=2)))
+    assert info.value.exit_code == 22 and len(t.runs()) == 3
+
+
+def test_hosts_run_in_parallel(tmp_path):
+    t = ScriptedTransport().on("slow", delay=0.4)
+    r, _ = runner(t, tmp_path)
+    started = time.monotonic()
+    r.run(plan(step("s.slow", "slow")))
+    assert time.monotonic() - started < 1.0  # three hosts × 0.4 s, in parallel
+
+
+def test_profile_skips_and_provider_steps(tmp_path):
+    t = ScriptedTransport()
+    seen = []
+    r, out = runner(t, tmp_path, on_provider_step=seen.append)
+    p = plan(
+        step("provider.up", "vagrant up", hosts=("localhost",), kind="provider"),
+        step("net.pull", "ctr pull", skip_reason="needs the internet and the lab is offline"),
+    )
+    report = r.run(p)
+    assert [s.id for s in seen] == ["provider.up"]
+    assert all(o.status == "skipped" for o in report.steps[1].outcomes)
+    assert "SKIPPED on every host: needs the internet" in out.getvalue()
+    assert t.calls == []
+    r2, _out2 = runner(ScriptedTransport(), tmp_path)
+    report2 = r2.run(plan(step("provider.up", "vagrant up", hosts=("localhost",), kind="provider")))
+    assert report2.steps[0].outcomes[0].reason == "handled by the provider"
+
+
+def test_unknown_host_or_artefact_refused_before_anything_runs(tmp_path):
+    t = ScriptedTransport()
+    r, _ = runner(t, tmp_path)
+    with pytest.raises(RunnerError, match="gpu1"):
+        r.run(plan(step("a.ok", "true"), step("g.x", "true", hosts=("gpu1",))))
+    with pytest.raises(RunnerError, match="artefact 'missing'"):
+        r.run(plan(step("a.ok", "true"), step("u.x", "true", upload=("missing",))))
+    assert t.calls == []
+
+
+def test_ctrl_c_closes_connections_writes_log_and_reraises(tmp_path):
+    t = ScriptedTransport().on("slow", delay=0.5)
+    r, _out = runner(t, tmp_path)
+    timer = threading.Timer(0.1, lambda: os.kill(os.getpid(), 2))
+    timer.start()
+    with pytest.raises(KeyboardInterrupt):
+        r.run(plan(step("s.slow", "slow"), step("s.next", "never")))
+    assert t.closed
+    assert "INTERRUPTED" in (tmp_path / "run.log").read_text()
+    assert not any(c.script == "never" for c in t.calls)
+
+
+def test_summary_and_durations(tmp_path):
+    r, _ = runner(ScriptedTransport(), tmp_path)
+    report = r.run(plan(step("a.one", "true"), step("a.two", "true", hosts=("nfs",))))
+    summary = report.summary()
+    assert "2 steps" in summary and "4 host runs done" in summary and "a.two" in summary
+    assert format_duration(62) == "1m02s" and format_duration(3.25) == "3.2s"
