@@ -153,7 +153,10 @@ def render(lab_file: Path | None, output_dir: Path) -> None:
     from labctl.render import render_all
 
     spec = load_spec(lab_file)
-    for path in render_all(spec, output_dir):
+    if lab_file is None and Path(DEFAULT_FILE).exists():
+        lab_file = Path(DEFAULT_FILE)
+    source = str(lab_file) if lab_file is not None else "the built-in default lab"  # named in the file headers
+    for path in render_all(spec, output_dir, source=source):
         click.echo(f"wrote {path}")
 
 
