@@ -283,6 +283,9 @@ def build_plan(
                             run=env.from_string(st.run).render(ctx).strip(),
                         )
                     )
+                # Titles and done reasons may name pinned versions ("Install containerd {{ versions.containerd }}").
+                title = env.from_string(st.title).render(base)
+                done_reason = env.from_string(st.done_reason).render(base)
             except jinja2.TemplateError as err:
                 raise PlaybookError(f"{where}: template error: {err}") from None
             if not cmds:
@@ -296,7 +299,7 @@ def build_plan(
                 PlannedStep(
                     id=step_id,
                     playbook=book.name,
-                    title=st.title,
+                    title=title,
                     purpose=" ".join(st.purpose.split()),
                     kind="remote",
                     commands=tuple(cmds),
@@ -309,7 +312,7 @@ def build_plan(
                     secret=st.secret,
                     uses=st.uses,
                     upload=st.upload,
-                    done_reason=st.done_reason,
+                    done_reason=done_reason,
                     skip_reason=skip,
                 )
             )
