@@ -241,6 +241,125 @@ def status(lab_file: Path | None, output: str) -> None:
     raise NotBuiltYet("`labctl status` is not built yet: it would report nothing true")
 
 
+# ---- classroom: handout, lock, warm cache ----------------------------------------------------------
+def _classroom_plan(lab_file: Path | None, cache_dir: Path | None = None):  # type: ignore[no-untyped-def]
+    """The spec (checked against its lock, if one exists) and the plan `create` would run."""
+    from labctl.cache import inspect_cache
+    from labctl.lock import check_lock
+    from labctl.plan import build_plan
+
+    spec = load_spec(lab_file)
+    check_lock(spec, lab_file)
+    cache = inspect_cache(cache_dir, spec) if cache_dir is not None else None
+    return spec, build_plan(spec, cache=cache)
+
+
+@cli.command()
+@lab_file_option
+@click.option("--format", "fmt", type=click.Choice(["md", "html"]), default="md", show_default=True)
+@click.option("-o", "--output", "out", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Write to this file instead of stdout.")
+@click.option("--cache", "cache_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Include the warm-cache steps, as `create --cache DIR` would run them.")
+def handout(lab_file: Path | None, fmt: str, out: Path | None, cache_dir: Path | None) -> None:
+    """Write the workshop handout: every step of `create` with its exact commands per machine.
+
+    \b
+    Example:
+      labctl handout --format html -o handout.html   # one file, prints well
+    """
+    from labctl.handout import render
+
+    spec, plan_ = _classroom_plan(lab_file, cache_dir)
+    text = render(spec, plan_, fmt)
+    if out is None:
+        click.echo(text, nl=False)
+    else:
+        out.write_text(text, encoding="utf-8")
+        click.echo(f"wrote {out} ({len(plan_.steps)} steps)")
+
+
+@cli.command()
+@lab_file_option
+@click.option("--cache", "cache_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Also record the digests of what this warm cache holds.")
+def lock(lab_file: Path | None, cache_dir: Path | None) -> None:
+    """Write lab.lock.yaml next to lab.yaml: every resolved version, so every student gets the same lab.
+
+    `create`, `plan` and `handout` refuse to run when the lock and the spec/pins disagree.
+
+    \b
+    Example:
+      labctl lock -f lab.yaml && git add lab.yaml lab.lock.yaml
+    """
+    from labctl.lock import lock_path, write_lock
+
+    spec = load_spec(lab_file)
+    path = write_lock(spec, lock_path(lab_file), cache_dir=cache_dir)
+    click.echo(f"wrote {path}")
+
+
+@cli.group(cls=LabctlGroup)
+def cache() -> None:
+    """Warm cache for rooms with poor Wi-Fi: fill it once, create every lab from it.
+
+    \b
+    Example:
+      labctl cache fill ~/labcache && labctl cache status ~/labcache
+      labctl create --cache ~/labcache
+    """
+
+
+@cache.command("fill")
+@lab_file_option
+@click.argument("directory", type=click.Path(file_okay=False, path_type=Path), default=Path("labctl-cache"))
+@click.option("--mirror", default=None, metavar="URL",
+              help="Fetch every item from this base URL (http://, https:// or file://) laid out like a cache, "
+                   "instead of from upstream — e.g. another instructor's cache served over HTTP.")
+@click.option("--only", type=click.Choice(["box", "deb", "image", "model"]), multiple=True,
+              help="Fetch only these kinds of item (repeatable).")
+def cache_fill(lab_file: Path | None, directory: Path, mirror: str | None, only: tuple[str, ...]) -> None:
+    """Download everything the lab needs into DIRECTORY (box, .debs, image tarballs, models).
+
+    Items already present with the right size and digest are not fetched again.
+
+    \b
+    Example:
+      labctl cache fill ~/labcache
+      labctl cache fill --mirror http://instructor.local:8000 ~/labcache
+    """
+    from labctl.cache import fill_cache
+    from labctl.lock import check_lock
+
+    spec = load_spec(lab_file)
+    check_lock(spec, lab_file)
+    report = fill_cache(spec, directory, mirror=mirror, kinds=set(only) or None, echo=click.echo)
+    click.echo(report.summary())
+    if report.failed:
+        sys.exit(1)
+
+
+@cache.command("status")
+@lab_file_option
+@click.argument("directory", type=click.Path(file_okay=False, path_type=Path), default=Path("labctl-cache"))
+def cache_status(lab_file: Path | None, directory: Path) -> None:
+    """Show each item the lab needs: present or missing in DIRECTORY, with its size.
+
+    Exits 1 when something is missing, so scripts can test a cache before class.
+
+    \b
+    Example:
+      labctl cache status ~/labcache
+    """
+    from labctl.cache import status_table
+
+    spec = load_spec(lab_file)
+    text, complete = status_table(spec, directory)
+    click.echo(text, nl=False)
+    if not complete:
+        sys.exit(1)
+
+
 # ---- apps layer on any cluster, load test -----------------------------------------------------
 @cli.command()
 @lab_file_option

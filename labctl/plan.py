@@ -214,8 +214,11 @@ def nodes_for(spec: LabSpec, role: str) -> list[Node]:
     return [n for _, n in spec.all_nodes() if role == "all" or role in spec.roles_of(n)]
 
 
-def template_context(spec: LabSpec) -> dict[str, Any]:
-    """What every playbook and manifest template may use (documented in the playbooks README)."""
+def template_context(spec: LabSpec, *, cache: Any = None) -> dict[str, Any]:
+    """What every playbook and manifest template may use (documented in the playbooks README).
+
+    ``cache`` is the warm cache given to ``create --cache`` (a ``labctl.cache.CacheInfo``) or None;
+    steps that only make sense with a cache say ``when: cache``."""
     from labctl.versions import PINS, kubernetes_minor
 
     return {
@@ -228,6 +231,7 @@ def template_context(spec: LabSpec) -> dict[str, Any]:
         "workers": nodes_for(spec, "workers"),
         "nfs": spec.nodes.nfs,
         "fact_var": fact_variable,
+        "cache": cache,
     }
 
 
@@ -249,6 +253,7 @@ def build_plan(
     *,
     state_dir: Path | None = None,
     include_provider: bool = True,
+    cache: Any = None,
 ) -> Plan:
     """Render every step of every playbook for every host it targets. Pure."""
     import jinja2
@@ -257,7 +262,7 @@ def build_plan(
 
     books = load_playbooks() if playbooks is None else playbooks
     env = _jinja()
-    base = template_context(spec)
+    base = template_context(spec, cache=cache)
     steps: list[PlannedStep] = []
     if include_provider:
         steps.append(provider_step(spec, state_dir))

@@ -1,0 +1,170 @@
+"""The warm cache: real fetch code against a loopback stand-in for the upstreams (tests/fakeupstream.py),
+then status, a file:// mirror, and the plan steps it turns on."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import tarfile
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from labctl.cache import (
+    CacheError,
+    Source,
+    fill_cache,
+    inspect_cache,
+    known_digests,
+    needed_items,
+    scan,
+    status_table,
+)
+from labctl.cli import cli
+from labctl.plan import build_plan, load_playbooks
+from labctl.spec import LabSpec
+from tests.fakeupstream import FakeUpstream, Serving
+
+
+@pytest.fixture(scope="module")
+def upstream(tmp_path_factory: pytest.TempPathFactory):
+    fake = FakeUpstream(LabSpec.default(), tmp_path_factory.mktemp("upstream"))
+    serving = Serving(fake)
+    yield fake, serving
+    serving.stop()
+
+
+@pytest.fixture(scope="module")
+def filled(upstream, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    fake, serving = upstream
+    root = tmp_path_factory.mktemp("cache")
+    report = fill_cache(LabSpec.default(), root, upstreams=fake.upstreams(serving.base))
+    assert not report.failed, report.summary()
+    return root
+
+
+def test_fill_fetches_every_needed_item_from_upstream(filled: Path) -> None:
+    spec = LabSpec.default()
+    rows = scan(spec, filled)
+    assert [r.item.name for r in rows if not r.ok] == []
+    kinds = {r.item.kind for r in rows}
+    assert kinds == {"box", "deb", "image", "model"}
+    # the pinned patterns picked the right .debs, not the decoys
+    debs = sorted(p.name for p in (filled / "debs").glob("*.deb"))
+    assert "kubeadm_1.36.4-1.1_amd64.deb" in debs
+    assert not any(n.startswith(("kubeadm_1.36.3", "kubeadm_1.37")) for n in debs)
+    assert "containerd_2.2.1-0ubuntu1~24.04.3_amd64.deb" in debs
+    assert not any(n.startswith("containerd_1.7") for n in debs)
+    # the flat apt index covers every .deb and its digest
+    sums = (filled / "debs" / "SHA256SUMS").read_text().splitlines()
+    assert len(sums) == len(debs)
+    for line in sums:
+        digest, name = line.split()
+        assert hashlib.sha256((filled / "debs" / name).read_bytes()).hexdigest() == digest
+    assert "Filename: ./kubeadm_1.36.4-1.1_amd64.deb" in (filled / "debs" / "Packages").read_text()
+    # box metadata lets `vagrant box add` register the pinned name and version
+    meta = json.loads(next((filled / "boxes").glob("*.json")).read_text())
+    assert meta["name"] == spec.box and meta["versions"][0]["version"] == spec.box_version
+
+
+def test_image_archive_is_an_oci_layout_ctr_can_import(filled: Path) -> None:
+    ref = "docker.io/ollama/ollama:0.40.1"
+    path = filled / "images" / "docker.io_ollama_ollama_0.40.1.tar"
+    with tarfile.open(path) as tar:
+        names = set(tar.getnames())
+        index = json.load(tar.extractfile("index.json"))  # type: ignore[arg-type]
+        assert "oci-layout" in names
+        entry = index["manifests"][0]
+        assert entry["annotations"]["io.containerd.image.name"] == ref
+        manifest_bytes = tar.extractfile(f"blobs/sha256/{entry['digest'].split(':')[1]}").read()  # type: ignore[union-attr]
+        manifest = json.loads(manifest_bytes)
+        config = json.loads(tar.extractfile(f"blobs/sha256/{manifest['config']['digest'].split(':')[1]}").read())  # type: ignore[union-attr]
+        assert config["architecture"] == "amd64"  # the platform was picked from the index
+        for layer in manifest["layers"]:
+            data = tar.extractfile(f"blobs/sha256/{layer['digest'].split(':')[1]}").read()  # type: ignore[union-attr]
+            assert "sha256:" + hashlib.sha256(data).hexdigest() == layer["digest"]
+
+
+def test_model_is_stored_in_ollamas_layout(filled: Path) -> None:
+    manifest = filled / "models/manifests/registry.ollama.ai/library/llama3.2/1b"
+    data = json.loads(manifest.read_text())
+    for layer in [data["config"], *data["layers"]]:
+        blob = filled / "models/blobs" / layer["digest"].replace(":", "-")
+        assert blob.stat().st_size == layer["size"]
+
+
+def test_second_fill_fetches_nothing(upstream, filled: Path) -> None:
+    fake, serving = upstream
+    before_bytes, before_requests = fake.bytes_served, len(fake.requests)
+    report = fill_cache(LabSpec.default(), filled, upstreams=fake.upstreams(serving.base))
+    assert report.fetched == [] and not report.failed
+    assert len(report.kept) == len(needed_items(LabSpec.default()))
+    assert fake.bytes_served == before_bytes and len(fake.requests) == before_requests
+
+
+def test_fill_from_a_file_mirror_copies_the_cache(filled: Path, tmp_path: Path) -> None:
+    spec = LabSpec.default()
+    src = Source()
+    report = fill_cache(spec, tmp_path, mirror=filled.resolve().as_uri(), source=src)
+    assert not report.failed, report.summary()
+    assert all(r.ok for r in scan(spec, tmp_path))
+    # every byte read from the mirror is an item's, plus the apt index read once to pick the .debs
+    index = (filled / "debs" / "Packages").stat().st_size
+    assert src.bytes_downloaded == sum(b for _, b in report.fetched) + index
+    assert known_digests(spec, tmp_path) == known_digests(spec, filled)
+
+
+def test_a_corrupted_download_is_refused(upstream, tmp_path: Path) -> None:
+    fake, serving = upstream
+    digest = next(iter(fake.blobs))
+    good = fake.blobs[digest]
+    fake.blobs[digest] = b"tampered" + good
+    try:
+        spec = LabSpec.default()
+        report = fill_cache(spec, tmp_path, upstreams=fake.upstreams(serving.base), kinds={"image", "model"})
+    finally:
+        fake.blobs[digest] = good
+    assert report.failed and "does not match" in report.failed[0][1]
+    assert not list(tmp_path.rglob("*.part")), "a failed download leaves no partial file behind"
+
+
+def test_status_lists_missing_items_and_exits_1(tmp_path: Path) -> None:
+    result = CliRunner().invoke(cli, ["cache", "status", str(tmp_path)])
+    assert result.exit_code == 1
+    assert "MISSING" in result.output and "docker.io/ollama/ollama:0.40.1" in result.output
+    assert "labctl cache fill" in result.output
+
+
+def test_status_of_a_full_cache_exits_0_with_sizes(filled: Path) -> None:
+    text, complete = status_table(LabSpec.default(), filled)
+    assert complete and "MISSING" not in text
+    size = (filled / "images/docker.io_ollama_ollama_0.40.1.tar").stat().st_size
+    assert any("ollama/ollama:0.40.1" in line and "present" in line for line in text.splitlines())
+    result = CliRunner().invoke(cli, ["cache", "status", str(filled)])
+    assert result.exit_code == 0, result.output
+    assert size > 0
+
+
+def test_plan_has_seeding_steps_only_with_a_cache(filled: Path) -> None:
+    spec = LabSpec.default()
+    # only the cache playbooks: the plan must not depend on other areas' playbooks to test this one
+    books = [b for b in load_playbooks() if b.name.startswith("warm-cache")]
+    cold = build_plan(spec, books, include_provider=False)
+    warm = build_plan(spec, books, include_provider=False, cache=inspect_cache(filled, spec))
+    seeding = {"warm-cache-packages.local-apt-repository", "warm-cache-seed.import-images", "warm-cache-seed.seed-models"}
+    assert not seeding & {s.id for s in cold.steps}
+    assert seeding <= {s.id for s in warm.steps}
+    ids = [s.id for s in warm.steps]
+    assert ids.index("warm-cache-packages.local-apt-repository") < ids.index("warm-cache-seed.import-images")
+    imp = warm.step("warm-cache-seed.import-images")
+    assert imp.hosts == ("master", "worker1")
+    assert "/labctl-cache/images/docker.io_ollama_ollama_0.40.1.tar" in imp.commands[0].run
+    seed = warm.step("warm-cache-seed.seed-models")
+    assert seed.hosts == ("nfs",)
+    assert "/srv/nfs/lab/llm/ollama-models" in seed.commands[0].run
+
+
+def test_inspect_refuses_a_missing_folder(tmp_path: Path) -> None:
+    with pytest.raises(CacheError, match="cache fill"):
+        inspect_cache(tmp_path / "nope", LabSpec.default())
