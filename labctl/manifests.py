@@ -305,9 +305,9 @@ def validation_problems(objects: list[dict[str, Any]], kubernetes_version: str |
         except kubernetes_validate.SchemaNotFoundError:
             problems.append(f"{where}: no schema for {api_version} {kind} — add one to manifests/schemas/")
         except kubernetes_validate.ValidationError as err:
-            cause = err.caught
-            path = ".".join(str(p) for p in getattr(cause, "absolute_path", [])) or "(top)"
-            problems.append(f"{where}: {path}: {getattr(cause, 'message', cause)}")
+            # A copy of the first jsonschema error: where it is and what is wrong.
+            path = ".".join(str(p) for p in err.absolute_path) or "(top)"
+            problems.append(f"{where}: {path}: {err.message}")
     return problems
 
 
