@@ -97,8 +97,11 @@ def build_outline(spec: LabSpec, plan: Plan) -> Outline:
             blocks.append(CommandBlock(hosts, "run", cmd.run))
         sections.append(StepSection(n, step, _step_facts(step), tuple(blocks)))
 
+    from labctl.manifests import DEFAULT_NAMESPACE, pull_job_name
+
     subnet = spec.network.subnet
     provider = spec.provider.type
+    pull_job = pull_job_name(list(spec.apps.ollama.models))
     prereq = [
         "A 64-bit laptop with hardware virtualisation switched on, "
         f"{spec.memory_mib()} MiB of RAM free for the VMs and about 40 GiB of disk.",
@@ -133,10 +136,13 @@ def build_outline(spec: LabSpec, plan: Plan) -> Outline:
             f"showmount -e {spec.nodes.nfs.ip}",
         ),
         ("the volumes are Bound", "kubectl get storageclass,pvc -A"),
-        ("Ollama and Open WebUI are Running", "kubectl get pods,svc -A -l 'app in (ollama,open-webui)'"),
+        (
+            "Ollama and Open WebUI are Running",
+            f"kubectl -n {DEFAULT_NAMESPACE} get pods,svc -l 'app.kubernetes.io/name in (ollama,open-webui)'",
+        ),
         ("the Open WebUI Service has its LoadBalancer address", f"kubectl get svc -A -o wide | grep {webui}"),
         ("the Open WebUI endpoint answers", f"curl -fsS http://{webui}:{port}/health"),
-        ("the models are on the shared volume", "kubectl exec -n llm deploy/ollama -- ollama list"),
+        ("the models are on the shared volume", f"kubectl -n {DEFAULT_NAMESPACE} exec deploy/ollama -- ollama list"),
     ]
 
     troubles = [
@@ -167,7 +173,7 @@ def build_outline(spec: LabSpec, plan: Plan) -> Outline:
         (
             "The model download Job stays at 99% or never finishes",
             "Ollama pulls can stall near the end on a slow or shared connection.",
-            "The Job retries with a timeout; follow it with `kubectl -n llm logs -f job/<pull job>`. If it gave up, "
+            f"The Job retries with a timeout; follow it with `kubectl -n {DEFAULT_NAMESPACE} logs -f job/{pull_job}`. If it gave up, "
             "delete the Job and run `labctl create` again — finished layers are kept. In a classroom, fill a warm "
             "cache once (`labctl cache fill`) and use `labctl create --cache DIR`.",
         ),

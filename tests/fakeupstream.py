@@ -68,8 +68,9 @@ def build_deb(workdir: Path, name: str, version: str) -> Path:
         f"Description: TEST DOUBLE of {name}, built by tests/fakeupstream.py\n"
     )
     out = workdir / f"{name}_{version}_amd64.deb"
-    subprocess.run(["dpkg-deb", "-Zgzip", "--root-owner-group", "--build", str(root), str(out)],
-                   check=True, capture_output=True)
+    subprocess.run(
+        ["dpkg-deb", "-Zgzip", "--root-owner-group", "--build", str(root), str(out)], check=True, capture_output=True
+    )
     return out
 
 
@@ -104,18 +105,27 @@ class FakeUpstream:
         for arch in ("amd64", "arm64"):
             config = self._blob(json.dumps({"architecture": arch, "os": "linux", "ref": ref}).encode())
             layer = self._blob(_tgz("hello.txt", f"TEST DOUBLE layer of {ref} ({arch})\n".encode()))
-            manifest = json.dumps({
-                "schemaVersion": 2,
-                "mediaType": "application/vnd.oci.image.manifest.v1+json",
-                "config": {"mediaType": "application/vnd.oci.image.config.v1+json", **config},
-                "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar+gzip", **layer}],
-            }).encode()
+            manifest = json.dumps(
+                {
+                    "schemaVersion": 2,
+                    "mediaType": "application/vnd.oci.image.manifest.v1+json",
+                    "config": {"mediaType": "application/vnd.oci.image.config.v1+json", **config},
+                    "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar+gzip", **layer}],
+                }
+            ).encode()
             d = _digest(manifest)
             self.manifests[(name, d)] = ("application/vnd.oci.image.manifest.v1+json", manifest)
-            per_arch.append({"mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": d,
-                             "size": len(manifest), "platform": {"os": "linux", "architecture": arch}})
-        index = json.dumps({"schemaVersion": 2, "mediaType": "application/vnd.oci.image.index.v1+json",
-                            "manifests": per_arch}).encode()
+            per_arch.append(
+                {
+                    "mediaType": "application/vnd.oci.image.manifest.v1+json",
+                    "digest": d,
+                    "size": len(manifest),
+                    "platform": {"os": "linux", "architecture": arch},
+                }
+            )
+        index = json.dumps(
+            {"schemaVersion": 2, "mediaType": "application/vnd.oci.image.index.v1+json", "manifests": per_arch}
+        ).encode()
         self.manifests[(name, tag)] = ("application/vnd.oci.image.index.v1+json", index)
 
     def _add_model(self, model: str) -> None:
@@ -123,15 +133,17 @@ class FakeUpstream:
         config = self._blob(json.dumps({"model_format": "gguf", "fake": True}).encode())
         weights = self._blob(b"GGUF" + hashlib.sha256(model.encode()).digest() * 64)  # 2 KiB of "weights"
         template = self._blob(b"{{ .Prompt }}")
-        manifest = json.dumps({
-            "schemaVersion": 2,
-            "mediaType": "application/vnd.docker.distribution.manifest.v2+json",
-            "config": {"mediaType": "application/vnd.docker.container.image.v1+json", **config},
-            "layers": [
-                {"mediaType": "application/vnd.ollama.image.model", **weights},
-                {"mediaType": "application/vnd.ollama.image.template", **template},
-            ],
-        }).encode()
+        manifest = json.dumps(
+            {
+                "schemaVersion": 2,
+                "mediaType": "application/vnd.docker.distribution.manifest.v2+json",
+                "config": {"mediaType": "application/vnd.docker.container.image.v1+json", **config},
+                "layers": [
+                    {"mediaType": "application/vnd.ollama.image.model", **weights},
+                    {"mediaType": "application/vnd.ollama.image.template", **template},
+                ],
+            }
+        ).encode()
         self.manifests[(f"{ns}/{repo}", tag)] = ("application/vnd.docker.distribution.manifest.v2+json", manifest)
 
     def _add_apt(self) -> None:
@@ -169,7 +181,7 @@ class FakeUpstream:
             if self.require_token and headers.get("authorization") != f"Bearer {TOKEN}":
                 realm = f'Bearer realm="http://{headers.get("host")}/token",service="fake",scope="pull"'
                 return 401, {"WWW-Authenticate": realm}, b"{}"
-            rest = path[len("/v2/"):]
+            rest = path[len("/v2/") :]
             if "/manifests/" in rest:
                 name, ref = rest.split("/manifests/")
                 if (name, ref) in self.manifests:
@@ -194,8 +206,10 @@ class Serving:
         fake = upstream
 
         class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:  # noqa: N802 (http.server's name)
-                status, headers, body = fake.respond(self.path.split("?")[0], {k.lower(): v for k, v in self.headers.items()})
+            def do_GET(self) -> None:
+                status, headers, body = fake.respond(
+                    self.path.split("?")[0], {k.lower(): v for k, v in self.headers.items()}
+                )
                 self.send_response(status)
                 for k, v in headers.items():
                     self.send_header(k, v)

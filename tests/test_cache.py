@@ -152,7 +152,11 @@ def test_plan_has_seeding_steps_only_with_a_cache(filled: Path) -> None:
     books = [b for b in load_playbooks() if b.name.startswith("warm-cache")]
     cold = build_plan(spec, books, include_provider=False)
     warm = build_plan(spec, books, include_provider=False, cache=inspect_cache(filled, spec))
-    seeding = {"warm-cache-packages.local-apt-repository", "warm-cache-seed.import-images", "warm-cache-seed.seed-models"}
+    seeding = {
+        "warm-cache-packages.local-apt-repository",
+        "warm-cache-seed.import-images",
+        "warm-cache-seed.seed-models",
+    }
     assert not seeding & {s.id for s in cold.steps}
     assert seeding <= {s.id for s in warm.steps}
     ids = [s.id for s in warm.steps]
