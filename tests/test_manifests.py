@@ -253,7 +253,7 @@ def test_exposed_ollama_gets_the_next_free_pool_address() -> None:
     assert svc["spec"]["type"] == "LoadBalancer"
     assert svc["metadata"]["annotations"]["metallb.io/loadBalancerIPs"] == "192.168.33.3"
     one_address = spec_with(network={"metallb_pool": "192.168.33.2-192.168.33.2"}, apps={"ollama": {"expose": True}})
-    with pytest.raises(ManifestError, match="apps.ollama.expose"):
+    with pytest.raises(ManifestError, match=r"apps\.ollama\.expose"):
         render_bundles(one_address, TEST_SECRETS)
 
 
