@@ -160,10 +160,8 @@ def render(lab_file: Path | None, output_dir: Path) -> None:
         click.echo(f"wrote {path}")
 
 
-def _print_plan(lab_file: Path | None, output: str) -> None:
-    from labctl.plan import build_plan
-
-    plan = build_plan(load_spec(lab_file))
+def _print_plan(lab_file: Path | None, output: str, cache_dir: Path | None = None) -> None:
+    _, plan = _classroom_plan(lab_file, cache_dir)  # checks lab.lock.yaml when there is one
     click.echo(plan.to_json() if output == "json" else plan.to_text(), nl=False)
 
 
@@ -187,7 +185,9 @@ def plan(lab_file: Path | None, output: str) -> None:
 @click.option(
     "--output", type=click.Choice(["text", "json"]), default="text", show_default=True, help="Format of --dry-run."
 )
-def create(lab_file: Path | None, dry_run: bool, output: str) -> None:
+@click.option("--cache", "cache_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="A warm cache (`labctl cache fill DIR`): packages, images and models come from it.")
+def create(lab_file: Path | None, dry_run: bool, output: str, cache_dir: Path | None) -> None:
     """Create the lab: preflight, Vagrantfile, VMs, SSH steps, manifests, verify, summary.
 
     Re-running finishes a half-built lab: every finished step is skipped by its check.
@@ -198,11 +198,11 @@ def create(lab_file: Path | None, dry_run: bool, output: str) -> None:
       labctl create
     """
     if dry_run:
-        _print_plan(lab_file, output)
+        _print_plan(lab_file, output, cache_dir)
         return
     from labctl.errors import NotBuiltYet
 
-    load_spec(lab_file)
+    _classroom_plan(lab_file, cache_dir)  # the lock and the cache are checked before anything starts
     raise NotBuiltYet(
         "`labctl create` cannot run a lab yet: the VM lifecycle is not built — use --dry-run to see the plan"
     )
