@@ -193,7 +193,8 @@ def load_playbooks(folder: Path | None = None) -> list[Playbook]:
                 f"{path}: playbook file names start with an order number, e.g. 10-node-prep.yaml — rename it"
             )
         try:
-            data = yaml.safe_load(path.read_text(encoding="utf-8"))
+            # libyaml's loader when present: the pure-Python one is most of a dry run's time.
+            data = yaml.load(path.read_text(encoding="utf-8"), Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
         except yaml.YAMLError as err:
             raise PlaybookError(f"{path}: invalid YAML: {err}") from None
         try:
@@ -262,6 +263,16 @@ def build_plan(
 
     books = load_playbooks() if playbooks is None else playbooks
     env = _jinja()
+    compiled: dict[str, jinja2.Template | _Plain] = {}
+
+    def template(source: str) -> jinja2.Template | _Plain:
+        # Compile each script once, not once per host, and text without Jinja markup not at all:
+        # compiling templates is most of a dry run's time.
+        if source not in compiled:
+            plain = not any(mark in source for mark in ("{{", "{%", "{#"))
+            compiled[source] = _Plain(source) if plain else env.from_string(source)
+        return compiled[source]
+
     base = template_context(spec, cache=cache)
     steps: list[PlannedStep] = []
     if include_provider:
@@ -275,7 +286,7 @@ def build_plan(
                 if fact not in known_facts:
                     raise PlaybookError(f"{where}: uses fact {fact!r} that no earlier step captures — capture it first")
             try:
-                if st.when and not _truthy(env.from_string("{{ " + st.when + " }}").render(base)):
+                if st.when and not _truthy(template("{{ " + st.when + " }}").render(base)):
                     continue
                 targets = nodes_for(spec, st.hosts)
                 cmds = []
@@ -284,13 +295,13 @@ def build_plan(
                     cmds.append(
                         HostCommands(
                             host=node.name,
-                            check=env.from_string(st.check).render(ctx).strip() if st.check else "",
-                            run=env.from_string(st.run).render(ctx).strip(),
+                            check=template(st.check).render(ctx).strip() if st.check else "",
+                            run=template(st.run).render(ctx).strip(),
                         )
                     )
                 # Titles and done reasons may name pinned versions ("Install containerd {{ versions.containerd }}").
-                title = env.from_string(st.title).render(base)
-                done_reason = env.from_string(st.done_reason).render(base)
+                title = template(st.title).render(base)
+                done_reason = template(st.done_reason).render(base)
             except jinja2.TemplateError as err:
                 raise PlaybookError(f"{where}: template error: {err}") from None
             if not cmds:
@@ -326,6 +337,16 @@ def build_plan(
         for _, n in spec.all_nodes()
     )
     return Plan(lab=spec.name, provider=spec.provider.type, hosts=hosts, steps=tuple(steps))
+
+
+@dataclass(frozen=True)
+class _Plain:
+    """Text without Jinja markup: renders to itself (what Jinja would return, minus the compile)."""
+
+    source: str
+
+    def render(self, *_: Any, **__: Any) -> str:
+        return self.source
 
 
 def _truthy(rendered: str) -> bool:
