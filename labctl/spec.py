@@ -71,15 +71,17 @@ class Model(BaseModel):
 
 
 class Node(Model):
-    name: Name
-    ip: ipaddress.IPv4Address
-    cpus: int = Field(ge=1, le=64)
-    memory_mib: int = Field(ge=512, le=262144)
-    disk_gib: int | None = Field(default=None, ge=10, le=2048, description="grow the box's disk (VMs holding models)")
+    name: Name = Field(description="VM and host name (lower-case letters, digits, '-'); unique in the lab")
+    ip: ipaddress.IPv4Address = Field(description="address on the lab network; unique, inside network.subnet")
+    cpus: int = Field(ge=1, le=64, description="virtual CPUs")
+    memory_mib: int = Field(ge=512, le=262144, description="memory in MiB (8192 = 8 GiB)")
+    disk_gib: int | None = Field(
+        default=None, ge=10, le=2048, description="grow the box's disk to this many GiB (VMs holding models); null = box size"
+    )
     # Only for provider: ssh (machines that already exist).
-    ssh_user: str | None = None
-    ssh_port: int = Field(default=22, ge=1, le=65535)
-    ssh_key: Path | None = None
+    ssh_user: str | None = Field(default=None, description="provider ssh only: login user (needs passwordless sudo)")
+    ssh_port: int = Field(default=22, ge=1, le=65535, description="provider ssh only: SSH port")
+    ssh_key: Path | None = Field(default=None, description="provider ssh only: private key file; null = ssh-agent/default")
 
 
 class GpuNode(Node):
@@ -105,7 +107,7 @@ class GpuNode(Node):
 
 
 class NfsNode(Node):
-    export: str = Field(default="/srv/nfs/lab", pattern=r"^/[A-Za-z0-9._/-]+$")
+    export: str = Field(default="/srv/nfs/lab", pattern=r"^/[A-Za-z0-9._/-]+$", description="exported folder on the NFS VM")
 
 
 class Nodes(Model):
@@ -123,7 +125,7 @@ class Nodes(Model):
 
 class Libvirt(Model):
     driver: Literal["kvm", "qemu"] = Field(default="kvm", description="qemu = software emulation (no /dev/kvm)")
-    storage_pool: str = "default"
+    storage_pool: str = Field(default="default", description="libvirt storage pool for the VM disks")
     management_network: str | None = Field(default=None, description="libvirt network for vagrant's NAT NIC")
 
 
@@ -131,9 +133,11 @@ class Provider(Model):
     type: Literal["virtualbox", "libvirt", "ssh"] = "virtualbox"
     box: str = Field(default="", description="empty = the pinned box (labctl versions)")
     box_version: str = Field(default="", description="empty = the pinned box version")
-    boot_timeout: int = Field(default=900, ge=60, le=7200)
-    linked_clones: bool = True
-    synced_folder: bool = False
+    boot_timeout: int = Field(default=900, ge=60, le=7200, description="seconds Vagrant waits for each VM to boot")
+    linked_clones: bool = Field(
+        default=True, description="VirtualBox: clone VMs from one imported box (libvirt always uses copy-on-write)"
+    )
+    synced_folder: bool = Field(default=False, description="share the lab folder as /vagrant in every VM")
     host_memory_budget_mib: int = Field(default=24576, ge=1024, description="warn when the VMs need more")
     libvirt: Libvirt = Libvirt()
     verify_host_keys: bool = Field(default=True, description="provider ssh: check known_hosts")
@@ -142,7 +146,9 @@ class Provider(Model):
 class Network(Model):
     subnet: ipaddress.IPv4Network = ipaddress.IPv4Network("192.168.33.0/24")
     pod_cidr: ipaddress.IPv4Network = ipaddress.IPv4Network("10.10.0.0/16")
-    service_cidr: ipaddress.IPv4Network = ipaddress.IPv4Network("10.96.0.0/12")
+    service_cidr: ipaddress.IPv4Network = Field(
+        default=ipaddress.IPv4Network("10.96.0.0/12"), description="Kubernetes Service addresses (kubeadm default)"
+    )
     metallb_pool: str = Field(default="192.168.33.2-192.168.33.5", description="FIRST-LAST, inside the subnet")
 
     def pool_range(self) -> tuple[ipaddress.IPv4Address, ipaddress.IPv4Address]:
@@ -165,18 +171,20 @@ class Network(Model):
 
 
 class Storage(Model):
-    class_name: Name = "nfs-csi"
-    models_size: Quantity = "20Gi"
-    webui_size: Quantity = "20Gi"
+    class_name: Name = Field(default="nfs-csi", description="the default StorageClass (csi-driver-nfs on the NFS VM)")
+    models_size: Quantity = Field(default="20Gi", description="volume for Ollama's models (ReadWriteMany)")
+    webui_size: Quantity = Field(default="20Gi", description="volume for Open WebUI's data")
     # Retain: a rebuilt lab finds its models again instead of re-downloading gigabytes.
     on_delete: Literal["retain", "delete", "archive"] = "retain"
 
 
 class Ollama(Model):
     models: list[str] = Field(default_factory=lambda: ["llama3.2:1b"])
-    keep_alive: str = Field(default="30m", pattern=r"^(-1|0|[0-9]+[smh])$")
-    num_parallel: int = Field(default=2, ge=1, le=64)
-    max_loaded_models: int = Field(default=1, ge=1, le=16)
+    keep_alive: str = Field(
+        default="30m", pattern=r"^(-1|0|[0-9]+[smh])$", description="OLLAMA_KEEP_ALIVE: how long a model stays loaded (-1 = forever)"
+    )
+    num_parallel: int = Field(default=2, ge=1, le=64, description="OLLAMA_NUM_PARALLEL: requests served at once per model")
+    max_loaded_models: int = Field(default=1, ge=1, le=16, description="OLLAMA_MAX_LOADED_MODELS: models in memory at once")
     expose: bool = Field(default=False, description="LoadBalancer instead of ClusterIP (not for classrooms)")
 
     @field_validator("models")
@@ -191,22 +199,24 @@ class Ollama(Model):
 
 
 class OpenWebUI(Model):
-    port: int = Field(default=8080, ge=1, le=65535)
+    port: int = Field(default=8080, ge=1, le=65535, description="port of the Open WebUI LoadBalancer service")
     address: ipaddress.IPv4Address | None = Field(default=None, description="empty = first MetalLB address")
-    auth: bool = True
+    auth: bool = Field(default=True, description="WEBUI_AUTH: require a login (the first account becomes admin)")
 
 
 class Options(Model):
-    gpu: bool = False
-    autoscaling: bool = False
-    monitoring: bool = False
-    ingress: bool = False
-    ingress_host: str = "webui.lab.local"
-    ingress_tls: bool = False
+    gpu: bool = Field(default=False, description="NVIDIA device plugin + RuntimeClass; Ollama on the GPU worker")
+    autoscaling: bool = Field(default=False, description="HPA on Ollama: 2-10 replicas on CPU (needs metrics-server)")
+    monitoring: bool = Field(default=False, description="Prometheus + Grafana (+ blackbox probe of Ollama), ClusterIP")
+    ingress: bool = Field(default=False, description="Open WebUI by host name through an existing NGINX ingress controller")
+    ingress_host: str = Field(default="webui.lab.local", description="host name of the ingress")
+    ingress_tls: bool = Field(default=False, description="serve the ingress over TLS with ingress_tls_secret")
     ingress_tls_secret: Name = Field(default="webui-tls", description="kubernetes.io/tls Secret for ingress_tls")
     # The OpenAI-compatible upstream's URL and key never go in lab.yaml: name a Secret (keys
     # OPENAI_API_BASE_URL, OPENAI_API_KEY) created in the apps namespace; empty = no upstream.
-    openai_secret: Name | Literal[""] = ""
+    openai_secret: Name | Literal[""] = Field(
+        default="", description="Secret with OPENAI_API_BASE_URL/OPENAI_API_KEY for an upstream API; empty = none"
+    )
 
 
 class Apps(Model):
@@ -216,9 +226,9 @@ class Apps(Model):
 
 
 class LabSpec(Model):
-    apiVersion: Literal["labctl.dev/v1alpha1"] = API_VERSION
-    kind: Literal["Lab"] = KIND
-    name: Name = "llm-lab"
+    apiVersion: Literal["labctl.dev/v1alpha1"] = Field(default=API_VERSION, description="format version of this file")
+    kind: Literal["Lab"] = Field(default=KIND, description="always Lab")
+    name: Name = Field(default="llm-lab", description="the lab's name: state folder, VM group, kubeconfig context")
     offline: bool = Field(
         default=False, description="skip every step that needs the internet (tests, air-gapped demos)"
     )

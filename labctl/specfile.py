@@ -96,3 +96,118 @@ def commented_lab_yaml(spec: LabSpec | None = None) -> str:
     out: list[str] = [HEADER.rstrip()]
     _emit(LabSpec, data, 0, "", out)
     return "\n".join(out) + "\n"
+
+
+# ---- the lab.yaml reference (README) ---------------------------------------------------------------
+NODE_SECTIONS = {
+    "nodes.master": "the Kubernetes control plane",
+    "nodes.workers": "a list: one item per Kubernetes worker",
+    "nodes.nfs": "the NFS server holding the shared volumes (not a Kubernetes node)",
+    "nodes.gpu_worker": "optional worker with a GPU passed through (libvirt only); absent by default",
+}
+
+
+def _type_name(annotation: Any) -> str:
+    import ipaddress
+    from pathlib import Path
+
+    origin = typing.get_origin(annotation)
+    if origin is typing.Literal:
+        return " | ".join(json.dumps(a) for a in typing.get_args(annotation))
+    if origin is typing.Annotated:
+        return _type_name(typing.get_args(annotation)[0])
+    if origin is list:
+        return f"list of {_type_name(typing.get_args(annotation)[0])}"
+    if origin in (typing.Union, types.UnionType):
+        parts = [a for a in typing.get_args(annotation) if a is not type(None)]
+        text = " or ".join(_type_name(a) for a in parts)
+        return text + (" or null" if len(parts) < len(typing.get_args(annotation)) else "")
+    names = {
+        bool: "true/false",
+        int: "integer",
+        str: "text",
+        ipaddress.IPv4Address: "IPv4 address",
+        ipaddress.IPv4Network: "IPv4 network",
+        Path: "file path",
+    }
+    if annotation in names:
+        return names[annotation]
+    return getattr(annotation, "__name__", str(annotation))
+
+
+def _default_at(data: Any, path: str) -> Any:
+    for part in path.split("."):
+        if not isinstance(data, dict) or part not in data:
+            return None
+        data = data[part]
+    return data
+
+
+def reference_rows() -> list[tuple[str, str, str, str]]:
+    """(key, type, default, meaning) for every key of lab.yaml except the node keys (node_rows)."""
+    data = LabSpec.default().model_dump(mode="json")
+    rows: list[tuple[str, str, str, str]] = []
+
+    def walk(model: type[BaseModel], prefix: str) -> None:
+        for key, field in model.model_fields.items():
+            path = f"{prefix}{key}"
+            if path in NODE_SECTIONS:
+                continue
+            sub = _model_of(model, key)
+            if sub is not None:
+                walk(sub, f"{path}.")
+                continue
+            default = _default_at(data, path)
+            shown = "—" if field.is_required() else json.dumps(default)
+            rows.append((path, _type_name(field.annotation), shown, _describe(model, key, path)))
+
+    walk(LabSpec, "")
+    return rows
+
+
+def node_rows() -> list[tuple[str, str, str, str]]:
+    """(key, type, default, meaning) for the keys of one node; nfs-only and GPU-only keys say so."""
+    from labctl.spec import GpuNode, NfsNode, Node
+
+    rows = []
+    for model, only in ((Node, ""), (NfsNode, "nodes.nfs only: "), (GpuNode, "nodes.gpu_worker only: ")):
+        for key, field in model.model_fields.items():
+            if model is not Node and key in Node.model_fields:
+                continue
+            shown = "required" if field.is_required() else json.dumps(field.default, default=str)
+            rows.append((key, _type_name(field.annotation), shown, only + (field.description or "")))
+    return rows
+
+
+def reference_markdown() -> str:
+    """The lab.yaml reference for the README, generated from the models (tests keep it complete)."""
+    spec = LabSpec.default()
+    out = [
+        "| key | type | default | meaning |",
+        "|---|---|---|---|",
+        *_table_rows(reference_rows()),
+        "",
+        "Nodes: " + "; ".join(f"`{k}` is {v}" for k, v in NODE_SECTIONS.items()) + ". Each node has these keys:",
+        "",
+        "| node key | type | default | meaning |",
+        "|---|---|---|---|",
+        *_table_rows(node_rows()),
+        "",
+        "Default nodes (the seed lab):",
+        "",
+        "| node | name | ip | cpus | memory_mib |",
+        "|---|---|---|---|---|",
+        *(f"| `{p}` | {n.name} | {n.ip} | {n.cpus} | {n.memory_mib} |" for p, n in spec.all_nodes()),
+    ]
+    return "\n".join(out) + "\n"
+
+
+def _table_rows(rows: list[tuple[str, str, str, str]]) -> list[str]:
+    def cell(text: str) -> str:
+        return text.replace("|", "\\|")  # a bare | would end the Markdown table cell
+
+    out = []
+    for key, kind, default, meaning in rows:
+        shown = default if default in ("—", "required") else f"`{default}`"
+        out.append(f"| `{key}` | {cell(kind)} | {cell(shown)} | {cell(meaning)} |")
+    return out
