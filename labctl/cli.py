@@ -472,8 +472,8 @@ def bench(
 
     \b
     Example:
-      kubectl -n llm port-forward svc/ollama 11434 &
       labctl bench --url http://127.0.0.1:11434 --concurrency 1,2,4,8
+      # with, in another terminal: kubectl -n llm port-forward svc/ollama 11434
       labctl bench --url http://127.0.0.1:11434 --output json | jq '.levels[].tokens_per_s_total'
     """
     from labctl.bench import DEFAULT_PROMPT, report_table, run_bench
