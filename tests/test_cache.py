@@ -172,3 +172,18 @@ def test_plan_has_seeding_steps_only_with_a_cache(filled: Path) -> None:
 def test_inspect_refuses_a_missing_folder(tmp_path: Path) -> None:
     with pytest.raises(CacheError, match="cache fill"):
         inspect_cache(tmp_path / "nope", LabSpec.default())
+
+
+def test_cli_fill_from_mirror_then_create_dry_run_uses_the_cache(filled: Path, tmp_path: Path) -> None:
+    runner = CliRunner()
+    dest = tmp_path / "classroom-cache"
+    res = runner.invoke(cli, ["cache", "fill", str(dest), "--mirror", filled.resolve().as_uri()])
+    assert res.exit_code == 0, res.output
+    assert "fetched" in res.output and "FAILED" not in res.output
+    again = runner.invoke(cli, ["cache", "fill", str(dest), "--mirror", filled.resolve().as_uri()])
+    assert again.exit_code == 0 and "fetched 0 items" in again.output
+    plan = runner.invoke(cli, ["create", "--dry-run", "--cache", str(dest)])
+    assert plan.exit_code == 0, plan.output
+    assert "warm-cache-seed.import-images" in plan.output and "warm-cache-seed.seed-models" in plan.output
+    bad = runner.invoke(cli, ["cache", "fill", str(tmp_path / "x"), "--mirror", "ftp://nowhere"])
+    assert bad.exit_code != 0 and "http://, https:// or file://" in bad.output
