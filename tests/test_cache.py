@@ -187,3 +187,27 @@ def test_cli_fill_from_mirror_then_create_dry_run_uses_the_cache(filled: Path, t
     assert "warm-cache-seed.import-images" in plan.output and "warm-cache-seed.seed-models" in plan.output
     bad = runner.invoke(cli, ["cache", "fill", str(tmp_path / "x"), "--mirror", "ftp://nowhere"])
     assert bad.exit_code != 0 and "http://, https:// or file://" in bad.output
+
+
+@pytest.mark.validators
+def test_seeding_scripts_pass_shellcheck(filled: Path) -> None:
+    import shutil
+    import subprocess
+
+    if not shutil.which("shellcheck"):
+        pytest.skip("SHELLCHECK MISSING: apt-get install shellcheck (listed in .ci/run)")
+    spec = LabSpec.default()
+    books = [b for b in load_playbooks() if b.name.startswith("warm-cache")]
+    plan = build_plan(spec, books, include_provider=False, cache=inspect_cache(filled, spec))
+    scripts = [
+        (s.id, kind, script)
+        for s in plan.steps
+        for c in s.commands
+        for kind, script in (("check", c.check), ("run", c.run))
+    ]
+    assert len(scripts) == 10
+    for step_id, kind, script in scripts:
+        res = subprocess.run(
+            ["shellcheck", "-s", "bash", "-"], input="#!/bin/bash\n" + script, capture_output=True, text=True
+        )
+        assert res.returncode == 0, f"{step_id} {kind}:\n{res.stdout}"
