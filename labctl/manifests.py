@@ -162,7 +162,6 @@ def _context(spec: LabSpec, secrets: LabSecrets, target: Target) -> dict[str, An
         models_access_mode="ReadWriteMany" if (lab or options.autoscaling) else "ReadWriteOnce",
         ollama=spec.apps.ollama,
         ollama_resources=ollama_resources(spec, gpu),
-        ollama_replicas=2 if options.autoscaling else 1,
         ollama_url=f"http://ollama.{ns}.svc:11434",
         ollama_address=ollama_address,
         gpu_node=spec.nodes.gpu_worker,
