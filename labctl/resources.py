@@ -18,7 +18,13 @@ def folder(name: str) -> Path:
     if name not in _FOLDERS:
         raise KeyError(name)
     here = Path(__file__).resolve().parent
-    for candidate in (here.parent / name, here / "_data" / name):
+    # The wheel's copy first. The checkout's folder only counts beside pyproject.toml: in an
+    # installed labctl, here.parent is site-packages, where e.g. python-vagrant's `vagrant`
+    # package would otherwise pass for our vagrant/ folder.
+    candidates = [here / "_data" / name]
+    if (here.parent / "pyproject.toml").is_file():
+        candidates.append(here.parent / name)
+    for candidate in candidates:
         if candidate.is_dir():
             return candidate
     raise FileNotFoundError(
