@@ -7,6 +7,8 @@ Layout of a cache folder (``labctl cache fill DIR`` writes it; copy it to a USB 
     DIR/images/<reference>.tar                 OCI image archives, importable with `ctr images import`
     DIR/models/blobs/sha256-<hex>              Ollama's own models layout (OLLAMA_MODELS): seeding
     DIR/models/manifests/<registry>/<ns>/<model>/<tag>   is a plain copy onto the NFS export
+    DIR/addons/...                             the add-on manifests (Calico, MetalLB, csi-driver-nfs,
+                                               metrics-server), named as under /etc/labctl/addons/
 
 What a lab needs comes from the same place as the lock (``labctl.lock``: box, packages, images,
 models), so ``labctl cache status`` and ``labctl lock`` can never disagree about the list.
@@ -59,7 +61,7 @@ class CacheError(LabctlError):
 # ---- what a lab needs -------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class Item:
-    kind: str  # box | deb | image | model
+    kind: str  # box | deb | image | model | manifest
     key: str  # the lock key (images.ollama, models.llama3.2:1b, packages.kubeadm, box.name)
     name: str  # what a person reads: docker.io/ollama/ollama:0.40.1, kubeadm=1.36.4-*, ...
     path: str  # relative to the cache folder; for debs a glob over debs/
@@ -98,6 +100,35 @@ def needed_items(spec: LabSpec) -> list[Item]:
         out.append(Item("image", f"images.{key}", ref, f"images/{safe_file_name(ref)}.tar"))
     for model in spec.apps.ollama.models:
         out.append(Item("model", f"models.{model}", model, model_manifest_path(model)))
+    for key, rel, url in addon_files():
+        out.append(Item("manifest", key, url, rel))
+    return out
+
+
+# The add-on manifests the playbooks download on the control plane, in the names they use under
+# /etc/labctl/addons/ (their fetch steps skip the download when the file is already there).
+CSI_NFS_FILES = ("rbac-csi-nfs.yaml", "csi-nfs-driverinfo.yaml", "csi-nfs-controller.yaml", "csi-nfs-node.yaml")
+
+
+def addon_files() -> list[tuple[str, str, str]]:
+    """(lock key, path in the cache, upstream URL) for every add-on manifest file."""
+    from labctl.lock import manifests
+
+    m = manifests()
+    out = [
+        ("manifests.calico.url", f"addons/calico-v{m['calico'][0]}.yaml", m["calico"][1]),
+        ("manifests.metallb.url", f"addons/metallb-native-v{m['metallb'][0]}.yaml", m["metallb"][1]),
+        (
+            "manifests.metrics-server.url",
+            f"addons/metrics-server-v{m['metrics-server'][0]}.yaml",
+            m["metrics-server"][1],
+        ),
+    ]
+    version, base = m["csi-driver-nfs"]
+    out += [
+        ("manifests.csi-driver-nfs.url", f"addons/csi-driver-nfs-v{version}/{name}", base + name)
+        for name in CSI_NFS_FILES
+    ]
     return out
 
 
@@ -227,6 +258,7 @@ class CacheInfo:
     debs: tuple[CachedFile, ...] = ()
     images: tuple[CachedFile, ...] = ()
     models: tuple[CachedModel, ...] = ()
+    addons: tuple[CachedFile, ...] = ()  # name = path under /etc/labctl/addons/ on the control plane
     models_dest: str = ""  # on the NFS node: the Ollama volume's folder on the export
     missing: tuple[str, ...] = field(default_factory=tuple)
 
@@ -250,6 +282,7 @@ def inspect_cache(root: Path, spec: LabSpec, node_dir: str = NODE_DIR) -> CacheI
     debs: list[CachedFile] = []
     images: list[CachedFile] = []
     models: list[CachedModel] = []
+    addons: list[CachedFile] = []
     missing: list[str] = []
     for r in scan(spec, root):
         if not r.ok:
@@ -266,6 +299,9 @@ def inspect_cache(root: Path, spec: LabSpec, node_dir: str = NODE_DIR) -> CacheI
         elif r.item.kind == "model":
             files = tuple(CachedFile(rel, rel.removeprefix("models/"), size) for rel, size in r.files)
             models.append(CachedModel(r.item.name, files))
+        elif r.item.kind == "manifest":
+            rel, size = r.files[0]
+            addons.append(CachedFile(rel.removeprefix("addons/"), rel, size))
     if debs:
         for extra in ("Packages", "SHA256SUMS"):
             if not (root / "debs" / extra).is_file():
@@ -276,6 +312,7 @@ def inspect_cache(root: Path, spec: LabSpec, node_dir: str = NODE_DIR) -> CacheI
         debs=tuple(debs),
         images=tuple(images),
         models=tuple(models),
+        addons=tuple(addons),
         models_dest=ollama_models_dir(spec),
         missing=tuple(missing),
     )
@@ -300,6 +337,14 @@ class Upstreams:
     # apt repositories: (base URL, path of the Packages index under it); first match wins
     apt: list[tuple[str, str]] = field(default_factory=list)
     vagrant_cloud: str = "https://vagrantcloud.com"
+    # URL prefix → replacement, applied to add-on manifest URLs (tests point GitHub at loopback)
+    url_rewrites: dict[str, str] = field(default_factory=dict)
+
+    def rewrite(self, url: str) -> str:
+        for prefix, replacement in self.url_rewrites.items():
+            if url.startswith(prefix):
+                return replacement + url[len(prefix) :]
+        return url
 
     @classmethod
     def default(cls) -> Upstreams:
@@ -665,6 +710,9 @@ def fill_cache(
                     repos = [(base + "/debs/", "Packages")] if base else up.apt
                     n = fetch_deb(src, repos, pkg, pattern, root, indexes)
                     debs_changed = True
+                elif item.kind == "manifest":
+                    url = f"{base}/{item.path}" if base else up.rewrite(item.name)
+                    n = src.download(url, root / item.path)
                 else:  # box
                     if base:
                         url = f"{base}/{item.path}"

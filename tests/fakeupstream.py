@@ -9,7 +9,7 @@ the same protocols with tiny made-up content:
   images are served as an index (linux/amd64 + linux/arm64) pointing at OCI manifests;
 - an apt repository (``/apt/Packages`` + ``/apt/pool/*.deb``, real .debs built with dpkg-deb),
   with decoy versions that must not be picked;
-- a Vagrant Cloud-style box download.
+- a Vagrant Cloud-style box download, and the add-on manifests under /raw and /gh (GitHub's hosts).
 
 It counts every byte it serves (``bytes_served``), so tests can prove a second fill fetches nothing.
 """
@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
-from labctl.cache import Upstreams, model_parts, split_reference
+from labctl.cache import Upstreams, addon_files, model_parts, split_reference
 from labctl.lock import images, packages
 from labctl.spec import LabSpec
 
@@ -91,6 +91,9 @@ class FakeUpstream:
         for model in self.spec.apps.ollama.models:
             self._add_model(model)
         self._add_apt()
+        for _, _, url in addon_files():
+            path = url.replace("https://raw.githubusercontent.com", "/raw").replace("https://github.com", "/gh")
+            self.files[path] = f"# TEST DOUBLE of {url}\napiVersion: v1\nkind: List\nitems: []\n".encode()
         self.files["/vc/box"] = b"TEST DOUBLE vagrant box for " + self.spec.box.encode() + b"\n" * 64
 
     # -- content ---------------------------------------------------------------------------------
@@ -171,6 +174,7 @@ class FakeUpstream:
             registries={h: base for h in ("docker.io", "registry.k8s.io", "quay.io", "ghcr.io", "nvcr.io")},
             apt=[(f"{base}/missing-repo/", "Packages.gz"), (f"{base}/apt/", "Packages")],
             vagrant_cloud=f"{base}/vc-api",
+            url_rewrites={"https://raw.githubusercontent.com": f"{base}/raw", "https://github.com": f"{base}/gh"},
         )
 
     def respond(self, path: str, headers: dict[str, str]) -> tuple[int, dict[str, str], bytes]:

@@ -49,7 +49,7 @@ def test_fill_fetches_every_needed_item_from_upstream(filled: Path) -> None:
     rows = scan(spec, filled)
     assert [r.item.name for r in rows if not r.ok] == []
     kinds = {r.item.kind for r in rows}
-    assert kinds == {"box", "deb", "image", "model"}
+    assert kinds == {"box", "deb", "image", "model", "manifest"}
     # the pinned patterns picked the right .debs, not the decoys
     debs = sorted(p.name for p in (filled / "debs").glob("*.deb"))
     assert "kubeadm_1.36.4-1.1_amd64.deb" in debs
@@ -156,6 +156,7 @@ def test_plan_has_seeding_steps_only_with_a_cache(filled: Path) -> None:
         "warm-cache-packages.local-apt-repository",
         "warm-cache-seed.import-images",
         "warm-cache-seed.seed-models",
+        "warm-cache-seed.place-addon-manifests",
     }
     assert not seeding & {s.id for s in cold.steps}
     assert seeding <= {s.id for s in warm.steps}
@@ -167,6 +168,9 @@ def test_plan_has_seeding_steps_only_with_a_cache(filled: Path) -> None:
     seed = warm.step("warm-cache-seed.seed-models")
     assert seed.hosts == ("nfs",)
     assert "/srv/nfs/lab/llm/ollama-models" in seed.commands[0].run
+    place = warm.step("warm-cache-seed.place-addon-manifests")
+    assert place.hosts == ("master",)
+    assert "place 'csi-driver-nfs-v4.13.5/csi-nfs-node.yaml'" in place.commands[0].run
 
 
 def test_inspect_refuses_a_missing_folder(tmp_path: Path) -> None:
@@ -205,7 +209,7 @@ def test_seeding_scripts_pass_shellcheck(filled: Path) -> None:
         for c in s.commands
         for kind, script in (("check", c.check), ("run", c.run))
     ]
-    assert len(scripts) == 10
+    assert len(scripts) == 12
     for step_id, kind, script in scripts:
         res = subprocess.run(
             ["shellcheck", "-s", "bash", "-"], input="#!/bin/bash\n" + script, capture_output=True, text=True

@@ -68,7 +68,9 @@ def fake_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
     serving = Serving(upstream)
     try:
         root = tmp_path_factory.mktemp("cache")
-        report = fill_cache(spec, root, upstreams=upstream.upstreams(serving.base), kinds={"deb", "image", "model"})
+        report = fill_cache(
+            spec, root, upstreams=upstream.upstreams(serving.base), kinds={"deb", "image", "model", "manifest"}
+        )
     finally:
         serving.stop()
     assert not report.failed, report.summary()
@@ -111,6 +113,7 @@ def test_seeding_steps_copy_once_then_nothing(ssh_nodes, fake_cache: Path, tmp_p
         "warm-cache-packages.local-apt-repository",
         "warm-cache-seed.import-images",
         "warm-cache-seed.seed-models",
+        "warm-cache-seed.place-addon-manifests",
     ]
 
     # ---- first run: everything copied, byte counts from the steps themselves
@@ -125,6 +128,10 @@ def test_seeding_steps_copy_once_then_nothing(ssh_nodes, fake_cache: Path, tmp_p
         assert copied[(k8s, "debs")] == deb_bytes
         assert copied[(k8s, "images")] == image_bytes
     assert copied[("nfs", "models")] == model_bytes
+    manifest_bytes = sum(f.size for f in cache.addons)
+    assert copied[("master", "manifests")] == manifest_bytes
+    for f in cache.addons:  # where the add-on playbooks look before they download
+        assert nodes.read("master", f"/etc/labctl/addons/{f.name}") == (fake_cache / f.path).read_bytes()
 
     # containerd (the shim) holds every pinned image; apt serves the pinned .deb from the local repo
     # (the node has no route to the internet, so the install can only succeed from the cache)
@@ -133,9 +140,7 @@ def test_seeding_steps_copy_once_then_nothing(ssh_nodes, fake_cache: Path, tmp_p
     policy = nodes.exec("worker1", "apt-cache policy kubeadm", check=True).stdout
     assert "990 file:/var/lib/labctl/debs ./ Packages" in policy, policy
     assert "Candidate: 1.36.4-1.1" in policy, policy
-    installed = nodes.exec(
-        "worker1", "apt-get install -y -q 'kubeadm=1.36.4-*' && cat /usr/share/labctl-fake/kubeadm"
-    )
+    installed = nodes.exec("worker1", "apt-get install -y -q 'kubeadm=1.36.4-*' && cat /usr/share/labctl-fake/kubeadm")
     assert installed.returncode == 0 and "fake kubeadm 1.36.4-1.1" in installed.stdout, installed.stderr
     # the model sits in Ollama's layout in the Ollama volume's folder on the export
     dest = nodes.path("nfs", cache.models_dest)
@@ -157,9 +162,10 @@ def test_seeding_steps_copy_once_then_nothing(ssh_nodes, fake_cache: Path, tmp_p
     statuses = {s.step_id: {o.host: o.status for o in s.outcomes} for s in third.steps}
     assert statuses["warm-cache-seed.seed-models"] == {"nfs": "done"}
     assert statuses["warm-cache-seed.import-images"] == {"master": "skipped", "worker1": "skipped"}
+    assert statuses["warm-cache-seed.place-addon-manifests"] == {"master": "skipped"}
     assert bytes_by_host(third.log_path) == {("nfs", "models"): blob.size}
 
     print(  # the figures for the README (pytest -s shows them)
-        f"\nbytes copied: debs {deb_bytes}/k8s node, images {image_bytes}/k8s node, models {model_bytes} on nfs; "
+        f"\nbytes copied: debs {deb_bytes}/k8s node, images {image_bytes}/k8s node, models {model_bytes} on nfs, manifests {manifest_bytes} on master; "
         f"first run {sum(copied.values())}, second run 0, repair run {blob.size}; downloaded 0 in every run"
     )
