@@ -215,3 +215,20 @@ def test_seeding_scripts_pass_shellcheck(filled: Path) -> None:
             ["shellcheck", "-s", "bash", "-"], input="#!/bin/bash\n" + script, capture_output=True, text=True
         )
         assert res.returncode == 0, f"{step_id} {kind}:\n{res.stdout}"
+
+
+def test_lock_with_a_cache_records_digests(filled: Path, tmp_path: Path) -> None:
+    import yaml
+
+    lab = tmp_path / "lab.yaml"
+    lab.write_text("name: llm-lab\n", encoding="utf-8")
+    res = CliRunner().invoke(cli, ["lock", "-f", str(lab), "--cache", str(filled)])
+    assert res.exit_code == 0, res.output
+    digests = yaml.safe_load((tmp_path / "lab.lock.yaml").read_text())["digests"]
+    manifest = (filled / "models/manifests/registry.ollama.ai/library/llama3.2/1b").read_bytes()
+    assert digests["models.llama3.2:1b"] == "sha256:" + hashlib.sha256(manifest).hexdigest()
+    with tarfile.open(filled / "images/docker.io_ollama_ollama_0.40.1.tar") as tar:
+        index = json.load(tar.extractfile("index.json"))  # type: ignore[arg-type]
+    assert digests["images.ollama"] == index["manifests"][0]["digest"]
+    assert digests["box.name"].startswith("sha256:")
+    assert None not in digests.values()
