@@ -209,7 +209,7 @@ def deploy(
 ) -> DeployResult:
     """Preflight, create the namespace if needed, then `kubectl apply` the apps bundle (stdin)."""
     from labctl.manifests import deploy_target, render_bundles
-    from labctl.secrets import load_or_create
+    from labctl.secrets import LabSecrets, load_or_create, secrets_path
     from labctl.state import lab_dir
 
     if not NAMESPACE_NAME.match(namespace):
@@ -234,7 +234,11 @@ def deploy(
     # One signing key per (lab, cluster context, namespace), kept 0600 with the lab's state: re-running
     # deploy keeps every student logged in.
     base = state_dir if state_dir is not None else lab_dir(spec.name)
-    secrets = load_or_create(Path(base) / "deploy" / f"{context or 'current-context'}--{namespace}")
+    secrets_dir = Path(base) / "deploy" / f"{context or 'current-context'}--{namespace}"
+    if dry_run and not secrets_path(secrets_dir).exists():
+        secrets = LabSecrets.generate()  # a dry run leaves no trace, here or in the cluster
+    else:
+        secrets = load_or_create(secrets_dir)
     target = deploy_target(
         namespace,
         storage_class=report.storage_class,

@@ -141,6 +141,7 @@ def test_dry_run_creates_nothing(tmp_path: Path, monkeypatch) -> None:
     assert "nothing was created" in result.output
     cluster2_state = json.loads(cluster.state_path.read_text())
     assert "alice" not in cluster2_state["namespaces"]
+    assert not (cluster.home / "llm-lab" / "deploy").exists(), "a dry run stores no secret"
 
 
 def test_dry_run_in_existing_namespace_asks_the_server(tmp_path: Path, monkeypatch) -> None:
