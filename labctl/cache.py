@@ -649,6 +649,15 @@ def write_box_metadata(spec: LabSpec, root: Path) -> Path:
     return path
 
 
+def box_add_command(spec: LabSpec, root: Path) -> list[str] | None:
+    """`vagrant box add` of the cached box under its pinned name and version (None: not cached).
+    Run on each laptop before `vagrant up`, which then finds the box and downloads nothing."""
+    meta = (root / box_file(spec)).with_suffix(".json")
+    if spec.provider.type == "ssh" or not meta.is_file():
+        return None
+    return ["vagrant", "box", "add", "--force", str(meta.resolve())]
+
+
 # ---- fill ------------------------------------------------------------------------------------------
 @dataclass
 class FillReport:

@@ -271,7 +271,7 @@ def handout(lab_file: Path | None, fmt: str, out: Path | None, cache_dir: Path |
     from labctl.handout import render
 
     spec, plan_ = _classroom_plan(lab_file, cache_dir)
-    text = render(spec, plan_, fmt)
+    text = render(spec, plan_, fmt, cache_dir=cache_dir)
     if out is None:
         click.echo(text, nl=False)
     else:

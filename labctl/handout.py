@@ -15,6 +15,7 @@ from __future__ import annotations
 import html
 import re
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from labctl.plan import HostCommands, Plan, PlannedStep
 from labctl.spec import LabSpec
@@ -87,7 +88,7 @@ def _step_facts(step: PlannedStep) -> tuple[str, ...]:
     return tuple(facts)
 
 
-def build_outline(spec: LabSpec, plan: Plan) -> Outline:
+def build_outline(spec: LabSpec, plan: Plan, cache_dir: Path | None = None) -> Outline:
     sections: list[StepSection] = []
     for n, step in enumerate(plan.steps, 1):
         blocks: list[CommandBlock] = []
@@ -114,7 +115,15 @@ def build_outline(spec: LabSpec, plan: Plan) -> Outline:
             prereq.append("VirtualBox (7.0 or newer): `VBoxManage --version`.")
         else:
             prereq.append("libvirt with the vagrant-libvirt plugin: `vagrant plugin list` shows vagrant-libvirt.")
-        prereq.append(f"The Vagrant box {spec.box} version {spec.box_version} (downloaded by the first step).")
+        from labctl.cache import box_add_command
+
+        add_box = box_add_command(spec, cache_dir) if cache_dir is not None else None
+        if add_box:
+            prereq.append(
+                f"The Vagrant box {spec.box} {spec.box_version}, added from the warm cache: `{' '.join(add_box)}`."
+            )
+        else:
+            prereq.append(f"The Vagrant box {spec.box} version {spec.box_version} (downloaded by the first step).")
     prereq.append("labctl installed from source: `pipx install .` in a checkout (the PyPI name is someone else's).")
 
     webui = spec.webui_address
@@ -398,8 +407,8 @@ def render_html(outline: Outline) -> str:
     return "\n".join(out) + "\n"
 
 
-def render(spec: LabSpec, plan: Plan, fmt: str = "md") -> str:
-    outline = build_outline(spec, plan)
+def render(spec: LabSpec, plan: Plan, fmt: str = "md", *, cache_dir: Path | None = None) -> str:
+    outline = build_outline(spec, plan, cache_dir)
     if fmt == "html":
         return render_html(outline)
     return render_markdown(outline)

@@ -232,3 +232,16 @@ def test_lock_with_a_cache_records_digests(filled: Path, tmp_path: Path) -> None
     assert digests["images.ollama"] == index["manifests"][0]["digest"]
     assert digests["box.name"].startswith("sha256:")
     assert None not in digests.values()
+
+
+def test_handout_with_a_cache_shows_the_seeding_steps_and_the_box_add(filled: Path) -> None:
+    from labctl.handout import parse_markdown_commands, render
+
+    spec = LabSpec.default()
+    plan = build_plan(spec, cache=inspect_cache(filled, spec))
+    text = render(spec, plan, "md", cache_dir=filled)
+    parsed = {(step_id, kind) for step_id, _, kind, _ in parse_markdown_commands(text)}
+    assert ("warm-cache-seed.import-images", "run") in parsed and ("warm-cache-seed.seed-models", "run") in parsed
+    meta = next((filled / "boxes").glob("*.json")).resolve()
+    assert f"`vagrant box add --force {meta}`" in text
+    assert "downloaded by the first step" not in text
