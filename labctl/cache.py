@@ -65,6 +65,7 @@ class Item:
     key: str  # the lock key (images.ollama, models.llama3.2:1b, packages.kubeadm, box.name)
     name: str  # what a person reads: docker.io/ollama/ollama:0.40.1, kubeadm=1.36.4-*, ...
     path: str  # relative to the cache folder; for debs a glob over debs/
+    url: str = ""  # manifests: where upstream publishes the file
 
 
 def safe_file_name(reference: str) -> str:
@@ -101,7 +102,7 @@ def needed_items(spec: LabSpec) -> list[Item]:
     for model in spec.apps.ollama.models:
         out.append(Item("model", f"models.{model}", model, model_manifest_path(model)))
     for key, rel, url in addon_files():
-        out.append(Item("manifest", key, url, rel))
+        out.append(Item("manifest", key, rel.removeprefix("addons/"), rel, url))
     return out
 
 
@@ -192,10 +193,10 @@ def human(size: int) -> str:
 def status_table(spec: LabSpec, root: Path) -> tuple[str, bool]:
     rows = scan(spec, root)
     width = max(len(r.item.name) for r in rows)
-    lines = [f"warm cache {root} for lab {spec.name!r}:", f"  {'KIND':<6} {'ITEM':<{width}}  {'STATE':<8} SIZE"]
+    lines = [f"warm cache {root} for lab {spec.name!r}:", f"  {'KIND':<8} {'ITEM':<{width}}  {'STATE':<8} SIZE"]
     for r in rows:
         state = "present" if r.ok else "MISSING"
-        lines.append(f"  {r.item.kind:<6} {r.item.name:<{width}}  {state:<8} {human(r.size) if r.ok else '-'}")
+        lines.append(f"  {r.item.kind:<8} {r.item.name:<{width}}  {state:<8} {human(r.size) if r.ok else '-'}")
     missing = sum(not r.ok for r in rows)
     total = sum(r.size for r in rows)
     lines.append(
@@ -720,7 +721,7 @@ def fill_cache(
                     n = fetch_deb(src, repos, pkg, pattern, root, indexes)
                     debs_changed = True
                 elif item.kind == "manifest":
-                    url = f"{base}/{item.path}" if base else up.rewrite(item.name)
+                    url = f"{base}/{item.path}" if base else up.rewrite(item.url)
                     n = src.download(url, root / item.path)
                 else:  # box
                     if base:
