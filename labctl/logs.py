@@ -8,7 +8,9 @@ passes through it and the secret reads ``<redacted:NAME>``.
 
 from __future__ import annotations
 
+import itertools
 import os
+import re
 import threading
 import time
 from pathlib import Path
@@ -16,6 +18,16 @@ from pathlib import Path
 # Pieces of a secret shorter than this are not redacted on their own: a join command's "join" or
 # an address would otherwise vanish from every log line; the secret as a whole is always redacted.
 MIN_PIECE = 16
+SECRET_KEY_NAME = re.compile(r"(?i)secret|token|passw|key|cred")
+
+
+def _looks_random(word: str) -> bool:
+    """Tokens, hashes and base64 switch between letters and digits all the time; image names,
+    paths and versions (``ghcr.io/x/y:v0.11.4``) hardly ever do."""
+    switches = sum(
+        1 for a, b in itertools.pairwise(word) if a.isalnum() and b.isalnum() and a.isdigit() != b.isdigit()
+    )
+    return switches >= 4
 
 
 class Redactor:
@@ -24,17 +36,30 @@ class Redactor:
         self._lock = threading.Lock()
 
     def add(self, name: str, value: str | bytes) -> None:
-        """Register a secret. Its whole text, each of its lines and each long word in it are redacted."""
+        """Register a secret: its whole text, and the pieces of it that look like key material.
+
+        A single-line secret (a join command) also has each of its long random-looking words
+        redacted (the token, the CA hash); a multi-line one (an env file, a kubeconfig, a manifest
+        with a Secret) has its random-looking words and its ``*SECRET*/*TOKEN*/*KEY*/*PASSWORD*``
+        values redacted — not every line, or a bundle's ``done``/``exit 1`` would vanish from logs."""
         text = value.decode("utf-8", "replace") if isinstance(value, bytes) else value
         pieces = {text, text.strip()}
-        for line in text.splitlines():
-            pieces.add(line.strip())
-            for word in line.split():
-                # A join command's token and CA hash are secret on their own; its flags are not.
-                if len(word) >= MIN_PIECE and not word.startswith("-"):
+        lines = text.strip().splitlines()
+        for line in lines:
+            if len(lines) == 1:
+                pieces.add(line.strip())
+            key, sep, val = line.strip().partition("=")
+            if not sep:
+                key, sep, val = line.strip().partition(":")
+            val = val.strip().strip("'\"")
+            if sep and SECRET_KEY_NAME.search(key) and len(val) >= 8:
+                pieces.add(val)
+            for word in re.split(r"[\s=\"']+", line):
+                # A join command's token and CA hash are secret on their own; its flags and address are not.
+                if len(word) >= MIN_PIECE and not word.startswith("-") and (
+                    _looks_random(word) or (len(lines) == 1 and any(c.isalpha() for c in word))
+                ):
                     pieces.add(word)
-                    if "=" in word:
-                        pieces.add(word.split("=", 1)[1])
         with self._lock:
             for piece in pieces:
                 if len(piece) >= 4:

@@ -350,26 +350,33 @@ class Runner:
     def _host_steps(
         self, step: PlannedStep, cmd: HostCommands, host: Host, env: dict[str, str], started: float
     ) -> _HostRun:
-        if cmd.check:
-            check = self._exec(step, host, cmd.check, env, "check")
-            if check.ok:
-                fact = None
-                if step.capture and step.capture_check:
-                    fact = check.stdout.strip()
-                outcome = HostOutcome(host.name, "skipped", step.done_reason, time.monotonic() - started)
-                self._say(f"    {host.name}: skipped ({step.done_reason})", "yellow")
-                return _HostRun(outcome, fact=fact)
-            if check.error or check.timed_out:  # could not even ask: that is a failure, not "not done"
-                return self._failed(step, host, cmd.check, check, started)
+        guarded = getattr(self.transport, "run_guarded", None)
+        if cmd.check and not step.upload and guarded is not None:
+            # One round trip for check-then-run (uploads must go between the two, so not for those).
+            def attempt() -> tuple[Result | None, Result | None]:
+                return self._guarded(guarded, step, host, cmd, env)
+        else:
+            def attempt() -> tuple[Result | None, Result | None]:
+                check = self._exec(step, host, cmd.check, env, "check") if cmd.check else None
+                if check is not None and (check.ok or check.error or check.timed_out):
+                    return check, None
+                for name in step.upload:
+                    art = self.artefacts[name]
+                    t0 = time.monotonic()
+                    self.transport.put(host, art.content, art.dest, mode=art.mode, sudo=step.sudo)
+                    self._logw(f"{host.name}: upload {art.describe()} in {time.monotonic() - t0:.2f}s")
+                return check, self._exec(step, host, cmd.run, env, "run")
 
-        for name in step.upload:
-            art = self.artefacts[name]
-            t0 = time.monotonic()
-            self.transport.put(host, art.content, art.dest, mode=art.mode, sudo=step.sudo)
-            self._logw(f"{host.name}: upload {art.describe()} in {time.monotonic() - t0:.2f}s")
-
-        attempts = step.retries + 1
-        result = self._with_retries(step, host, cmd.run, env, attempts)
+        # Every attempt checks first, so a retry never redoes what a failed attempt managed to finish.
+        check, result = self._with_retries(step, host, attempt)
+        if check is not None and check.ok:
+            fact = check.stdout.strip() if step.capture and step.capture_check else None
+            outcome = HostOutcome(host.name, "skipped", step.done_reason, time.monotonic() - started)
+            self._say(f"    {host.name}: skipped ({step.done_reason})", "yellow")
+            return _HostRun(outcome, fact=fact)
+        if result is None:  # the check could not even run (timeout, lost connection): a failure, not "not done"
+            assert check is not None
+            return self._failed(step, host, cmd.check, check, started)
         if not result.ok:
             return self._failed(step, host, cmd.run, result, started)
         duration = time.monotonic() - started
@@ -377,15 +384,30 @@ class Runner:
         fact = result.stdout.strip() if step.capture else None
         return _HostRun(HostOutcome(host.name, "done", "", duration), fact=fact)
 
-    def _with_retries(self, step: PlannedStep, host: Host, script: str, env: dict[str, str], attempts: int) -> Result:
+    def _guarded(self, guarded, step: PlannedStep, host: Host, cmd: HostCommands, env: dict[str, str]):
+        check, result = guarded(host, cmd.check, cmd.run, sudo=step.sudo, timeout=step.timeout, env=env)
+        self._record(step, host, cmd.check, env, "check", check)
+        if result is not None:
+            self._record(step, host, cmd.run, env, "run (same round trip as the check)", result)
+        return check, result
+
+    def _with_retries(self, step: PlannedStep, host: Host, attempt: Callable[[], tuple[Result | None, Result | None]]):
+        """``attempt`` returns (check, run); it succeeded when the check passed or the run did."""
+
+        def succeeded(pair: tuple[Result | None, Result | None]) -> bool:
+            check, run = pair
+            return bool((check is not None and check.ok) or (run is not None and run.ok))
+
+        attempts = step.retries + 1
         if attempts <= 1:
-            return self._exec(step, host, script, env, "run")
+            return attempt()
         from tenacity import RetryCallState, Retrying, retry_if_result, stop_after_attempt, wait_exponential
 
         def announce(state: RetryCallState) -> None:
-            res: Result = state.outcome.result()
+            check, run = state.outcome.result()
+            res = run or check
             wait = state.next_action.sleep if state.next_action else 0
-            why = _failure_reason(res, step.timeout)
+            why = _failure_reason(res, step.timeout) if res is not None else "failed"
             self._say(
                 f"    {host.name}: attempt {state.attempt_number}/{attempts} failed ({why}); retrying in {wait:.0f}s",
                 "yellow",
@@ -394,16 +416,21 @@ class Runner:
         retrying = Retrying(
             stop=stop_after_attempt(attempts),
             wait=wait_exponential(multiplier=self.retry_backoff, max=self.retry_max_wait),
-            retry=retry_if_result(lambda r: not r.ok),
+            retry=retry_if_result(lambda pair: not succeeded(pair)),
             before_sleep=announce,
             retry_error_callback=lambda state: state.outcome.result(),
             reraise=False,
         )
-        return retrying(self._exec, step, host, script, env, "run")
+        return retrying(attempt)
 
     def _exec(self, step: PlannedStep, host: Host, script: str, env: dict[str, str], phase: str) -> Result:
         result = self.transport.run(host, script, sudo=step.sudo, timeout=step.timeout, env=env)
-        secret_output = step.secret and bool(step.capture) and (phase == "run" or step.capture_check)
+        self._record(step, host, script, env, phase, result)
+        return result
+
+    def _record(self, step: PlannedStep, host: Host, script: str, env: dict[str, str], phase: str, result: Result) -> None:
+        is_check = phase == "check"
+        secret_output = step.secret and bool(step.capture) and (not is_check or step.capture_check)
         if secret_output and result.ok:
             # Registered before anything is logged, so the value never reaches the log or console.
             self.redact.add(step.capture, result.stdout.strip())
@@ -427,7 +454,6 @@ class Runner:
         if result.stderr:
             parts.append("stderr:\n" + indent(result.stderr))
         self._logw("\n".join(parts))
-        return result
 
     def _failed(self, step: PlannedStep, host: Host, script: str, result: Result, started: float) -> _HostRun:
         reason = _failure_reason(result, step.timeout)

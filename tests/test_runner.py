@@ -15,9 +15,15 @@ from labctl.artefacts import Artefact
 from labctl.plan import HostCommands, Plan, PlannedStep
 from labctl.runner import Runner, RunnerError, StepFailed, format_duration
 from labctl.transport.base import Host
-from labctl.transport.scripted import ScriptedTransport
+from labctl.transport.scripted import ScriptedGuardedTransport, ScriptedTransport
 
 HOSTS = {n: Host(name=n, address=f"10.251.200.{i}") for i, n in enumerate(("master", "worker1", "nfs"), 10)}
+
+
+@pytest.fixture(params=[ScriptedTransport, ScriptedGuardedTransport], ids=["two-round-trips", "one-round-trip"])
+def scripted(request):
+    """Every test runs against both ways a transport may offer check-then-run."""
+    return request.param
 
 
 def step(step_id: str, run: str, *, hosts=("master", "worker1", "nfs"), check: str = "", **kw) -> PlannedStep:
@@ -42,8 +48,8 @@ def runner(transport, tmp_path: Path, **kw) -> tuple[Runner, io.StringIO]:
     return Runner(transport, HOSTS, log_path=tmp_path / "run.log", console=console, **kw), out
 
 
-def test_check_success_skips_with_reason_and_failure_runs(tmp_path):
-    t = ScriptedTransport().on("swap-check", host="master", exit_code=0).on("swap-check", exit_code=1)
+def test_check_success_skips_with_reason_and_failure_runs(tmp_path, scripted):
+    t = scripted().on("swap-check", host="master", exit_code=0).on("swap-check", exit_code=1)
     r, out = runner(t, tmp_path)
     report = r.run(plan(step("prep.swap-off", "swapoff -a", check="swap-check", done_reason="swap already off")))
     by_host = {o.host: o for o in report.steps[0].outcomes}
@@ -58,8 +64,8 @@ def test_check_success_skips_with_reason_and_failure_runs(tmp_path):
     assert "\x1b[" not in text  # plain text when not a terminal
 
 
-def test_failure_stops_after_step_and_names_everything(tmp_path):
-    t = ScriptedTransport().on("kubeadm init", exit_code=3, stderr="line1\npreflight error: port 6443 in use\n")
+def test_failure_stops_after_step_and_names_everything(tmp_path, scripted):
+    t = scripted().on("kubeadm init", exit_code=3, stderr="line1\npreflight error: port 6443 in use\n")
     r, _out = runner(t, tmp_path)
     p = plan(
         step("cp.ok", "true"),
@@ -80,8 +86,8 @@ def test_failure_stops_after_step_and_names_everything(tmp_path):
     assert err.report is not None and [s.step_id for s in err.report.steps] == ["cp.ok", "cp.init"]
 
 
-def test_one_host_failing_reports_the_others_done(tmp_path):
-    t = ScriptedTransport().on("install-thing", host="worker1", exit_code=1, stderr="E: boom")
+def test_one_host_failing_reports_the_others_done(tmp_path, scripted):
+    t = scripted().on("install-thing", host="worker1", exit_code=1, stderr="E: boom")
     r, out = runner(t, tmp_path)
     with pytest.raises(StepFailed) as info:
         r.run(plan(step("prep.install", "install-thing")))
@@ -93,8 +99,8 @@ def test_one_host_failing_reports_the_others_done(tmp_path):
     assert "master: done" in text and "nfs: done" in text and "worker1: FAILED" in text
 
 
-def test_timeout_is_named_as_a_timeout(tmp_path):
-    t = ScriptedTransport().on("wait-for-ready", exit_code=124, timed_out=True)
+def test_timeout_is_named_as_a_timeout(tmp_path, scripted):
+    t = scripted().on("wait-for-ready", exit_code=124, timed_out=True)
     r, _ = runner(t, tmp_path)
     with pytest.raises(StepFailed) as info:
         r.run(plan(step("w.wait", "wait-for-ready", hosts=("worker1",), timeout=7)))
@@ -103,8 +109,8 @@ def test_timeout_is_named_as_a_timeout(tmp_path):
     assert t.runs()[0].timeout == 7
 
 
-def test_connection_error_names_host_and_step(tmp_path):
-    t = ScriptedTransport().on("x", host="nfs", error="cannot reach nfs (vagrant@10.251.200.12:22): connection refused")
+def test_connection_error_names_host_and_step(tmp_path, scripted):
+    t = scripted().on("x", host="nfs", error="cannot reach nfs (vagrant@10.251.200.12:22): connection refused")
     r, _ = runner(t, tmp_path)
     with pytest.raises(StepFailed) as info:
         r.run(plan(step("nfs.export", "x")))
@@ -112,8 +118,8 @@ def test_connection_error_names_host_and_step(tmp_path):
     assert info.value.exit_code is None
 
 
-def test_facts_are_captured_and_handed_over_as_env(tmp_path):
-    t = ScriptedTransport().on("print-join", stdout="kubeadm join 10.0.0.1:6443 --token abcdef.0123456789abcdef\n")
+def test_facts_are_captured_and_handed_over_as_env(tmp_path, scripted):
+    t = scripted().on("print-join", stdout="kubeadm join 10.0.0.1:6443 --token abcdef.0123456789abcdef\n")
     r, _ = runner(t, tmp_path)
     facts: dict[str, str] = {}
     p = plan(
@@ -127,8 +133,8 @@ def test_facts_are_captured_and_handed_over_as_env(tmp_path):
     assert report.facts is facts
 
 
-def test_capture_check_takes_the_fact_from_a_successful_check(tmp_path):
-    t = ScriptedTransport().on("cat /etc/labctl/token", stdout="tok-from-check\n")
+def test_capture_check_takes_the_fact_from_a_successful_check(tmp_path, scripted):
+    t = scripted().on("cat /etc/labctl/token", stdout="tok-from-check\n")
     r, _ = runner(t, tmp_path)
     facts: dict[str, str] = {}
     p = plan(step("cp.token", "make-token", check="cat /etc/labctl/token", hosts=("master",), capture="token", capture_check=True))
@@ -137,8 +143,8 @@ def test_capture_check_takes_the_fact_from_a_successful_check(tmp_path):
     assert [c.script for c in t.runs()] == ["cat /etc/labctl/token"]
 
 
-def test_missing_fact_fails_the_step_with_the_fix(tmp_path):
-    t = ScriptedTransport()
+def test_missing_fact_fails_the_step_with_the_fix(tmp_path, scripted):
+    t = scripted()
     r, _ = runner(t, tmp_path)
     with pytest.raises(StepFailed) as info:
         r.run(plan(step("w.join", "join", hosts=("worker1",), uses=("join_command",))))
@@ -146,12 +152,12 @@ def test_missing_fact_fails_the_step_with_the_fix(tmp_path):
     assert t.runs() == []
 
 
-def test_secrets_never_reach_console_or_log(tmp_path):
+def test_secrets_never_reach_console_or_log(tmp_path, scripted):
     token = "abcdef.0123456789abcdef"
     join = f"kubeadm join 10.0.0.1:6443 --token {token} --discovery-token-ca-cert-hash sha256:{'f' * 64}"
     webui_key = "webui-secret-key-7f3a9c1e2b4d"
     t = (
-        ScriptedTransport()
+        scripted()
         .on("print-join", stdout=join + "\n")
         # A careless script echoes the secret on stderr and fails: the error output must still be clean.
         .on("use-join", exit_code=1, stderr=f"error: {token} rejected\nkey was {webui_key}\n")
@@ -175,8 +181,8 @@ def test_secrets_never_reach_console_or_log(tmp_path):
     assert (put.host, put.path, put.mode) == ("worker1", "/etc/labctl/webui.env", 0o600)
 
 
-def test_log_has_every_command_exit_code_and_output(tmp_path):
-    t = ScriptedTransport().on("echo hello", stdout="hello\n").on("grep -q x", exit_code=1)
+def test_log_has_every_command_exit_code_and_output(tmp_path, scripted):
+    t = scripted().on("echo hello", stdout="hello\n").on("grep -q x", exit_code=1)
     r, _ = runner(t, tmp_path)
     r.run(plan(step("a.b", "echo hello", check="grep -q x /etc/f", hosts=("nfs",))))
     log = (tmp_path / "run.log").read_text()
@@ -184,8 +190,8 @@ def test_log_has_every_command_exit_code_and_output(tmp_path):
     assert "a.b on nfs: run" in log and "$ echo hello" in log and "exit 0" in log and "hello" in log
 
 
-def test_retries_with_backoff_then_success(tmp_path):
-    t = ScriptedTransport().on("curl -fsSL", exit_code=56, stderr="reset", times=2)
+def test_retries_with_backoff_then_success(tmp_path, scripted):
+    t = scripted().on("curl -fsSL", exit_code=56, stderr="reset", times=2)
     r, out = runner(t, tmp_path, retry_backoff=0.01, retry_max_wait=0.02)
     report = r.run(plan(step("net.fetch", "curl -fsSL https://example.invalid/x", hosts=("master",), retries=3)))
     assert report.steps[0].outcomes[0].status == "done"
@@ -193,24 +199,33 @@ def test_retries_with_backoff_then_success(tmp_path):
     assert "attempt 1/4 failed (exit 56" in out.getvalue()
 
 
-def test_retries_exhausted_fail_with_last_result(tmp_path):
-    t = ScriptedTransport().on("curl", exit_code=22, stderr="404")
+def test_every_retry_checks_first(tmp_path, scripted):
+    t = scripted().on("probe", exit_code=1, times=1).on("apt-get install", exit_code=100, stderr="E: lock", times=1)
+    r, _ = runner(t, tmp_path, retry_backoff=0.01, retry_max_wait=0.01)
+    report = r.run(plan(step("p.install", "apt-get install -y x", check="probe", hosts=("master",), retries=2)))
+    # attempt 1: check fails, install fails; attempt 2: the check now passes → skipped, not re-installed
+    assert [c.script for c in t.runs()] == ["probe", "apt-get install -y x", "probe"]
+    assert report.steps[0].outcomes[0].status == "skipped"
+
+
+def test_retries_exhausted_fail_with_last_result(tmp_path, scripted):
+    t = scripted().on("curl", exit_code=22, stderr="404")
     r, _ = runner(t, tmp_path, retry_backoff=0.01, retry_max_wait=0.01)
     with pytest.raises(StepFailed) as info:
         r.run(plan(step("net.fetch", "curl x", hosts=("master",), retries=2)))
     assert info.value.exit_code == 22 and len(t.runs()) == 3
 
 
-def test_hosts_run_in_parallel(tmp_path):
-    t = ScriptedTransport().on("slow", delay=0.4)
+def test_hosts_run_in_parallel(tmp_path, scripted):
+    t = scripted().on("slow", delay=0.4)
     r, _ = runner(t, tmp_path)
     started = time.monotonic()
     r.run(plan(step("s.slow", "slow")))
     assert time.monotonic() - started < 1.0  # three hosts × 0.4 s, in parallel
 
 
-def test_profile_skips_and_provider_steps(tmp_path):
-    t = ScriptedTransport()
+def test_profile_skips_and_provider_steps(tmp_path, scripted):
+    t = scripted()
     seen = []
     r, out = runner(t, tmp_path, on_provider_step=seen.append)
     p = plan(
@@ -222,13 +237,13 @@ def test_profile_skips_and_provider_steps(tmp_path):
     assert all(o.status == "skipped" for o in report.steps[1].outcomes)
     assert "SKIPPED on every host: needs the internet" in out.getvalue()
     assert t.calls == []
-    r2, _out2 = runner(ScriptedTransport(), tmp_path)
+    r2, _out2 = runner(scripted(), tmp_path)
     report2 = r2.run(plan(step("provider.up", "vagrant up", hosts=("localhost",), kind="provider")))
     assert report2.steps[0].outcomes[0].reason == "handled by the provider"
 
 
-def test_unknown_host_or_artefact_refused_before_anything_runs(tmp_path):
-    t = ScriptedTransport()
+def test_unknown_host_or_artefact_refused_before_anything_runs(tmp_path, scripted):
+    t = scripted()
     r, _ = runner(t, tmp_path)
     with pytest.raises(RunnerError, match="gpu1"):
         r.run(plan(step("a.ok", "true"), step("g.x", "true", hosts=("gpu1",))))
@@ -237,8 +252,8 @@ def test_unknown_host_or_artefact_refused_before_anything_runs(tmp_path):
     assert t.calls == []
 
 
-def test_ctrl_c_closes_connections_writes_log_and_reraises(tmp_path):
-    t = ScriptedTransport().on("slow", delay=0.5)
+def test_ctrl_c_closes_connections_writes_log_and_reraises(tmp_path, scripted):
+    t = scripted().on("slow", delay=0.5)
     r, _out = runner(t, tmp_path)
     timer = threading.Timer(0.1, lambda: os.kill(os.getpid(), 2))
     timer.start()
@@ -249,8 +264,8 @@ def test_ctrl_c_closes_connections_writes_log_and_reraises(tmp_path):
     assert not any(c.script == "never" for c in t.calls)
 
 
-def test_summary_and_durations(tmp_path):
-    r, _ = runner(ScriptedTransport(), tmp_path)
+def test_summary_and_durations(tmp_path, scripted):
+    r, _ = runner(scripted(), tmp_path)
     report = r.run(plan(step("a.one", "true"), step("a.two", "true", hosts=("nfs",))))
     summary = report.summary()
     assert "2 steps" in summary and "4 host runs done" in summary and "a.two" in summary

@@ -35,6 +35,49 @@ def stdin_payload(script: str, env: Mapping[str, str] | None = None) -> bytes:
     return "\n".join(lines).encode("utf-8")
 
 
+def guarded_payload(check: str, script: str, marker: str, env: Mapping[str, str] | None = None) -> bytes:
+    """Check and script in one round trip: the check runs first (in a subshell, under errexit like
+    any script); its exit code follows ``marker`` on stdout and stderr; the script runs only when the
+    check failed. ``split_guarded`` takes the output apart again."""
+    lines = []
+    for name, value in (env or {}).items():
+        if not ENV_NAME.match(name):
+            raise ValueError(f"environment variable name {name!r} is not a valid shell name")
+        lines.append(f"export {name}={shlex.quote(value)}")
+    lines += [
+        # Not `( … ) || rc=$?`: bash ignores errexit inside anything on the left of ||.
+        "set +e",
+        "(",
+        "set -eo pipefail",
+        "{",
+        check.rstrip("\n"),
+        "} </dev/null",
+        ")",
+        "__labctl_check_rc=$?",
+        f"printf '\\n{marker} %d\\n' \"$__labctl_check_rc\"",
+        f"printf '\\n{marker} %d\\n' \"$__labctl_check_rc\" >&2",
+        '[ "$__labctl_check_rc" -eq 0 ] && exit 0',
+        "set -eo pipefail",
+        "{",
+        script.rstrip("\n"),
+        "} </dev/null",
+        "",
+    ]
+    return "\n".join(lines).encode("utf-8")
+
+
+def split_guarded(text: str, marker: str) -> tuple[str, int | None, str]:
+    """(check output, check exit code or None when the marker never came, script output)."""
+    head, sep, tail = text.partition(f"\n{marker} ")
+    if not sep:
+        return text, None, ""
+    code, _, rest = tail.partition("\n")
+    try:
+        return head, int(code), rest
+    except ValueError:
+        return text, None, ""
+
+
 def remote_command(*, sudo: bool, timeout: float | None) -> str:
     """The command line that runs the payload: the step timeout is enforced on the host by coreutils
     ``timeout``, which kills the script's whole process group (as root under sudo, so it can)."""

@@ -92,3 +92,23 @@ class ScriptedTransport:
 
     def runs(self, host: str | None = None) -> list[Call]:
         return [c for c in self.calls if c.kind == "run" and host in (None, c.host)]
+
+
+class ScriptedGuardedTransport(ScriptedTransport):
+    """TEST DOUBLE like ScriptedTransport, also offering ``run_guarded`` (check-then-run in one call)
+    the way SSHTransport does, so the runner's one-round-trip path is unit tested too."""
+
+    def run_guarded(
+        self,
+        host: Host,
+        check: str,
+        script: str,
+        *,
+        sudo: bool = True,
+        timeout: float | None = None,
+        env: Mapping[str, str] | None = None,
+    ) -> tuple[Result, Result | None]:
+        checked = self.run(host, check, sudo=sudo, timeout=timeout, env=env)
+        if checked.ok or checked.error or checked.timed_out:
+            return checked, None
+        return checked, self.run(host, script, sudo=sudo, timeout=timeout, env=env)

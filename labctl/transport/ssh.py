@@ -13,6 +13,7 @@ false`` in lab.yaml.
 
 from __future__ import annotations
 
+import contextlib
 import select
 import socket
 import threading
@@ -26,7 +27,13 @@ from fabric import Config, Connection
 
 from labctl.errors import LabctlError
 from labctl.transport.base import Host, Result
-from labctl.transport.script import TIMEOUT_EXIT_CODES, remote_command, stdin_payload
+from labctl.transport.script import (
+    TIMEOUT_EXIT_CODES,
+    guarded_payload,
+    remote_command,
+    split_guarded,
+    stdin_payload,
+)
 
 DEFAULT_KNOWN_HOSTS = Path("~/.ssh/known_hosts")
 # Slack on top of the step timeout before labctl gives up on the channel itself: the host's own
@@ -116,6 +123,10 @@ class SSHTransport:
                         "lab only, set `provider: {verify_host_keys: false}` in lab.yaml to skip the check."
                     ) from None
                 raise
+            # paramiko writes small packets; with Nagle's algorithm and the peer's delayed ACK each
+            # command then waits ~40 ms for nothing. OpenSSH's own client sets TCP_NODELAY too.
+            with contextlib.suppress(OSError, AttributeError):
+                conn.client.get_transport().sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             self._connections[host.name] = conn
             return conn
 
@@ -135,10 +146,40 @@ class SSHTransport:
         timeout: float | None = None,
         env: Mapping[str, str] | None = None,
     ) -> Result:
+        return self._run_payload(host, stdin_payload(script, env), sudo=sudo, timeout=timeout)
+
+    def run_guarded(
+        self,
+        host: Host,
+        check: str,
+        script: str,
+        *,
+        sudo: bool = True,
+        timeout: float | None = None,
+        env: Mapping[str, str] | None = None,
+    ) -> tuple[Result, Result | None]:
+        """The check, then the script only if the check failed — in one round trip instead of two.
+
+        Returns (check result, script result or None when the check passed or never finished).
+        The step timeout covers both. A guarded step that is already done costs one exec."""
+        marker = f"LABCTL-CHECK-{uuid.uuid4().hex}"
+        whole = self._run_payload(host, guarded_payload(check, script, marker, env), sudo=sudo, timeout=timeout)
+        check_out, check_code, run_out = split_guarded(whole.stdout, marker)
+        check_err, _, run_err = split_guarded(whole.stderr, marker)
+        if check_code is None:  # the check itself timed out or the connection dropped during it
+            return Result(host.name, whole.exit_code, check_out, check_err, whole.duration,
+                          timed_out=whole.timed_out, error=whole.error), None  # fmt: skip
+        check = Result(host.name, check_code, check_out, check_err, whole.duration if check_code == 0 else 0.0)
+        if check_code == 0:
+            return check, None
+        return check, Result(
+            host.name, whole.exit_code, run_out, run_err, whole.duration, timed_out=whole.timed_out, error=whole.error
+        )
+
+    def _run_payload(self, host: Host, payload: bytes, *, sudo: bool, timeout: float | None) -> Result:
         started = time.monotonic()
         command = remote_command(sudo=sudo, timeout=timeout)
         try:
-            payload = stdin_payload(script, env)
             conn = self.connection(host)
         except HostKeyError:
             raise
@@ -163,51 +204,52 @@ class SSHTransport:
         out: list[bytes] = []
         err: list[bytes] = []
         deadline = started + timeout + LOCAL_TIMEOUT_SLACK if timeout else None
+
+        def remaining(cap: float = 1.0) -> float:
+            return cap if deadline is None else min(cap, deadline - time.monotonic())
+
+        def lost() -> Result:
+            self._drop(host)
+            return Result(
+                host.name, -1, _text(out), _text(err), time.monotonic() - started,
+                error=f"connection to {host.name} ({host.address}) lost during the command "
+                "(sshd stopped or the host went down)",
+            )  # fmt: skip
+
         try:
             chan.exec_command(command)
             chan.sendall(payload)
             chan.shutdown_write()
-            while True:
-                drained = False
+            # Read until the host closes its end of the output...
+            while not chan.eof_received:
                 while chan.recv_ready():
                     out.append(chan.recv(65536))
-                    drained = True
                 while chan.recv_stderr_ready():
                     err.append(chan.recv_stderr(65536))
-                    drained = True
-                if chan.exit_status_ready() and (chan.eof_received or chan.closed):
-                    if not (chan.recv_ready() or chan.recv_stderr_ready()):
-                        break
-                    continue
+                if chan.eof_received:
+                    break
                 if chan.closed or not transport.is_active():
-                    self._drop(host)
-                    return Result(
-                        host.name, -1, _text(out), _text(err), time.monotonic() - started,
-                        error=f"connection to {host.name} ({host.address}) lost during the command "
-                        "(sshd stopped or the host went down)",
-                    )  # fmt: skip
-                if drained:
-                    continue
-                wait = 1.0
-                if deadline is not None:
-                    wait = min(wait, deadline - time.monotonic())
-                    if wait <= 0:
-                        return Result(
-                            host.name, -1, _text(out), _text(err), time.monotonic() - started, timed_out=True,
-                            error="",
-                        )  # fmt: skip
+                    return lost()
+                wait = remaining()
+                if wait <= 0:
+                    return Result(host.name, -1, _text(out), _text(err), time.monotonic() - started, timed_out=True)
                 select.select([chan], [], [], wait)
+            while chan.recv_ready():
+                out.append(chan.recv(65536))
+            while chan.recv_stderr_ready():
+                err.append(chan.recv_stderr(65536))
+            # ...then wait for the exit status (it may arrive just before or after the EOF).
+            while not chan.status_event.wait(remaining()):
+                if not transport.is_active():
+                    return lost()
+                if remaining() <= 0:
+                    return Result(host.name, -1, _text(out), _text(err), time.monotonic() - started, timed_out=True)
             code = chan.recv_exit_status()
         finally:
             chan.close()
-        duration = time.monotonic() - started
         if code == -1:  # paramiko's status when the channel closed without an exit status
-            self._drop(host)
-            return Result(
-                host.name, -1, _text(out), _text(err), duration,
-                error=f"connection to {host.name} ({host.address}) lost during the command "
-                "(sshd stopped or the host went down)",
-            )  # fmt: skip
+            return lost()
+        duration = time.monotonic() - started
         # The host's `timeout` ended the script: say so instead of reporting a bare exit code 124.
         timed_out = bool(timeout) and code in TIMEOUT_EXIT_CODES and duration >= timeout - 1
         return Result(host.name, code, _text(out), _text(err), duration, timed_out=timed_out)
