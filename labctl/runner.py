@@ -318,7 +318,12 @@ class Runner:
         futures: list[Future[_HostRun]] = [
             pool.submit(self._run_on_host, step, cmd, self.hosts[cmd.host], env) for cmd in step.commands
         ]
-        runs = [f.result() for f in futures]
+        if getattr(self.console, "is_terminal", False):
+            # A live spinner on a terminal; host lines print above it as each host finishes.
+            with self.console.status(f"{step.title} — {len(futures)} host(s)"):
+                runs = [f.result() for f in futures]
+        else:
+            runs = [f.result() for f in futures]
         for run in runs:
             if run.fact is not None and step.capture:
                 facts[step.capture] = run.fact
