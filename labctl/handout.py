@@ -199,6 +199,12 @@ def build_outline(spec: LabSpec, plan: Plan, cache_dir: Path | None = None) -> O
     )
 
 
+CHECKS_INTRO = (
+    "Run the kubectl commands on the control plane (`vagrant ssh {master}`: the login user has a kubeconfig), "
+    "the others on your laptop."
+)
+
+
 # ---- Markdown ----------------------------------------------------------------------------------
 def _fence(text: str) -> str:
     """A backtick fence longer than any backtick run inside ``text`` (so a script never ends it)."""
@@ -275,7 +281,7 @@ def render_markdown(outline: Outline) -> str:
             out.append("")
     out += ["## 4. Open the lab", ""]
     out += [f"- {what}: <{url}>" for what, url in outline.urls]
-    out += ["", "## 5. Check each layer by hand", ""]
+    out += ["", "## 5. Check each layer by hand", "", CHECKS_INTRO.format(master=spec.nodes.master.name), ""]
     for what, cmd in outline.checks:
         out += [f"- {what}:", "", *("  " + line for line in _code(cmd)), ""]
     out += ["## 6. Troubleshooting", ""]
@@ -395,7 +401,12 @@ def render_html(outline: Outline) -> str:
         out.append("</section>")
     out += ["<h2>4. Open the lab</h2>", "<ul>"]
     out += [f'<li>{e(what)}: <a href="{e(url)}">{e(url)}</a></li>' for what, url in outline.urls]
-    out += ["</ul>", "<h2>5. Check each layer by hand</h2>", "<ul>"]
+    out += [
+        "</ul>",
+        "<h2>5. Check each layer by hand</h2>",
+        f"<p>{_md_inline(CHECKS_INTRO.format(master=spec.nodes.master.name))}</p>",
+        "<ul>",
+    ]
     out += [f"<li>{_md_inline(what)}:{_pre(cmd)}</li>" for what, cmd in outline.checks]
     out += ["</ul>", "<h2>6. Troubleshooting</h2>"]
     for symptom, cause, fix in outline.troubles:
