@@ -187,25 +187,50 @@ def plan(lab_file: Path | None, output: str) -> None:
 )
 @click.option("--cache", "cache_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="A warm cache (`labctl cache fill DIR`): packages, images and models come from it.")
-def create(lab_file: Path | None, dry_run: bool, output: str, cache_dir: Path | None) -> None:
+@click.option("--only", "only", multiple=True, metavar="STEP_GLOB",
+              help="Run only the steps whose id matches (repeatable; globs like 'nfs-server.*'); the others are "
+                   "reported SKIPPED. The VMs are always brought up. See `labctl plan` for the ids.")
+@click.option("--merge-kubeconfig", is_flag=True,
+              help="Also merge the lab's kubeconfig into ~/.kube/config (or $KUBECONFIG) as context labctl-NAME.")
+def create(lab_file: Path | None, dry_run: bool, output: str, cache_dir: Path | None, only: tuple[str, ...],
+           merge_kubeconfig: bool) -> None:
     """Create the lab: preflight, Vagrantfile, VMs, SSH steps, manifests, verify, summary.
 
     Re-running finishes a half-built lab: every finished step is skipped by its check.
+    The kubeconfig lands in the lab's state folder (0600), its server at the master's lab address.
 
     \b
     Example:
       labctl create --dry-run   # works on any machine
-      labctl create
+      labctl create --merge-kubeconfig
+      labctl create -f tiny.yaml --only 'node-prep.write-hosts-file' --only 'nfs-server.*'
     """
     if dry_run:
         _print_plan(lab_file, output, cache_dir)
         return
-    from labctl.errors import NotBuiltYet
+    from labctl import lifecycle
 
-    _classroom_plan(lab_file, cache_dir)  # the lock and the cache are checked before anything starts
-    raise NotBuiltYet(
-        "`labctl create` cannot run a lab yet: the VM lifecycle is not built — use --dry-run to see the plan"
-    )
+    spec, _plan = _classroom_plan(lab_file, cache_dir)  # the lock and the cache are checked before anything starts
+    cache = None
+    if cache_dir is not None:
+        from labctl.cache import inspect_cache
+
+        cache = inspect_cache(cache_dir, spec)
+    lab = lifecycle.Lab.of(spec, _lab_source(lab_file))
+    merge_into = lifecycle.user_kubeconfig_path() if merge_kubeconfig else None
+    lifecycle.create(lab, lifecycle.Console(), only=only, merge_kubeconfig_into=merge_into, cache=cache)
+
+
+def _lab_source(lab_file: Path | None) -> str:
+    if lab_file is None and Path(DEFAULT_FILE).exists():
+        return DEFAULT_FILE
+    return str(lab_file) if lab_file is not None else "the built-in default lab"
+
+
+def _lab(lab_file: Path | None, *, quiet: bool = False):  # type: ignore[no-untyped-def]
+    from labctl import lifecycle
+
+    return lifecycle.Lab.of(load_spec(lab_file, quiet=quiet), _lab_source(lab_file))
 
 
 @cli.command()
@@ -219,10 +244,13 @@ def destroy(lab_file: Path | None, keep_data: bool, yes: bool) -> None:
     Example:
       labctl destroy --keep-data --yes
     """
-    from labctl.errors import NotBuiltYet
+    from labctl import lifecycle
 
-    load_spec(lab_file)
-    raise NotBuiltYet("`labctl destroy` is not built yet: nothing was touched")
+    lab = _lab(lab_file)
+    if not yes:
+        what = "every VM except the NFS VM" if keep_data else "every VM, the lab's state folder and its secrets"
+        click.confirm(f"Destroy lab {lab.spec.name!r} ({what})?", abort=True)
+    lifecycle.destroy(lab, lifecycle.Console(), keep_data=keep_data)
 
 
 @cli.command()
@@ -235,10 +263,16 @@ def status(lab_file: Path | None, output: str) -> None:
     Example:
       labctl status --output json
     """
-    from labctl.errors import NotBuiltYet
+    from labctl import lifecycle
 
-    load_spec(lab_file)
-    raise NotBuiltYet("`labctl status` is not built yet: it would report nothing true")
+    lab = _lab(lab_file, quiet=output == "json")
+    report = lifecycle.lab_status(lab)
+    if output == "json":
+        import json
+
+        click.echo(json.dumps(report.to_dict(lab.spec), indent=2))
+    else:
+        click.echo(lifecycle.format_status(report, lab.spec), nl=False)
 
 
 # ---- classroom: handout, lock, warm cache ----------------------------------------------------------
@@ -500,6 +534,129 @@ def bench(
     from rich.console import Console
 
     Console().print(report_table(report))
+
+
+# ---- lab lifecycle on the host: doctor, verify, ssh, kubeconfig, halt, resume ------------------------
+@cli.command()
+@lab_file_option
+@click.option("--output", type=click.Choice(["text", "json"]), default="text", show_default=True)
+def doctor(lab_file: Path | None, output: str) -> None:
+    """Check that this host can run the lab (create runs the same checks first); exit 4 on a failure.
+
+    Vagrant, the provider (VirtualBox or libvirt/KVM), /etc/vbox/networks.conf, the lab subnet not
+    already routed, free memory and disk, CPU virtualization. Each failure says why and how to fix it.
+
+    \b
+    Example:
+      labctl doctor -f lab.yaml
+    """
+    from labctl import doctor as preflight
+
+    lab = _lab(lab_file, quiet=output == "json")
+    checks = preflight.run_doctor(lab.spec, lab.state_dir)
+    click.echo(preflight.report_json(checks) if output == "json" else preflight.format_report(checks), nl=output == "json")
+    if any(c.failed for c in checks):
+        sys.exit(preflight.PreflightFailed.exit_code)
+
+
+@cli.command()
+@lab_file_option
+@click.option("--output", type=click.Choice(["text", "json"]), default="text", show_default=True)
+def verify(lab_file: Path | None, output: str) -> None:
+    """Check the running lab end to end; exit 7 when any check fails.
+
+    VMs running, nodes Ready, key pods ready, Open WebUI /health on its LoadBalancer address, MetalLB
+    address assigned, Ollama's version and the models lab.yaml asks for.
+
+    \b
+    Example:
+      labctl verify && echo "lab healthy"
+    """
+    import json
+
+    from labctl import lifecycle
+
+    lab = _lab(lab_file, quiet=output == "json")
+    report, checks = lifecycle.verify(lab)
+    if output == "json":
+        click.echo(json.dumps(report.to_dict(lab.spec), indent=2))
+    else:
+        for c in checks:
+            click.echo(f"{'ok  ' if c.ok else 'FAIL'}  {c.name:<16} {c.detail}")
+    failed = [c.name for c in checks if not c.ok]
+    if failed:
+        click.echo(f"verify: {len(failed)} of {len(checks)} checks failed: {', '.join(failed)}", err=True)
+        sys.exit(lifecycle.VerifyFailed.exit_code)
+
+
+@cli.command(context_settings={"ignore_unknown_options": True})
+@lab_file_option
+@click.argument("node")
+@click.argument("command", nargs=-1, type=click.UNPROCESSED)
+def ssh(lab_file: Path | None, node: str, command: tuple[str, ...]) -> None:
+    """Log in to a node (or run COMMAND there) with the lab's SSH settings.
+
+    \b
+    Example:
+      labctl ssh master
+      labctl ssh master -- sudo kubectl --kubeconfig /etc/kubernetes/admin.conf get pods -A
+    """
+    import os
+
+    from labctl import lifecycle
+
+    argv = lifecycle.ssh_argv(_lab(lab_file, quiet=True), node, command)
+    os.execvp(argv[0], argv)
+
+
+@cli.command()
+@lab_file_option
+@click.option("--merge", is_flag=True, help="Merge it into ~/.kube/config (or $KUBECONFIG) as context labctl-NAME.")
+def kubeconfig(lab_file: Path | None, merge: bool) -> None:
+    """Print the path of the lab's kubeconfig (never its content: it holds the admin key).
+
+    \b
+    Example:
+      export KUBECONFIG=$(labctl kubeconfig)
+      labctl kubeconfig --merge && kubectl --context labctl-llm-lab get nodes
+    """
+    from labctl import lifecycle
+
+    lab = _lab(lab_file, quiet=True)
+    if not lab.kubeconfig.exists():
+        fail(f"{lab.kubeconfig} does not exist yet — run `labctl create` (it fetches the kubeconfig at the end)")
+    if merge:
+        target = lifecycle.merge_kubeconfig_file(lab, lifecycle.user_kubeconfig_path())
+        click.echo(f"merged into {target} as context {lab.context}", err=True)
+    click.echo(str(lab.kubeconfig))
+
+
+@cli.command()
+@lab_file_option
+def halt(lab_file: Path | None) -> None:
+    """Shut the lab's VMs down (laptop battery); `labctl resume` brings them back.
+
+    \b
+    Example:
+      labctl halt && labctl resume
+    """
+    from labctl import lifecycle
+
+    lifecycle.halt(_lab(lab_file), lifecycle.Console())
+
+
+@cli.command()
+@lab_file_option
+def resume(lab_file: Path | None) -> None:
+    """Start a halted lab again and re-check what a reboot can undo (swap stays off).
+
+    \b
+    Example:
+      labctl resume && labctl status
+    """
+    from labctl import lifecycle
+
+    lifecycle.resume(_lab(lab_file), lifecycle.Console())
 
 
 def main() -> None:
