@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import io
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -129,6 +130,9 @@ def test_all_playbooks_run_end_to_end_then_a_rerun_skips_everything(ssh_nodes, t
     assert api["joins"] == [{"node": "worker1", "token_id": token.split(".")[0]}]
     for text in (console1, log1, console2, log2):
         assert token not in text and token.split(".")[1] not in text
+        # Nor any other bootstrap token (kubeadm init prints one unless told --skip-token-print).
+        assert not re.search(r"\b[a-z0-9]{6}\.[a-z0-9]{16}\b", text)
+    assert "--token <value withheld>" in log1
     assert "<redacted:join_command>" in log1 or "<secret capture join_command: not logged>" in log1
     assert "$LABCTL_JOIN_COMMAND" in log1  # the script names the variable, the value travels on stdin
 
