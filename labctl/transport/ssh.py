@@ -127,6 +127,9 @@ class SSHTransport:
             # command then waits ~40 ms for nothing. OpenSSH's own client sets TCP_NODELAY too.
             with contextlib.suppress(OSError, AttributeError):
                 conn.client.get_transport().sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            # A host that vanishes without closing the TCP connection (VM paused, cable pulled) is
+            # noticed by the keepalive instead of hanging a step until its timeout.
+            conn.client.get_transport().set_keepalive(15)
             self._connections[host.name] = conn
             return conn
 
@@ -299,6 +302,8 @@ def _known_name(host: Host) -> str:
 
 def _connect_error(host: Host, err: BaseException) -> str:
     where = f"{host.user}@{host.address}:{host.port}"
+    if isinstance(err, FileNotFoundError):
+        return f"cannot log in to {host.name} ({where}): key file {host.key_file} does not exist"
     if isinstance(err, paramiko.AuthenticationException):
         return f"cannot log in to {host.name} ({where}): {err} — check the user and key ({host.key_file or 'ssh agent'})"
     if isinstance(err, socket.timeout | TimeoutError):
