@@ -9,7 +9,7 @@ real sshd nodes in network namespaces (tests/sshnodes.py), N = 3 and 20, all hos
 - fabric:   a plain Fabric ThreadingGroup issuing the 10 "check || change" commands (sudo -n)
 - ssh:      one OpenSSH `ssh` per host running all 10 commands in one shell — the floor
 
-For each tool and size: ``--reps`` times (default 5): wipe the steps' files on every node, time the
+For each size, ``--reps`` rounds (default 5); in each round every tool in turn: wipe the steps' files on every node, time the
 first run, check every file was written, time the no-change re-run. Medians, then a table with
 ratios. Every timing includes connecting (fresh connections per run; ansible's ControlPersist
 masters live through the re-run, which is what ControlPersist is for, and are stopped afterwards).
@@ -207,10 +207,11 @@ def verify(nodes: NodeSet, tool: str) -> None:
 def measure(nodes: NodeSet, work: Path, reps: int, tools: tuple[str, ...], log: Callable[[str], None]) -> dict:
     ans = ansible_setup(nodes, work) if "ansible" in tools else {}
     pyi = pyinfra_setup(nodes, work) if "pyinfra" in tools else {}
-    results: dict[str, dict[str, list[float]]] = {}
-    for tool in tools:
-        results[tool] = {"first": [], "rerun": []}
-        for rep in range(reps):
+    results: dict[str, dict[str, list[float]]] = {tool: {"first": [], "rerun": []} for tool in tools}
+    # Round-robin (rep outer, tool inner): a load spike on this shared machine then hits every tool
+    # in that round instead of all the reps of one tool.
+    for rep in range(reps):
+        for tool in tools:
             wipe(nodes)
             control_dir = Path(tempfile.mkdtemp(prefix="cp-", dir=work))
             runners: dict[str, Callable[[], None]] = {
@@ -283,6 +284,13 @@ def targets(all_results: dict[int, dict]) -> str:
     return "\n".join(out)
 
 
+def load_average() -> str:
+    try:
+        return Path("/proc/loadavg").read_text().split()[0]
+    except OSError:
+        return "?"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", type=int, nargs="+", default=[3, 20])
@@ -304,7 +312,7 @@ def main() -> None:
             work = Path(tmp) / f"n{n}"
             started = time.perf_counter()
             nodes = start_nodes([f"node{i:02d}" for i in range(n)], work)
-            log(f"N={n}: {n} netns sshd nodes up in {time.perf_counter() - started:.1f}s")
+            log(f"N={n}: {n} netns sshd nodes up in {time.perf_counter() - started:.1f}s (load average {load_average()})")
             try:
                 all_results[n] = measure(nodes, work, args.reps, tuple(args.tools), log)
             finally:
