@@ -582,7 +582,7 @@ def verify(lab_file: Path | None, output: str) -> None:
         click.echo(json.dumps(report.to_dict(lab.spec), indent=2))
     else:
         for c in checks:
-            click.echo(f"{'ok  ' if c.ok else 'FAIL'}  {c.name:<16} {c.detail}")
+            click.echo(f"{'ok  ' if c.ok else 'FAIL'}  {c.name:<18} {c.detail}")
     failed = [c.name for c in checks if not c.ok]
     if failed:
         click.echo(f"verify: {len(failed)} of {len(checks)} checks failed: {', '.join(failed)}", err=True)

@@ -146,7 +146,8 @@ class VagrantProvider:
         try:
             for line in lines():
                 with self._log() as log:
-                    log.write(line if line.endswith("\n") else line + "\n")
+                    # Seconds since the command started: shows which Vagrant phase took the time.
+                    log.write(f"[{time.monotonic() - start:8.2f}s] {line.rstrip()}\n")
                 tail = [*tail, line.rstrip()][-15:]
                 shown = console_line(line)
                 if shown:

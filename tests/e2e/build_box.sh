@@ -58,7 +58,13 @@ DHCP=ipv4
 [DHCPv4]
 # Every VM starts from the same image: identify by MAC, or dnsmasq hands them all one address.
 ClientIdentifier=mac
+# Vagrant sets the hostname; taking one from DHCP only stalls boot on systemd-hostnamed.
+UseHostname=false
 NET
+# Under software emulation every service costs seconds of boot: mask the ones a lab VM never needs.
+for unit in e2scrub_reap.service e2scrub_all.timer apt-daily.timer apt-daily-upgrade.timer fstrim.timer; do
+  chroot "$root" systemctl mask "$unit" >/dev/null 2>&1 || true
+done
 chroot "$root" systemctl enable systemd-networkd.service >/dev/null 2>&1
 chroot "$root" systemctl mask systemd-networkd-wait-online.service >/dev/null 2>&1
 chroot "$root" useradd -m -s /bin/bash -G sudo vagrant

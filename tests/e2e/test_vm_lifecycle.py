@@ -1,0 +1,186 @@
+"""End to end on real VMs: `labctl create / status / verify / halt / resume / destroy` with
+vagrant-libvirt under qemu TCG, from a Debian box this test builds (cached), with libvirtd started
+by the test inside a network namespace the test made. Then raw `vagrant up` of the same rendered
+Vagrantfile, to compare the VM layer's wall time (target: labctl ≤ 1.1 × raw).
+
+Profile switch, named here on purpose: the lab is `offline: true` (steps that need the internet are
+skipped, loudly) and `create --only` selects the steps the box can run without Kubernetes binaries
+(hosts file, swap, kernel modules and parameters, the NFS export). Every other step is reported
+"SKIPPED … not selected by --only" in the output, which the test checks.
+
+Slow (10–30 minutes on 2 cores): marked e2e. Figures go to $LABCTL_E2E_FIGURES (default
+/tmp/labctl-e2e-figures.json) and the test output.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import time
+from pathlib import Path
+
+import libvirt_env  # tests/e2e/libvirt_env.py (pytest puts this folder on sys.path)
+import pytest
+
+pytestmark = pytest.mark.e2e
+
+ONLY = (
+    "node-prep.write-hosts-file",
+    "node-prep.disable-swap",
+    "node-prep.load-kernel-modules",
+    "node-prep.set-kernel-parameters",
+    "nfs-server.*",
+)
+SUBNET = "10.252.33"  # a range picked for this test; it exists only inside the test's namespace
+
+
+def lab_yaml(version: str) -> str:
+    return f"""\
+apiVersion: labctl.dev/v1alpha1
+kind: Lab
+name: e2e
+offline: true
+provider:
+  type: libvirt
+  box: {libvirt_env.BOX_NAME}
+  box_version: "{version}"
+  boot_timeout: 1800
+  libvirt:
+    driver: qemu
+network:
+  subnet: {SUBNET}.0/24
+  metallb_pool: {SUBNET}.2-{SUBNET}.5
+nodes:
+  master: {{name: master, ip: {SUBNET}.100, cpus: 1, memory_mib: 1024}}
+  workers: []
+  nfs: {{name: nfs, ip: {SUBNET}.11, cpus: 1, memory_mib: 1024}}
+"""
+
+
+def _ok(proc, what: str) -> str:
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 0, f"{what} failed with exit {proc.returncode}:\n{out[-6000:]}"
+    return out
+
+
+@pytest.fixture(scope="module")
+def libvirt(tmp_path_factory):
+    missing = libvirt_env.missing_requirements()
+    if missing:
+        pytest.skip(f"e2e needs {', '.join(missing)} (CI installs them: see .ci/run)")
+    other = libvirt_env.running_system_libvirtd()
+    if other:
+        pytest.skip(f"a libvirtd (PID {other}) already runs on this host; the e2e starts its own in a namespace")
+    with libvirt_env.libvirt_in_namespace(tmp_path_factory.mktemp("libvirt")) as ns:
+        yield ns
+
+
+def test_vm_lifecycle_end_to_end(libvirt, tmp_path):
+    ns = libvirt
+    figures: dict[str, object] = {}
+    t0 = time.monotonic()
+    stamp = libvirt_env.build_box()
+    version = libvirt_env.add_box(stamp)
+    figures["box_build_and_add_seconds"] = round(time.monotonic() - t0, 1)
+
+    lab_file = tmp_path / "lab.yaml"
+    lab_file.write_text(lab_yaml(version))
+    home = tmp_path / "labctl-home"
+    env = ns.env(LABCTL_HOME=str(home))
+    state = home / "e2e"
+    only_args = [a for pattern in ONLY for a in ("--only", pattern)]
+
+    # ---- create: doctor → Vagrantfile → VMs → ssh-config → the selected steps -------------------
+    started = time.monotonic()
+    out = _ok(ns.labctl("create", "-f", str(lab_file), *only_args, env=env), "labctl create")
+    figures["create_seconds"] = round(time.monotonic() - started, 1)
+    timing = json.loads((state / "last-create.json").read_text())
+    figures["labctl_vm_layer_seconds"] = timing["vm_seconds"]
+    assert "doctor: " in out and "0 failed" in out
+    assert "==> Step: Bring up 2 VMs with Vagrant (libvirt)" in out
+    assert "SKIPPED on every host: needs the internet and the lab is offline" in out
+    assert "SKIPPED on every host: not selected by --only" in out
+    assert "kubeconfig:  not fetched" in out
+    assert (state / "Vagrantfile").is_file() and (state / "ssh-config").is_file()
+    assert oct((state / "ssh-config").stat().st_mode & 0o777) == "0o600"
+
+    # The steps really ran on the VMs: hosts file, swap off, modules, the NFS export.
+    hosts = _ok(ns.labctl("ssh", "-f", str(lab_file), "master", "--", "cat /etc/hosts", env=env), "ssh master")
+    assert f"{SUBNET}.11 nfs" in hosts and f"{SUBNET}.100 master" in hosts
+    modules = _ok(ns.labctl("ssh", "-f", str(lab_file), "master", "--", "lsmod; swapon --show", env=env), "ssh master")
+    assert "br_netfilter" in modules and "overlay" in modules
+    exports = _ok(ns.labctl("ssh", "-f", str(lab_file), "nfs", "--", "sudo exportfs -v", env=env), "ssh nfs")
+    assert "/srv/nfs/lab" in exports and f"{SUBNET}.0/24" in exports
+    ping = _ok(ns.labctl("ssh", "-f", str(lab_file), "master", "--", f"ping -c1 -W5 {SUBNET}.11", env=env), "ping nfs")
+    assert "1 received" in ping
+
+    # ---- a second create finishes nothing new: every selected step is skipped by its check ------
+    again = _ok(ns.labctl("create", "-f", str(lab_file), *only_args, env=env), "second labctl create")
+    assert "skipped (every VM is already running)" in again
+    assert not re.search(r"^\s+\S+: done", again, re.MULTILINE), again
+
+    # ---- status and verify: honest about what is not there -------------------------------------
+    status = json.loads(_ok(ns.labctl("status", "-f", str(lab_file), "--output", "json", env=env), "status"))
+    assert {v["name"]: v["state"] for v in status["vms"]} == {"nfs": "running", "master": "running"}
+    assert status["cluster_error"] == "kubectl is not installed on the master"
+    checks = {c["name"]: c for c in status["checks"]}
+    assert checks["vms-running"]["ok"] is True
+    assert checks["open-webui-health"]["ok"] is False and checks["open-webui-health"]["detail"].startswith("unreachable")
+    verify = ns.labctl("verify", "-f", str(lab_file), env=env)
+    assert verify.returncode == 7, verify.stdout + verify.stderr
+
+    # ---- halt / resume: the lab comes back, swap stays off ----------------------------------------
+    started = time.monotonic()
+    _ok(ns.labctl("halt", "-f", str(lab_file), env=env), "halt")
+    figures["halt_seconds"] = round(time.monotonic() - started, 1)
+    assert all(state_line.endswith("shut off") for state_line in _domain_states(ns).values()), _domain_states(ns)
+    started = time.monotonic()
+    resumed = _ok(ns.labctl("resume", "-f", str(lab_file), env=env), "resume")
+    figures["resume_seconds"] = round(time.monotonic() - started, 1)
+    assert "==> Step: Turn swap off, now and after every reboot" in resumed
+    assert all(s.endswith("running") for s in _domain_states(ns).values()), _domain_states(ns)
+    swap = _ok(ns.labctl("ssh", "-f", str(lab_file), "master", "--", "swapon --show --noheadings | wc -l", env=env), "swap")
+    assert swap.strip().splitlines()[-1] == "0"
+
+    # ---- destroy: nothing of the lab left in libvirt; a second destroy is a no-op ---------------
+    _ok(ns.labctl("destroy", "-f", str(lab_file), "--yes", env=env), "destroy")
+    assert not [d for d in ns.names("list", "--all", "--name") if d.startswith("e2e_")]
+    assert not [v for v in ns.volumes() if v.startswith("e2e_")], ns.volumes()
+    # vagrant-libvirt keeps the box's base image in the pool for the next lab: that one only.
+    assert all(v.startswith("labctl-VAGRANTSLASH-e2e-debian") for v in ns.volumes()), ns.volumes()
+    second = _ok(ns.labctl("destroy", "-f", str(lab_file), "--yes", env=env), "second destroy")
+    assert "nothing to destroy" in second
+
+    # ---- raw `vagrant up` of the same rendered Vagrantfile, same run. It runs second, so the box
+    # image is already in the libvirt pool: labctl's figure above paid that upload, raw's does not.
+    from labctl.render import render_vagrantfile
+    from labctl.spec import LabSpec
+
+    raw = tmp_path / "raw"
+    raw.mkdir()
+    (raw / "Vagrantfile").write_text(render_vagrantfile(LabSpec.load(lab_file), source=str(lab_file)))
+    started = time.monotonic()
+    _ok(ns.run(["vagrant", "up", "--provider=libvirt"], cwd=raw, env=env, timeout=3600), "raw vagrant up")
+    figures["raw_vagrant_up_seconds"] = round(time.monotonic() - started, 1)
+    _ok(ns.run(["vagrant", "destroy", "-f"], cwd=raw, env=env, timeout=900), "raw vagrant destroy")
+    assert not [d for d in ns.names("list", "--all", "--name") if d.startswith("raw_")]
+
+    ratio = figures["labctl_vm_layer_seconds"] / figures["raw_vagrant_up_seconds"]
+    figures["vm_layer_ratio"] = round(ratio, 3)
+    figures["host_load_1min_at_end"] = os.getloadavg()[0]
+    out_path = Path(os.environ.get("LABCTL_E2E_FIGURES", "/tmp/labctl-e2e-figures.json"))
+    out_path.write_text(json.dumps(figures, indent=2) + "\n")
+    print("\ne2e figures:", json.dumps(figures, indent=2))
+    # TCG boot time swings with the host's load (other jobs share the 2 cores), so the 1.1× target
+    # is reported, and only a gross overhead (> 1.5×) fails the test.
+    assert ratio < 1.5, figures
+
+
+def _domain_states(ns) -> dict[str, str]:
+    states = {}
+    for line in ns.virsh("list", "--all").splitlines()[2:]:
+        parts = line.split(None, 2)
+        if len(parts) == 3 and parts[1].startswith("e2e_"):
+            states[parts[1]] = parts[2].strip()
+    return states
