@@ -462,7 +462,8 @@ def bring_up_hosts(lab: Lab, provider: Any, console: Console, step: PlannedStep 
     pending = [s.name for s in states if not s.running]
     if pending:
         provider.up(None if len(pending) == len(states) else pending)
-    config = provider.ssh_config()
+    # `vagrant up` succeeded, so every machine runs: no second `vagrant status` needed.
+    config = provider.ssh_config(running=[s.name for s in states])
     seconds = time.monotonic() - started
     if pending:
         console.say(f"    done ({_format_duration(seconds)})", "green")
@@ -628,7 +629,7 @@ def _webui_health(spec: LabSpec, timeout: float = 5.0) -> EndpointCheck:
 
 
 def lab_status(lab: Lab, *, transport_factory: Callable[[], Any] | None = None) -> LabStatus:
-    from labctl.providers.vagrant import VagrantError
+    from labctl.providers.vagrant import VagrantError, hosts_from_ssh_config
 
     spec = lab.spec
     log_path = lab.new_log("status")
@@ -643,9 +644,10 @@ def lab_status(lab: Lab, *, transport_factory: Callable[[], Any] | None = None) 
         provider = lab.provider(log_path)
         states = provider.status()
         status.vms = [{"name": s.name, "state": s.state} for s in states]
-        if any(s.running for s in states):
+        running = [s.name for s in states if s.running]
+        if running:
             with contextlib.suppress(VagrantError):
-                hosts = provider.hosts()
+                hosts = hosts_from_ssh_config(spec, provider.ssh_config(running=running))
     master_name = spec.nodes.master.name
     sections: dict[str, tuple[str, int]] = {}
     if master_name not in hosts:

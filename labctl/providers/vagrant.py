@@ -204,9 +204,11 @@ class VagrantProvider:
             raise VagrantError(f"`vagrant status` failed (exit {err.returncode}) in {self.root} — see {self.log_path}") from None
         return parse_machine_readable_status(out)
 
-    def ssh_config(self) -> dict[str, dict[str, str]]:
-        """One `vagrant ssh-config` call for all running machines (each vagrant call costs seconds)."""
-        running = [m.name for m in self.status() if m.running]
+    def ssh_config(self, running: list[str] | None = None) -> dict[str, dict[str, str]]:
+        """One `vagrant ssh-config` call for all running machines (each vagrant call costs seconds).
+        ``running``: the machines known to run (right after `up`), which saves a `vagrant status`."""
+        if running is None:
+            running = [m.name for m in self.status() if m.running]
         if not running:
             return {}
         try:
