@@ -5,9 +5,10 @@ For each step, in plan order:
 1. a provider step goes to ``on_provider_step`` (the Vagrant/ssh provider brings hosts up);
 2. a step the profile skips (``skip_reason``, e.g. offline) is reported skipped, loudly;
 3. on every host the step targets, at the same time (a thread pool; one SSH connection per host,
-   reused): run the ``check``; exit 0 means already done → skipped with the step's done reason.
-   Otherwise upload the step's artefacts, then run its script (sudo when declared, the step's
-   timeout, retries with exponential backoff when the step has ``retries``);
+   reused): upload the step's artefacts (first, so that a ``kubectl diff`` check compares against
+   this run's file), then run the ``check``; exit 0 means already done → skipped with the step's
+   done reason. Otherwise run its script (sudo when declared, the step's timeout, retries with
+   exponential backoff when the step has ``retries``);
 4. ``capture`` stores the script's stdout as a fact (with ``capture_check``, the check's stdout when
    the check said "done"); later steps that list it in ``uses`` get it as ``LABCTL_<NAME>`` on stdin.
 
@@ -356,20 +357,27 @@ class Runner:
         self, step: PlannedStep, cmd: HostCommands, host: Host, env: dict[str, str], started: float
     ) -> _HostRun:
         guarded = getattr(self.transport, "run_guarded", None)
-        if cmd.check and not step.upload and guarded is not None:
-            # One round trip for check-then-run (uploads must go between the two, so not for those).
+
+        def upload() -> None:
+            # Before the check, not after it: apply steps check with `kubectl diff` against the
+            # uploaded file, so the check must see this run's artefact, not the previous run's.
+            for name in step.upload:
+                art = self.artefacts[name]
+                t0 = time.monotonic()
+                self.transport.put(host, art.content, art.dest, mode=art.mode, sudo=step.sudo)
+                self._logw(f"{host.name}: upload {art.describe()} in {time.monotonic() - t0:.2f}s")
+
+        if cmd.check and guarded is not None:
+            # One round trip for check-then-run.
             def attempt() -> tuple[Result | None, Result | None]:
+                upload()
                 return self._guarded(guarded, step, host, cmd, env)
         else:
             def attempt() -> tuple[Result | None, Result | None]:
+                upload()
                 check = self._exec(step, host, cmd.check, env, "check") if cmd.check else None
                 if check is not None and (check.ok or check.error or check.timed_out):
                     return check, None
-                for name in step.upload:
-                    art = self.artefacts[name]
-                    t0 = time.monotonic()
-                    self.transport.put(host, art.content, art.dest, mode=art.mode, sudo=step.sudo)
-                    self._logw(f"{host.name}: upload {art.describe()} in {time.monotonic() - t0:.2f}s")
                 return check, self._exec(step, host, cmd.run, env, "run")
 
         # Every attempt checks first, so a retry never redoes what a failed attempt managed to finish.

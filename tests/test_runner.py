@@ -270,3 +270,19 @@ def test_summary_and_durations(tmp_path, scripted):
     summary = report.summary()
     assert "2 steps" in summary and "4 host runs done" in summary and "a.two" in summary
     assert format_duration(62) == "1m02s" and format_duration(3.25) == "3.2s"
+
+
+def test_uploads_happen_before_the_check(tmp_path, scripted):
+    """An apply step checks with `kubectl diff -f <artefact>`: the check must see this run's file,
+    so the upload comes first even when the check then says the step is done."""
+    t = scripted().on("kubectl diff", exit_code=0)
+    arts = {"apps": Artefact("apps", "/etc/labctl/apps.yaml", b"kind: List\n", 0o600, True)}
+    r, _ = runner(t, tmp_path, artefacts=arts)
+    report = r.run(
+        plan(step("apps.apply", "kubectl apply --server-side -f /etc/labctl/apps.yaml", hosts=("master",),
+                  check="kubectl diff --server-side -f /etc/labctl/apps.yaml", upload=("apps",)))
+    )
+    assert report.steps[0].outcomes[0].status == "skipped"
+    kinds = [c.kind for c in t.calls if c.host == "master"]
+    assert kinds[0] == "put", kinds
+    assert not any("kubectl apply" in c.script for c in t.runs())
