@@ -452,7 +452,7 @@ class CreateResult:
 
 def bring_up_hosts(lab: Lab, provider: Any, console: Console, step: PlannedStep | None) -> tuple[dict[str, Host], float]:
     """The plan's provider step: VMs up (only those not running), then hosts from ssh-config."""
-    from labctl.providers.vagrant import hosts_from_ssh_config
+    from labctl.providers.vagrant import format_ssh_config, hosts_from_ssh_config
 
     title = step.title if step else "Bring up the VMs with Vagrant"
     console.say(f"==> Step: {title}", "bold")
@@ -470,13 +470,9 @@ def bring_up_hosts(lab: Lab, provider: Any, console: Console, step: PlannedStep 
     else:
         console.say("    skipped (every VM is already running)", "yellow")
     hosts = hosts_from_ssh_config(lab.spec, config)
-    lines = []
-    for machine, keys in config.items():
-        lines.append(f"Host {machine}")
-        lines.extend(f"  {k} {v}" for k, v in keys.items())
     from labctl.state import write_private
 
-    write_private(lab.ssh_config, "\n".join(lines) + "\n")
+    write_private(lab.ssh_config, format_ssh_config(config))
     return hosts, seconds
 
 

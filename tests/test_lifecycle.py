@@ -20,6 +20,7 @@ from labctl.providers.vagrant import (
     VagrantError,
     VagrantProvider,
     console_line,
+    format_ssh_config,
     hosts_from_ssh_config,
     parse_machine_readable_status,
     parse_ssh_config,
@@ -288,6 +289,13 @@ def test_ssh_config_to_hosts(default_spec):
     assert hosts["nfs"].roles == ("nfs",)
     with pytest.raises(VagrantError, match="worker1"):
         hosts_from_ssh_config(default_spec, parse_ssh_config(SSH_CONFIG))
+
+
+def test_ssh_config_written_back_quotes_paths_with_spaces():
+    parsed = parse_ssh_config(SSH_CONFIG)
+    text = format_ssh_config(parsed)
+    assert '  IdentityFile "/home/a b/.vagrant/machines/master/virtualbox/private_key"' in text
+    assert parse_ssh_config(text) == parsed
 
 
 def test_machine_readable_status():

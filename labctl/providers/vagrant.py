@@ -223,16 +223,14 @@ class VagrantProvider:
         """The lab's nodes as Hosts, addressed the way `vagrant ssh` reaches them."""
         return hosts_from_ssh_config(self.spec, self.ssh_config())
 
-    def write_ssh_config(self, path: Path | None = None) -> Path:
-        """Save the ssh-config next to the Vagrantfile: `labctl ssh` uses it without asking Vagrant."""
-        from labctl.state import write_private
 
-        config = self.ssh_config()
-        lines = []
-        for machine, keys in config.items():
-            lines.append(f"Host {machine}")
-            lines.extend(f"  {k} {v}" for k, v in keys.items())
-        return write_private(path or self.root / "ssh-config", "\n".join(lines) + "\n")
+def format_ssh_config(config: dict[str, dict[str, str]]) -> str:
+    """The parsed ssh-config written back for OpenSSH (`ssh -F`); values with spaces are quoted."""
+    lines = []
+    for machine, keys in config.items():
+        lines.append(f"Host {machine}")
+        lines.extend(f'  {k} "{v}"' if " " in v else f"  {k} {v}" for k, v in keys.items())
+    return "\n".join(lines) + "\n"
 
 
 def hosts_from_ssh_config(spec: LabSpec, config: dict[str, dict[str, str]]) -> dict[str, Host]:

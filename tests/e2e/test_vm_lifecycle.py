@@ -108,7 +108,7 @@ def test_vm_lifecycle_end_to_end(libvirt, tmp_path):
     # The steps really ran on the VMs: hosts file, swap off, modules, the NFS export.
     hosts = _ok(ns.labctl("ssh", "-f", str(lab_file), "master", "--", "cat /etc/hosts", env=env), "ssh master")
     assert f"{SUBNET}.11 nfs" in hosts and f"{SUBNET}.100 master" in hosts
-    modules = _ok(ns.labctl("ssh", "-f", str(lab_file), "master", "--", "lsmod; swapon --show", env=env), "ssh master")
+    modules = _ok(ns.labctl("ssh", "-f", str(lab_file), "master", "--", "lsmod; sudo swapon --show", env=env), "ssh master")
     assert "br_netfilter" in modules and "overlay" in modules
     exports = _ok(ns.labctl("ssh", "-f", str(lab_file), "nfs", "--", "sudo exportfs -v", env=env), "ssh nfs")
     assert "/srv/nfs/lab" in exports and f"{SUBNET}.0/24" in exports
@@ -140,7 +140,7 @@ def test_vm_lifecycle_end_to_end(libvirt, tmp_path):
     figures["resume_seconds"] = round(time.monotonic() - started, 1)
     assert "==> Step: Turn swap off, now and after every reboot" in resumed
     assert all(s.endswith("running") for s in _domain_states(ns).values()), _domain_states(ns)
-    swap = _ok(ns.labctl("ssh", "-f", str(lab_file), "master", "--", "swapon --show --noheadings | wc -l", env=env), "swap")
+    swap = _ok(ns.labctl("ssh", "-f", str(lab_file), "master", "--", "sudo swapon --show --noheadings | wc -l", env=env), "swap")
     assert swap.strip().splitlines()[-1] == "0"
 
     # ---- destroy: nothing of the lab left in libvirt; a second destroy is a no-op ---------------
