@@ -89,7 +89,9 @@ def box_file(spec: LabSpec) -> str:
     return f"boxes/{safe_file_name(spec.box)}-{spec.box_version}-{provider}.box"
 
 
-def needed_items(spec: LabSpec) -> list[Item]:
+def needed_items(spec: LabSpec, root: Path | None = None) -> list[Item]:
+    """Everything a lab downloads. With ``root`` (a cache folder), also the images named inside the
+    add-on manifests already in it: those are only known once the manifests are fetched."""
     from labctl.lock import images, packages
 
     out: list[Item] = []
@@ -103,6 +105,79 @@ def needed_items(spec: LabSpec) -> list[Item]:
         out.append(Item("model", f"models.{model}", model, model_manifest_path(model)))
     for key, rel, url in addon_files():
         out.append(Item("manifest", key, rel.removeprefix("addons/"), rel, url))
+    if root is not None:
+        pinned = {normalize_reference(ref) for ref in images(spec).values()}
+        for ref in addon_images(root):
+            if ref not in pinned:
+                out.append(Item("image", f"addon-images.{ref}", ref, f"images/{safe_file_name(ref)}.tar"))
+    return out
+
+
+def normalize_reference(ref: str) -> str:
+    """An image reference as containerd names it after a pull: calico/cni:v3 → docker.io/calico/cni:v3,
+    busybox → docker.io/library/busybox:latest. With a digest the tag is dropped (the digest is what
+    gets pulled, and what the kubelet then looks up)."""
+    name, at, digest = ref.strip().partition("@")
+    first, slash, rest = name.partition("/")
+    if slash and ("." in first or ":" in first or first == "localhost"):
+        host, path = first, rest
+    else:
+        host, path = "docker.io", name
+    if host == "docker.io" and "/" not in path:
+        path = f"library/{path}"
+    last = path.rsplit("/", 1)[-1]
+    if at:
+        if ":" in last:
+            path = path.rsplit(":", 1)[0]
+        return f"{host}/{path}@{digest}"
+    return f"{host}/{path}" if ":" in last else f"{host}/{path}:latest"
+
+
+POD_CONTAINER_LISTS = ("containers", "initContainers", "ephemeralContainers")
+
+
+def manifest_images(text: str, where: str = "manifest") -> list[str]:
+    """Every container image a Kubernetes manifest (one or more YAML documents) runs, normalized,
+    in order of first appearance. Walks every object, so Deployments, DaemonSets, Jobs, CronJobs
+    and bare Pods are all covered; CRD schemas that merely describe a `containers` field are not
+    lists of containers and are passed over."""
+    import yaml
+
+    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # calico.yaml is large: use libyaml when present
+    found: list[str] = []
+
+    def walk(node: Any) -> None:
+        if isinstance(node, dict):
+            for key, value in node.items():
+                if key in POD_CONTAINER_LISTS and isinstance(value, list):
+                    for container in value:
+                        if isinstance(container, dict) and isinstance(container.get("image"), str):
+                            ref = normalize_reference(container["image"])
+                            if ref not in found:
+                                found.append(ref)
+                walk(value)
+        elif isinstance(node, list):
+            for value in node:
+                walk(value)
+
+    try:
+        for document in yaml.load_all(text, Loader=loader):
+            walk(document)
+    except yaml.YAMLError as err:
+        raise CacheError(f"{where}: not valid YAML ({str(err).splitlines()[0]}) — delete it and run `labctl cache fill` again") from None
+    return found
+
+
+def addon_images(root: Path) -> list[str]:
+    """The images named in the add-on manifests present in the cache (Calico, MetalLB, csi-driver-nfs
+    and its sidecars, metrics-server), each once."""
+    out: list[str] = []
+    for _, rel, _ in addon_files():
+        path = root / rel
+        if path.is_file():
+            for ref in manifest_images(path.read_text(encoding="utf-8"), str(path)):
+                if ref not in out:
+                    out.append(ref)
     return out
 
 
@@ -178,7 +253,7 @@ def _present(root: Path, item: Item) -> Present:
 
 
 def scan(spec: LabSpec, root: Path) -> list[Present]:
-    return [_present(root, item) for item in needed_items(spec)]
+    return [_present(root, item) for item in needed_items(spec, root)]
 
 
 def human(size: int) -> str:
@@ -199,6 +274,10 @@ def status_table(spec: LabSpec, root: Path) -> tuple[str, bool]:
         lines.append(f"  {r.item.kind:<8} {r.item.name:<{width}}  {state:<8} {human(r.size) if r.ok else '-'}")
     missing = sum(not r.ok for r in rows)
     total = sum(r.size for r in rows)
+    if any(r.item.kind == "manifest" and not r.ok for r in rows):
+        lines.append(
+            "  (the images named inside the missing add-on manifests are listed once `cache fill` has fetched them)"
+        )
     lines.append(
         f"{len(rows) - missing}/{len(rows)} present, {human(total)}"
         + (f"; {missing} missing — run `labctl cache fill {root}` on a machine with internet" if missing else "")
@@ -466,8 +545,13 @@ MANIFEST_TYPES = ", ".join(
 
 
 def split_reference(ref: str) -> tuple[str, str, str]:
-    """docker.io/ollama/ollama:0.40.1 → (docker.io, ollama/ollama, 0.40.1)."""
+    """docker.io/ollama/ollama:0.40.1 → (docker.io, ollama/ollama, 0.40.1);
+    registry.k8s.io/x@sha256:ab → (registry.k8s.io, x, sha256:ab) — the part after the name is what
+    the registry's /manifests/ endpoint takes."""
     host, _, rest = ref.partition("/")
+    if "@" in rest:
+        name, _, digest = rest.partition("@")
+        return host, name, digest
     name, _, tag = rest.rpartition(":")
     return host, name, tag
 
@@ -628,8 +712,15 @@ def write_box_metadata(spec: LabSpec, root: Path) -> Path:
     """boxes/<box>.json: `vagrant box add boxes/<box>.json` adds the cached file under the pinned name
     and version (a bare .box file would be added without a version, and the Vagrantfile pins one)."""
     box = root / box_file(spec)
+    path = box.with_suffix(".json")
+    path.write_text(json.dumps(box_metadata(spec, box, _sha256_file(box)), indent=2) + "\n", encoding="utf-8")
+    return path
+
+
+def box_metadata(spec: LabSpec, box: Path, sha256: str) -> dict[str, Any]:
+    """Vagrant's box catalog format for one local box file under the pinned name and version."""
     provider = "libvirt" if spec.provider.type == "libvirt" else "virtualbox"
-    meta = {
+    return {
         "name": spec.box,
         "versions": [
             {
@@ -639,15 +730,12 @@ def write_box_metadata(spec: LabSpec, root: Path) -> Path:
                         "name": provider,
                         "url": box.resolve().as_uri(),
                         "checksum_type": "sha256",
-                        "checksum": _sha256_file(box),
+                        "checksum": sha256,
                     }
                 ],
             }
         ],
     }
-    path = box.with_suffix(".json")
-    path.write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
-    return path
 
 
 def box_add_command(spec: LabSpec, root: Path) -> list[str] | None:
@@ -657,6 +745,61 @@ def box_add_command(spec: LabSpec, root: Path) -> list[str] | None:
     if spec.provider.type == "ssh" or not meta.is_file():
         return None
     return ["vagrant", "box", "add", "--force", str(meta.resolve())]
+
+
+def vagrant_boxes(listing: str) -> set[tuple[str, str, str]]:
+    """`vagrant box list` → {(name, provider, version)}. Lines read `bento/ubuntu-24.04 (virtualbox,
+    202510.26.0)`; newer Vagrant adds the architecture: `(virtualbox, 202510.26.0, (amd64))`."""
+    out: set[tuple[str, str, str]] = set()
+    for line in listing.splitlines():
+        m = re.match(r"^(\S+)\s+\(([^,\s]+),\s*([^,\s)]+)", line.strip())
+        if m:
+            out.add((m.group(1), m.group(2), m.group(3)))
+    return out
+
+
+def prepare_host_for_cache(
+    spec: LabSpec,
+    cache_dir: Path | str,
+    *,
+    run: Callable[..., subprocess.CompletedProcess[str]] = subprocess.run,
+    env: dict[str, str] | None = None,
+) -> str:
+    """Before `vagrant up` with a warm cache: make Vagrant know the pinned box from the cache, so that
+    `vagrant up` downloads no box. Returns one line saying what happened; raises CacheError when
+    `vagrant box add` fails.
+
+    Skips the add when `vagrant box list` already shows the pinned name, provider and version (a
+    re-add would unpack the whole box again on every create). The metadata handed to `vagrant box
+    add` points at where the box file is now — the cache may have been copied (USB stick, another
+    laptop) since `cache fill` wrote boxes/<box>.json — and keeps that file's checksum, which Vagrant
+    verifies while adding."""
+    if spec.provider.type == "ssh":
+        return "provider ssh: the machines exist already, no box to add"
+    root = Path(cache_dir).expanduser().resolve()
+    provider = "libvirt" if spec.provider.type == "libvirt" else "virtualbox"
+    label = f"{spec.box} {spec.box_version} ({provider})"
+    box = root / box_file(spec)
+    if not box.is_file():
+        return f"the warm cache has no box {label}: `vagrant up` downloads it (`labctl cache fill` adds it)"
+    listed = run(["vagrant", "box", "list"], capture_output=True, text=True, env=env, check=False)
+    if listed.returncode == 0 and (spec.box, provider, spec.box_version) in vagrant_boxes(listed.stdout):
+        return f"box {label} already added to Vagrant"
+    sha256 = ""
+    cached_meta = box.with_suffix(".json")
+    if cached_meta.is_file():
+        try:
+            sha256 = json.loads(cached_meta.read_text(encoding="utf-8"))["versions"][0]["providers"][0]["checksum"]
+        except (ValueError, KeyError, IndexError, TypeError):
+            sha256 = ""
+    with tempfile.TemporaryDirectory(prefix="labctl-box-") as tmp:
+        meta = Path(tmp) / "box.json"
+        meta.write_text(json.dumps(box_metadata(spec, box, sha256 or _sha256_file(box))), encoding="utf-8")
+        added = run(["vagrant", "box", "add", "--force", str(meta)], capture_output=True, text=True, env=env, check=False)
+    if added.returncode != 0:
+        tail = " ".join((added.stderr or added.stdout or "").strip().splitlines()[-3:])
+        raise CacheError(f"vagrant box add of {box} failed (exit {added.returncode}): {tail}")
+    return f"added box {label} to Vagrant from the warm cache ({human(box.stat().st_size)})"
 
 
 # ---- fill ------------------------------------------------------------------------------------------
@@ -695,53 +838,79 @@ def fill_cache(
         raise CacheError(f"--mirror {mirror}: use an http://, https:// or file:// URL")
     debs_changed = False
     try:
-        for present in scan(spec, root):
-            item = present.item
-            if kinds and item.kind not in kinds:
-                continue
-            if present.ok:
-                report.kept.append(item.name)
-                continue
-            echo(f"fetching {item.kind} {item.name}")
-            try:
-                if item.kind == "model":
-                    if base:
-                        n = fetch_model_from_mirror(src, base, item.name, root)
-                    else:
-                        n = fetch_model(src, up.ollama_registry, item.name, root)
-                elif item.kind == "image":
-                    if base:
-                        n = src.download(f"{base}/{item.path}", root / item.path)
-                    else:
-                        host, _, _ = split_reference(item.name)
-                        n = fetch_image(src, up.registries[host], item.name, root / item.path)
-                elif item.kind == "deb":
-                    pkg, _, pattern = item.name.partition("=")
-                    repos = [(base + "/debs/", "Packages")] if base else up.apt
-                    n = fetch_deb(src, repos, pkg, pattern, root, indexes)
-                    debs_changed = True
-                elif item.kind == "manifest":
-                    url = f"{base}/{item.path}" if base else up.rewrite(item.url)
-                    n = src.download(url, root / item.path)
-                else:  # box
-                    if base:
-                        url = f"{base}/{item.path}"
-                    else:
-                        org, _, box = spec.box.partition("/")
-                        provider = "libvirt" if spec.provider.type == "libvirt" else "virtualbox"
-                        url = (
-                            f"{up.vagrant_cloud}/{org}/boxes/{box}/versions/{spec.box_version}"
-                            f"/providers/{provider}/{DEB_ARCH}/vagrant.box"
-                        )
-                    n = src.download(url, root / item.path)
-                    write_box_metadata(spec, root)
-                report.fetched.append((item.name, n))
-            except (CacheError, OSError, KeyError, ValueError) as err:
-                report.failed.append((item.name, str(err)))
-                echo(f"  failed: {err}")
+        # Two rounds: the images named inside the add-on manifests are only known once the manifests
+        # are in the cache, so the second round picks up what the first one's manifests name.
+        seen: set[str] = set()
+        for _round in range(2):
+            for present in scan(spec, root):
+                if present.item.path in seen:
+                    continue
+                seen.add(present.item.path)
+                debs_changed |= _fill_item(spec, root, present, kinds, base, up, src, indexes, report, echo)
     finally:
         if source is None:
             src.close()
     if debs_changed or ((root / "debs").is_dir() and not (root / "debs" / "Packages").exists()):
         write_apt_index(root / "debs")
     return report
+
+
+def _fill_item(
+    spec: LabSpec,
+    root: Path,
+    present: Present,
+    kinds: set[str] | None,
+    base: str,
+    up: Upstreams,
+    src: Source,
+    indexes: dict[str, list[dict[str, str]]],
+    report: FillReport,
+    echo: Callable[[str], None],
+) -> bool:
+    """Fetch one item unless present or filtered out; True when a .deb was fetched."""
+    item = present.item
+    debs_changed = False
+    if kinds and item.kind not in kinds:
+        return False
+    if present.ok:
+        report.kept.append(item.name)
+        return False
+    echo(f"fetching {item.kind} {item.name}")
+    try:
+        if item.kind == "model":
+            if base:
+                n = fetch_model_from_mirror(src, base, item.name, root)
+            else:
+                n = fetch_model(src, up.ollama_registry, item.name, root)
+        elif item.kind == "image":
+            if base:
+                n = src.download(f"{base}/{item.path}", root / item.path)
+            else:
+                host, _, _ = split_reference(item.name)
+                # a registry not in the table speaks the API on its own host (gcr.io, public.ecr.aws, ...)
+                n = fetch_image(src, up.registries.get(host, f"https://{host}"), item.name, root / item.path)
+        elif item.kind == "deb":
+            pkg, _, pattern = item.name.partition("=")
+            repos = [(base + "/debs/", "Packages")] if base else up.apt
+            n = fetch_deb(src, repos, pkg, pattern, root, indexes)
+            debs_changed = True
+        elif item.kind == "manifest":
+            url = f"{base}/{item.path}" if base else up.rewrite(item.url)
+            n = src.download(url, root / item.path)
+        else:  # box
+            if base:
+                url = f"{base}/{item.path}"
+            else:
+                org, _, box = spec.box.partition("/")
+                provider = "libvirt" if spec.provider.type == "libvirt" else "virtualbox"
+                url = (
+                    f"{up.vagrant_cloud}/{org}/boxes/{box}/versions/{spec.box_version}"
+                    f"/providers/{provider}/{DEB_ARCH}/vagrant.box"
+                )
+            n = src.download(url, root / item.path)
+            write_box_metadata(spec, root)
+        report.fetched.append((item.name, n))
+    except (CacheError, OSError, KeyError, ValueError) as err:
+        report.failed.append((item.name, str(err)))
+        echo(f"  failed: {err}")
+    return debs_changed

@@ -49,8 +49,9 @@ def lock_path(lab_file: Path | None) -> Path:
 def images(spec: LabSpec) -> dict[str, str]:
     """Container images the lab runs whose tags labctl pins (key → reference).
 
-    Images whose tags are chosen by upstream tools (kubeadm's etcd/coredns/pause, the csi-driver-nfs
-    sidecars) are not listed: labctl does not pin them (see ``notes`` in the lock).
+    kubeadm's own images (etcd, coredns, pause) are pinned to what kubeadm at the pinned version
+    pulls. Images named inside the add-on manifests (e.g. the csi-driver-nfs sidecars) are fixed by
+    the locked manifest URLs; the warm cache reads them out of the manifests (``labctl.cache``).
     """
     from labctl.versions import PINS
 
@@ -60,6 +61,9 @@ def images(spec: LabSpec) -> dict[str, str]:
         "kube-controller-manager": f"registry.k8s.io/kube-controller-manager:v{k8s}",
         "kube-scheduler": f"registry.k8s.io/kube-scheduler:v{k8s}",
         "kube-proxy": f"registry.k8s.io/kube-proxy:v{k8s}",
+        "etcd": f"registry.k8s.io/etcd:{PINS['etcd']}",
+        "coredns": f"registry.k8s.io/coredns/coredns:v{PINS['coredns']}",
+        "pause": f"registry.k8s.io/pause:{PINS['pause']}",
         "calico-cni": f"docker.io/calico/cni:v{PINS['calico']}",
         "calico-node": f"docker.io/calico/node:v{PINS['calico']}",
         "calico-kube-controllers": f"docker.io/calico/kube-controllers:v{PINS['calico']}",
@@ -150,8 +154,9 @@ def build_lock(spec: LabSpec, cache_dir: Path | None = None) -> dict[str, Any]:
             "digests": "null = not known when locked; fill a warm cache, then `labctl lock --cache DIR` records them",
             "packages": "a version ending in -* matches any Debian revision of that release (pkgs.k8s.io revisions are "
             "not always -1.1); the exact .deb is recorded in a warm cache's index",
-            "images": "only images whose tags labctl pins; kubeadm's etcd/coredns/pause and the csi-driver-nfs "
-            "sidecars follow the Kubernetes and csi-driver-nfs versions above",
+            "images": "images whose tags labctl pins (kubeadm's etcd/coredns/pause included); images named inside "
+            "the add-on manifests (e.g. the csi-driver-nfs sidecars) follow the locked manifest URLs, and a warm "
+            "cache reads them out of those manifests",
         },
     }
 

@@ -44,6 +44,18 @@ _PINS: tuple[Pin, ...] = (
         "Debian revision of the pkgs.k8s.io packages",
         "https://pkgs.k8s.io/core:/stable:/v1.36/deb/",
     ),
+    # The images `kubeadm init` runs besides the Kubernetes components, as kubeadm 1.36 names them
+    # (cmd/kubeadm/app/constants: DefaultEtcdVersion, CoreDNSVersion, PauseVersion). Source: the output
+    # of `kubeadm config images list` for v1.36.4, the same in several independent records (2026):
+    # coredns/coredns:v1.14.2, pause:3.10.2, etcd:3.6.8-0. Change them together with the minor.
+    Pin("etcd", "3.6.8-0", "image registry.k8s.io/etcd (kubeadm's default for 1.36)", "kubeadm config images list"),
+    Pin(
+        "coredns",
+        "1.14.2",
+        "image registry.k8s.io/coredns/coredns (kubeadm's default for 1.36)",
+        "kubeadm config images list",
+    ),
+    Pin("pause", "3.10.2", "image registry.k8s.io/pause (kubeadm's default for 1.36)", "kubeadm config images list"),
     Pin("containerd", "2.2.1-*", "container runtime (Ubuntu 24.04 package containerd, held)", "Ubuntu noble-updates"),
     Pin(
         "calico",

@@ -44,6 +44,99 @@ DEB_VERSIONS = {
 }
 
 
+# Images the fake add-on manifests name that labctl does not pin itself (as the real csi-driver-nfs
+# manifests name their sidecars): `cache fill` must find them by reading the manifests. Written the
+# way manifests write them; normalized: docker.io/library/busybox:1.37, registry.k8s.io/sig-storage/....
+ADDON_ONLY_IMAGES = (
+    "registry.k8s.io/sig-storage/csi-provisioner:v5.3.0",
+    "registry.k8s.io/sig-storage/livenessprobe:v2.17.0",
+    "docker.io/library/busybox:1.37",
+)
+
+
+def addon_manifest(key: str, rel: str, url: str) -> str:
+    """TEST DOUBLE of an add-on manifest: small, but shaped like the real one where the playbooks and
+    `cache fill` look — Calico's commented CALICO_IPV4POOL_CIDR and `IP: autodetect` env (50's sed
+    edits them), metrics-server's --secure-port arg (70 adds --kubelet-insecure-tls after it), and
+    the images in containers/initContainers, some of them also pinned by labctl, some not."""
+    from labctl.versions import PINS
+
+    head = f"# TEST DOUBLE of {url}\n"
+    if rel.startswith("addons/calico-"):
+        v = PINS["calico"]
+        return head + f"""---
+apiVersion: apps/v1
+kind: DaemonSet
+metadata:
+  name: calico-node
+  namespace: kube-system
+spec:
+  template:
+    spec:
+      initContainers:
+        - name: install-cni
+          image: docker.io/calico/cni:v{v}
+        - name: wait
+          image: busybox:1.37
+      containers:
+        - name: calico-node
+          image: docker.io/calico/node:v{v}
+          env:
+            - name: IP
+              value: "autodetect"
+            # - name: CALICO_IPV4POOL_CIDR
+            #   value: "192.168.0.0/16"
+---
+apiVersion: apiextensions.k8s.io/v1
+kind: CustomResourceDefinition
+metadata:
+  name: examples.crd.projectcalico.org
+spec:
+  versions:
+    - name: v1
+      schema:
+        openAPIV3Schema:
+          properties:
+            containers:
+              description: a schema property called containers is not a list of containers
+              type: array
+"""
+    if rel.startswith("addons/metrics-server-"):
+        return head + f"""apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: metrics-server
+  namespace: kube-system
+spec:
+  template:
+    spec:
+      containers:
+        - name: metrics-server
+          image: registry.k8s.io/metrics-server/metrics-server:v{PINS["metrics_server"]}
+          args:
+            - --cert-dir=/tmp
+            - --secure-port=10250
+"""
+    if rel.endswith("/csi-nfs-controller.yaml"):
+        return head + f"""kind: Deployment
+apiVersion: apps/v1
+metadata:
+  name: csi-nfs-controller
+  namespace: kube-system
+spec:
+  template:
+    spec:
+      containers:
+        - name: csi-provisioner
+          image: registry.k8s.io/sig-storage/csi-provisioner:v5.3.0
+        - name: liveness-probe
+          image: registry.k8s.io/sig-storage/livenessprobe:v2.17.0
+        - name: nfs
+          image: registry.k8s.io/sig-storage/nfsplugin:v{PINS["csi_driver_nfs"]}
+"""
+    return head + "apiVersion: v1\nkind: List\nitems: []\n"
+
+
 def _digest(data: bytes) -> str:
     return "sha256:" + hashlib.sha256(data).hexdigest()
 
@@ -91,9 +184,11 @@ class FakeUpstream:
         for model in self.spec.apps.ollama.models:
             self._add_model(model)
         self._add_apt()
-        for _, _, url in addon_files():
+        for key, rel, url in addon_files():
             path = url.replace("https://raw.githubusercontent.com", "/raw").replace("https://github.com", "/gh")
-            self.files[path] = f"# TEST DOUBLE of {url}\napiVersion: v1\nkind: List\nitems: []\n".encode()
+            self.files[path] = addon_manifest(key, rel, url).encode()
+        for ref in ADDON_ONLY_IMAGES:
+            self._add_image(ref)
         self.files["/vc/box"] = b"TEST DOUBLE vagrant box for " + self.spec.box.encode() + b"\n" * 64
 
     # -- content ---------------------------------------------------------------------------------

@@ -86,6 +86,73 @@ def test_image_archive_is_an_oci_layout_ctr_can_import(filled: Path) -> None:
             assert "sha256:" + hashlib.sha256(data).hexdigest() == layer["digest"]
 
 
+def test_fill_caches_kubeadms_images_and_those_named_in_the_addon_manifests(filled: Path) -> None:
+    from tests.fakeupstream import ADDON_ONLY_IMAGES
+
+    spec = LabSpec.default()
+    names = {r.item.name for r in scan(spec, filled) if r.item.kind == "image" and r.ok}
+    # kubeadm init's own images, at the versions kubeadm 1.36 uses
+    for ref in (
+        "registry.k8s.io/kube-apiserver:v1.36.4",
+        "registry.k8s.io/kube-proxy:v1.36.4",
+        "registry.k8s.io/etcd:3.6.8-0",
+        "registry.k8s.io/coredns/coredns:v1.14.2",
+        "registry.k8s.io/pause:3.10.2",
+    ):
+        assert ref in names
+    # images only the add-on manifests name (read out of the fetched manifests, normalized)
+    assert set(ADDON_ONLY_IMAGES) <= names
+    for ref in ADDON_ONLY_IMAGES:
+        assert (filled / "images" / f"{ref.replace('/', '_').replace(':', '_')}.tar").is_file()
+    # an image both pinned and named in a manifest is fetched once, under its pinned key
+    nfsplugin = [r for r in scan(spec, filled) if r.item.name == "registry.k8s.io/sig-storage/nfsplugin:v4.13.5"]
+    assert [r.item.key for r in nfsplugin] == ["images.csi-nfsplugin"]
+    # the seeding step imports them all on every Kubernetes node
+    assert {f.name for f in inspect_cache(filled, spec).images} == names
+
+
+def test_manifest_images_walks_pods_and_normalizes_references() -> None:
+    from labctl.cache import manifest_images, normalize_reference
+
+    text = """
+apiVersion: batch/v1
+kind: CronJob
+spec:
+  jobTemplate:
+    spec:
+      template:
+        spec:
+          initContainers: [{name: a, image: busybox}]
+          containers:
+            - {name: b, image: "quay.io/metallb/speaker:v0.16.1"}
+            - {name: c, image: "calico/node:v3.33.1"}
+            - {name: d, image: "registry.k8s.io/pause:3.10.2@sha256:abc"}
+            - {name: e, image: "localhost:5000/x/y"}
+---
+kind: CustomResourceDefinition
+spec: {schema: {properties: {containers: {type: array, items: {type: object}}}}}
+---
+"""
+    assert manifest_images(text) == [
+        "docker.io/library/busybox:latest",
+        "quay.io/metallb/speaker:v0.16.1",
+        "docker.io/calico/node:v3.33.1",
+        "registry.k8s.io/pause@sha256:abc",
+        "localhost:5000/x/y:latest",
+    ]
+    assert normalize_reference("docker.io/ollama/ollama:0.40.1") == "docker.io/ollama/ollama:0.40.1"
+    with pytest.raises(CacheError, match=r"calico\.yaml: not valid YAML"):
+        manifest_images("a: [unclosed", "calico.yaml")
+
+
+def test_status_of_a_cache_without_manifests_says_their_images_are_not_known_yet(tmp_path: Path) -> None:
+    text, complete = status_table(LabSpec.default(), tmp_path)
+    assert not complete
+    assert "registry.k8s.io/etcd:3.6.8-0" in text  # pinned: always listed
+    assert "csi-provisioner" not in text  # named only inside a manifest not fetched yet
+    assert "listed once `cache fill` has fetched them" in text
+
+
 def test_model_is_stored_in_ollamas_layout(filled: Path) -> None:
     manifest = filled / "models/manifests/registry.ollama.ai/library/llama3.2/1b"
     data = json.loads(manifest.read_text())
@@ -99,7 +166,7 @@ def test_second_fill_fetches_nothing(upstream, filled: Path) -> None:
     before_bytes, before_requests = fake.bytes_served, len(fake.requests)
     report = fill_cache(LabSpec.default(), filled, upstreams=fake.upstreams(serving.base))
     assert report.fetched == [] and not report.failed
-    assert len(report.kept) == len(needed_items(LabSpec.default()))
+    assert len(report.kept) == len(needed_items(LabSpec.default(), filled))
     assert fake.bytes_served == before_bytes and len(fake.requests) == before_requests
 
 
@@ -139,6 +206,7 @@ def test_status_lists_missing_items_and_exits_1(tmp_path: Path) -> None:
 def test_status_of_a_full_cache_exits_0_with_sizes(filled: Path) -> None:
     text, complete = status_table(LabSpec.default(), filled)
     assert complete and "MISSING" not in text
+    assert "registry.k8s.io/sig-storage/csi-provisioner:v5.3.0" in text  # found in a cached manifest
     size = (filled / "images/docker.io_ollama_ollama_0.40.1.tar").stat().st_size
     assert any("ollama/ollama:0.40.1" in line and "present" in line for line in text.splitlines())
     result = CliRunner().invoke(cli, ["cache", "status", str(filled)])
@@ -245,3 +313,80 @@ def test_handout_with_a_cache_shows_the_seeding_steps_and_the_box_add(filled: Pa
     meta = next((filled / "boxes").glob("*.json")).resolve()
     assert f"`vagrant box add --force {meta}`" in text
     assert "downloaded by the first step" not in text
+
+
+class RecordingVagrant:
+    """TEST DOUBLE of the `vagrant` command for prepare_host_for_cache: answers `vagrant box list` with
+    the boxes it was given, records `vagrant box add` calls with the metadata file they were handed
+    (read while it exists), and fails the add when told to."""
+
+    def __init__(self, listing: str = "", add_exit: int = 0) -> None:
+        self.listing = listing
+        self.add_exit = add_exit
+        self.calls: list[list[str]] = []
+        self.metadata: list[dict] = []
+
+    def __call__(self, cmd, **kwargs):  # same keywords as subprocess.run
+        import subprocess
+
+        assert kwargs.get("capture_output") and kwargs.get("text")
+        self.calls.append(list(cmd))
+        if cmd[:3] == ["vagrant", "box", "list"]:
+            return subprocess.CompletedProcess(cmd, 0, self.listing, "")
+        if cmd[:3] == ["vagrant", "box", "add"]:
+            self.metadata.append(json.loads(Path(cmd[-1]).read_text()))
+            err = "" if self.add_exit == 0 else "The box failed to unpackage properly.\nchecksum mismatch"
+            return subprocess.CompletedProcess(cmd, self.add_exit, "", err)
+        raise AssertionError(f"unexpected command {cmd}")
+
+
+def test_prepare_host_adds_the_cached_box_from_where_the_cache_is_now(filled: Path, tmp_path: Path) -> None:
+    import shutil
+
+    from labctl.cache import box_file, prepare_host_for_cache
+
+    spec = LabSpec.default()
+    moved = tmp_path / "usb stick" / "labcache"  # the cache copied elsewhere after `cache fill`
+    shutil.copytree(filled / "boxes", moved / "boxes")
+    vagrant = RecordingVagrant(listing="bento/ubuntu-24.04 (virtualbox, 202405.01.0)\n")  # an older version only
+    message = prepare_host_for_cache(spec, moved, run=vagrant, env={"VAGRANT_HOME": "/tmp/vh"})
+    assert [c[:3] for c in vagrant.calls] == [["vagrant", "box", "list"], ["vagrant", "box", "add"]]
+    assert "--force" in vagrant.calls[1]
+    meta = vagrant.metadata[0]
+    assert meta["name"] == "bento/ubuntu-24.04" and meta["versions"][0]["version"] == "202510.26.0"
+    entry = meta["versions"][0]["providers"][0]
+    assert entry["name"] == "virtualbox"
+    assert entry["url"] == (moved / box_file(spec)).resolve().as_uri()  # not the path `cache fill` wrote
+    assert entry["checksum"] == hashlib.sha256((moved / box_file(spec)).read_bytes()).hexdigest()
+    assert message.startswith("added box bento/ubuntu-24.04 202510.26.0 (virtualbox)")
+    assert not Path(vagrant.calls[1][-1]).exists(), "the temporary metadata file is removed"
+
+
+def test_prepare_host_skips_a_box_vagrant_already_has(filled: Path) -> None:
+    from labctl.cache import prepare_host_for_cache
+
+    vagrant = RecordingVagrant(listing="bento/ubuntu-24.04 (virtualbox, 202510.26.0, (amd64))\nother/box (libvirt, 1)\n")
+    message = prepare_host_for_cache(LabSpec.default(), filled, run=vagrant)
+    assert [c[:3] for c in vagrant.calls] == [["vagrant", "box", "list"]]
+    assert "already added" in message
+
+
+def test_prepare_host_reports_a_failed_add_and_a_missing_box(filled: Path, tmp_path: Path) -> None:
+    from labctl.cache import prepare_host_for_cache
+
+    with pytest.raises(CacheError, match=r"vagrant box add .* failed \(exit 1\): .*checksum mismatch"):
+        prepare_host_for_cache(LabSpec.default(), filled, run=RecordingVagrant(add_exit=1))
+    vagrant = RecordingVagrant()
+    message = prepare_host_for_cache(LabSpec.default(), tmp_path, run=vagrant)  # a cache without the box
+    assert vagrant.calls == [] and "`vagrant up` downloads it" in message
+    ssh = LabSpec.from_dict(
+        {
+            "provider": {"type": "ssh"},
+            "nodes": {
+                "master": {"name": "master", "ip": "192.168.33.100", "cpus": 4, "memory_mib": 8192, "ssh_user": "u"},
+                "workers": [],
+                "nfs": {"name": "nfs", "ip": "192.168.33.11", "cpus": 1, "memory_mib": 1024, "ssh_user": "u"},
+            },
+        }
+    )
+    assert "no box to add" in prepare_host_for_cache(ssh, filled, run=vagrant) and vagrant.calls == []
