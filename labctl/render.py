@@ -47,11 +47,34 @@ def vagrant_machines(spec: LabSpec) -> list[dict[str, Any]]:
 ROLE_WORDS = {"control_plane": "Kubernetes control plane", "workers": "Kubernetes worker", "nfs": "NFS server", "gpu": "GPU"}
 
 
+def ruby_string(text: str) -> str:
+    """A Ruby single-quoted literal: no interpolation, so a path with `#{` or `"` stays a path."""
+    return "'" + text.replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
+# What each VM reads from the warm cache (under /labctl-cache); libvirt copies only that (see the template).
+CACHE_PARTS = {"k8s": ("debs/", "images/", "addons/"), "nfs": ("models/",)}
+
+
+def cache_excludes(spec: LabSpec, node: Any) -> list[str]:
+    """Folders of the warm cache a VM never reads: the boxes (the host adds them), and the parts for
+    roles the VM does not have."""
+    roles = spec.roles_of(node)
+    needed = {part for role, parts in CACHE_PARTS.items() if role in roles for part in parts}
+    return ["boxes/"] + [part for parts in CACHE_PARTS.values() for part in parts if part not in needed]
+
+
 def render_vagrantfile(
-    spec: LabSpec, *, source: str = "the built-in default lab", template_dir: Path | None = None
+    spec: LabSpec,
+    *,
+    source: str = "the built-in default lab",
+    template_dir: Path | None = None,
+    cache_dir: Path | str | None = None,
 ) -> str:
     """The multi-machine Vagrantfile for ``spec``. ``source`` names the lab.yaml in its header;
-    ``template_dir`` replaces vagrant/ (tests render deliberately broken copies with it)."""
+    ``template_dir`` replaces vagrant/ (tests render deliberately broken copies with it);
+    ``cache_dir`` (``create --cache DIR``) makes the warm cache appear read-only at /labctl-cache in
+    every VM (labctl.cache.NODE_DIR)."""
     from labctl import __version__
     from labctl.plan import template_context
     from labctl.resources import vagrant_dir
@@ -62,6 +85,16 @@ def render_vagrantfile(
             f"provider.type {provider} uses machines that already exist: there is no Vagrantfile to render"
         )
     machines = vagrant_machines(spec)
+    cache_literal = node_dir = ""
+    if cache_dir is not None:
+        from labctl.cache import NODE_DIR
+
+        node_dir = NODE_DIR
+        # absolute: Vagrant resolves a relative host path against the Vagrantfile's folder (the state dir)
+        cache_literal = ruby_string(str(Path(cache_dir).expanduser().resolve()))
+        nodes = {n.name: n for _, n in spec.all_nodes()}
+        for m in machines:
+            m["cache_excludes"] = cache_excludes(spec, nodes[m["name"]])
     template = _env(template_dir or vagrant_dir()).get_template("Vagrantfile.j2")
     return template.render(
         **template_context(spec),
@@ -71,6 +104,8 @@ def render_vagrantfile(
         provider_var="vb" if provider == "virtualbox" else "libvirt",
         machines=machines,
         disks_used=any(m["disk_gib"] for m in machines),
+        cache_dir=cache_literal,
+        cache_node_dir=node_dir,
     )
 
 

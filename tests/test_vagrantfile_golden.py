@@ -32,6 +32,13 @@ CASES = {
 }
 
 
+# Labs created with `--cache DIR` (a fixed folder, so the golden file is stable): golden case → (case above, DIR).
+CACHE_CASES = {
+    "default-with-cache": ("default", "/srv/labctl-cache"),
+    "gpu-libvirt-with-cache": ("gpu-libvirt", "/srv/labctl-cache"),
+}
+
+
 def spec_for(case: str) -> tuple[LabSpec, str]:
     """The spec of a golden case and the source name its Vagrantfile header shows."""
     spec_file = CASES[case]
@@ -41,11 +48,15 @@ def spec_for(case: str) -> tuple[LabSpec, str]:
 
 
 def rendered(case: str) -> str:
+    cache_dir = None
+    if case in CACHE_CASES:
+        case, cache_dir = CACHE_CASES[case]
     spec, source = spec_for(case)
-    return render_vagrantfile(spec, source=source).replace(f"labctl {__version__} ", "labctl <version> ")
+    text = render_vagrantfile(spec, source=source, cache_dir=cache_dir)
+    return text.replace(f"labctl {__version__} ", "labctl <version> ")
 
 
-@pytest.mark.parametrize("case", list(CASES))
+@pytest.mark.parametrize("case", [*CASES, *CACHE_CASES])
 def test_vagrantfile_matches_golden(case: str) -> None:
     golden = GOLDEN / f"{case}.Vagrantfile"
     text = rendered(case)
@@ -141,3 +152,41 @@ def test_ssh_provider_has_no_vagrantfile(tmp_path: Path) -> None:
         render_vagrantfile(spec)
     assert not any(p.name == "Vagrantfile" for p in render_all(spec, tmp_path))
     assert not (tmp_path / "Vagrantfile").exists()
+
+
+def test_a_warm_cache_is_mounted_read_only_on_virtualbox() -> None:
+    import difflib
+
+    text = rendered("default-with-cache")
+    folders = [ln.strip() for ln in text.splitlines() if "synced_folder" in ln and "/labctl-cache" in ln]
+    assert folders == ["config.vm.synced_folder '/srv/labctl-cache', \"/labctl-cache\", mount_options: [\"ro\"]"]
+    # the cache only adds lines: everything else is the lab without a cache, line for line
+    diff = list(difflib.ndiff(rendered("default").splitlines(), text.splitlines()))
+    assert not [d for d in diff if d.startswith("- ")]
+    assert 0 < len([d for d in diff if d.startswith("+ ")]) <= 6
+    assert "labctl-cache" not in rendered("default")
+
+
+def test_a_warm_cache_is_copied_by_rsync_on_libvirt_with_only_what_each_vm_reads() -> None:
+    text = rendered("gpu-libvirt-with-cache")
+
+    def folder_line(name: str) -> str:
+        block = text.split(f'config.vm.define "{name}" do |node|', 1)[1].split("\n  end\n", 1)[0]
+        (line,) = [ln for ln in block.splitlines() if "rsync__exclude" in ln]
+        assert "node.vm.synced_folder '/srv/labctl-cache', \"/labctl-cache\", type: \"rsync\"," in block
+        return line
+
+    assert folder_line("nfs").endswith('rsync__exclude: ["boxes/", "debs/", "images/", "addons/"]')
+    for k8s in ("master", "gpu1"):
+        assert folder_line(k8s).endswith('rsync__exclude: ["boxes/", "models/"]')
+    assert '"-z"' not in text  # no compression of already compressed layers on a local copy
+    assert "mount_options" not in text
+
+
+def test_cache_folder_path_is_an_uninterpolated_ruby_string(tmp_path: Path) -> None:
+    odd = tmp_path / "it's #{ENV['HOME']} \\ cache"
+    text = render_vagrantfile(LabSpec.default(), cache_dir=odd)
+    literal = "'" + str(odd.resolve()).replace("\\", "\\\\").replace("'", "\\'") + "'"
+    assert f"config.vm.synced_folder {literal}, " in text
+    relative = render_vagrantfile(LabSpec.default(), cache_dir=Path("labcache"))
+    assert f"synced_folder '{Path('labcache').resolve()}'" in relative  # absolute: the Vagrantfile lives elsewhere

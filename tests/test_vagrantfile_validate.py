@@ -23,7 +23,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from test_vagrantfile_golden import CASES, spec_for  # tests/ is on sys.path (rootdir conftest)
+from test_vagrantfile_golden import CACHE_CASES, CASES, spec_for  # tests/ is on sys.path (rootdir conftest)
 
 from labctl.render import render_vagrantfile
 from labctl.resources import vagrant_dir
@@ -134,3 +134,22 @@ def test_broken_template_fails_vagrant_validate(
     output = result.stdout + result.stderr
     assert "The following settings shouldn't exist" in output
     assert complaint in output
+
+
+@pytest.mark.parametrize("case", list(CACHE_CASES))
+def test_vagrantfile_with_a_warm_cache_passes_vagrant_validate(
+    case: str, vagrant: str, shim_bin: Path, tmp_path: Path
+) -> None:
+    spec = spec_for(CACHE_CASES[case][0])[0]
+    cache = tmp_path / "labcache"
+    cache.mkdir()
+    text = render_vagrantfile(spec, cache_dir=cache)
+    assert f"'{cache}', \"/labctl-cache\"" in text
+    result = vagrant_validate(vagrant, text, spec.provider.type, tmp_path / "run", shim_bin)
+    assert result.returncode == 0, f"vagrant validate failed for {case}:\n{result.stdout}\n{result.stderr}"
+    assert "Vagrantfile validated successfully." in result.stdout
+    # validate really reads the synced folder: the same file naming a cache folder that is gone fails
+    cache.rmdir()
+    gone = vagrant_validate(vagrant, text, spec.provider.type, tmp_path / "run-gone", shim_bin)
+    assert gone.returncode != 0, gone.stdout
+    assert "host path of the shared folder is missing" in gone.stdout + gone.stderr
