@@ -503,13 +503,14 @@ def create(
     spec = lab.spec
     log_path = lab.new_log("create")
     console.say(f"==> Lab {spec.name!r}: state in {lab.state_dir}, log {log_path}", "bold")
+    # Planning is pure and cheap: a bad --only is refused before doctor or anything else runs.
+    plan = select_steps(build_plan(spec, state_dir=lab.state_dir, cache=cache), only)
     with LabLock(lab.state_dir, spec.name, "labctl create"):
         provider = lab.provider(log_path, console) if spec.provider.type != "ssh" else None
         running_mib = 0
         if provider is not None and provider.vagrantfile.exists():
             running_mib = _running_mib(spec, provider.status())
         preflight(lab, console, running_vm_mib=running_mib)
-        plan = select_steps(build_plan(spec, state_dir=lab.state_dir, cache=cache), only)
         provider_steps = [s for s in plan.steps if s.kind == "provider"]
         remote_plan = replace(plan, steps=tuple(s for s in plan.steps if s.kind != "provider"))
         artefacts = build_artefacts(spec, lab.state_dir)

@@ -147,7 +147,11 @@ class LibvirtNamespace:
     def volumes(self, pool: str = "default") -> list[str]:
         if pool not in self.names("pool-list", "--all", "--name"):
             return []
-        return self.names("vol-list", pool, "--name") if "running" in self.virsh("pool-info", pool) else []
+        if "running" not in self.virsh("pool-info", pool):
+            return []
+        # virsh 9 has no `vol-list --name`: the table is " Name   Path", a rule, then one row per volume.
+        rows = self.virsh("vol-list", pool).splitlines()[2:]
+        return [row.split()[0] for row in rows if row.strip()]
 
 
 @contextlib.contextmanager
@@ -206,6 +210,13 @@ def _teardown(ns: LibvirtNamespace) -> None:
             with contextlib.suppress(Exception):
                 subprocess.run([*ns.prefix(), "virsh", "-c", "qemu:///system", "pool-destroy", "default"], capture_output=True, check=False)
                 subprocess.run([*ns.prefix(), "virsh", "-c", "qemu:///system", "pool-undefine", "default"], capture_output=True, check=False)
+    # If libvirt could not delete them, the files themselves: the box image and this lab's disks.
+    images = Path("/var/lib/libvirt/images")
+    ours = [*images.glob("labctl-VAGRANTSLASH-e2e-debian_vagrant_box_image_*"),
+            *(images / f"{lab}_{node}.img" for lab in ("e2e", "raw") for node in ("master", "nfs"))]
+    for leftover in ours:
+        with contextlib.suppress(OSError):
+            leftover.unlink()
     # qemu and dnsmasq outlive libvirtd (they are re-parented to init). Everything still running in
     # the namespace was started by this test (the namespace is the test's own): stop it by PID.
     for daemon in ("libvirtd", "virtlogd"):
