@@ -317,3 +317,30 @@ def test_offline_lab_skips_exactly_the_steps_that_need_the_internet(plans):
         if step.network:
             assert step.retries or "wait" in step.id or step.playbook in ("verify", "apps") or "apply" in step.id, step.id
     assert not plans["default"].steps[0].skip_reason
+
+
+def test_with_cached_packages_node_prep_uses_only_the_local_repository():
+    from labctl.cache import CachedFile, CacheInfo
+
+    lab = LabSpec.default()
+    cached = CacheInfo(host_dir="/srv/labctl-cache", debs=(CachedFile("kubeadm_1.36.4-1.1_amd64.deb", "debs/x", 1),))
+    warm = build_plan(lab, include_provider=False, cache=cached)
+    cold = build_plan(lab, include_provider=False)
+    assert {s.id for s in cold.steps} - {s.id for s in warm.steps} == {"node-prep.add-kubernetes-apt-repository"}
+    for step in warm.steps:
+        if step.id.startswith("node-prep."):
+            for c in step.commands:
+                assert "apt-get update" not in c.run and "pkgs.k8s.io" not in c.run, step.id
+    assert "apt-get update -q" in cold.step("node-prep.install-containerd").commands[0].run
+    # a cache without .debs (05-warm-cache-packages does not run): packages come from the network as usual
+    no_debs = build_plan(lab, include_provider=False, cache=CacheInfo(host_dir="/srv/labctl-cache"))
+    assert "node-prep.add-kubernetes-apt-repository" in {s.id for s in no_debs.steps}
+    assert "apt-get update -q" in no_debs.step("node-prep.install-containerd").commands[0].run
+
+
+def test_containerd_sandbox_image_is_kubeadms_pause(plans):
+    step = plans["default"].step("node-prep.configure-containerd-systemd-cgroup")
+    ref = f"registry.k8s.io/pause:{PINS['pause']}"
+    for c in step.commands:
+        assert f'"= \\"{ref}\\""' in c.run  # what the awk edit writes
+        assert "registry\\.k8s\\.io/pause:" + PINS["pause"] in c.check  # what the check demands of `config dump`

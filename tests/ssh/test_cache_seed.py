@@ -9,6 +9,11 @@ checks, which ask ``ctr images ls`` what containerd holds.
 
 First run: every step runs and reports the bytes it copied; the local apt repository really serves
 the pinned .deb to apt-get. Second run: every step is skipped by its check and copies nothing.
+
+Then the steps of the other playbooks that would download, as `create --cache` renders them: node
+prep's package installs (no pkgs.k8s.io repository, no `apt-get update`: they must install from the
+local repository on nodes that have no internet) and the add-on fetch steps of 50/60/70 (they must
+find the seeded manifests; ``curl`` is a TEST DOUBLE that records any call and fails).
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ from __future__ import annotations
 import io
 import re
 import shutil
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -61,6 +67,24 @@ else:
 """
 
 
+CURL_SHIM = b"""#!/bin/sh
+# TEST DOUBLE of curl (tests/ssh/test_cache_seed.py): with a warm cache nothing may be downloaded.
+echo "curl $*" >> /var/log/curl-shim.log
+echo "curl test double: refusing to download $*" >&2
+exit 7
+"""
+
+# Steps of the other playbooks that download something without a cache.
+DOWNLOADING_STEPS = (
+    "node-prep.install-containerd",
+    "node-prep.install-kubernetes-packages",
+    "cni-calico.fetch-calico-manifest",
+    "load-balancer.fetch-metallb-manifest",
+    "storage.fetch-csi-driver-nfs-manifests",
+    "storage.fetch-metrics-server-manifest",
+)
+
+
 @pytest.fixture(scope="module")
 def fake_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
     spec = LabSpec.default()
@@ -101,7 +125,9 @@ def run(nodes, plan, log: Path):
 
 def test_seeding_steps_copy_once_then_nothing(ssh_nodes, fake_cache: Path, tmp_path: Path) -> None:
     spec = LabSpec.default()
-    nodes = ssh_nodes(NAMES, files={"/usr/local/bin/ctr": (CTR_SHIM, 0o755)})
+    nodes = ssh_nodes(
+        NAMES, files={"/usr/local/bin/ctr": (CTR_SHIM, 0o755), "/usr/local/bin/curl": (CURL_SHIM, 0o755)}
+    )
     for name in NAMES:  # where the Vagrantfile mounts the cache, read-only
         shutil.copytree(fake_cache, nodes.path(name, "/labctl-cache"))
     nodes.exec("nfs", f"mkdir -p {spec.nodes.nfs.export}", check=True)  # playbook 20 made the export
@@ -164,6 +190,32 @@ def test_seeding_steps_copy_once_then_nothing(ssh_nodes, fake_cache: Path, tmp_p
     assert statuses["warm-cache-seed.import-images"] == {"master": "skipped", "worker1": "skipped"}
     assert statuses["warm-cache-seed.place-addon-manifests"] == {"master": "skipped"}
     assert bytes_by_host(third.log_path) == {("nfs", "models"): blob.size}
+
+    # ---- what would download without a cache, as create --cache renders it: nothing is downloaded
+    full = build_plan(spec, include_provider=False, cache=cache)
+    assert "node-prep.add-kubernetes-apt-repository" not in {s.id for s in full.steps}
+    later = replace(full, steps=tuple(full.step(step_id) for step_id in DOWNLOADING_STEPS))
+    for step in later.steps:
+        for c in step.commands:
+            assert "apt-get update" not in c.run and "pkgs.k8s.io" not in c.run, step.id
+    fourth = run(nodes, later, tmp_path / "fourth.log")
+    statuses = {s.step_id: {o.host: o.status for o in s.outcomes} for s in fourth.steps}
+    assert all(st in ("done", "skipped") for per_host in statuses.values() for st in per_host.values()), fourth.summary()
+    assert statuses["load-balancer.fetch-metallb-manifest"] == {"master": "skipped"}  # the seeded file is its check
+    assert statuses["storage.fetch-csi-driver-nfs-manifests"] == {"master": "skipped"}
+    for k8s in ("master", "worker1"):
+        assert not nodes.path(k8s, "/var/log/curl-shim.log").exists(), nodes.read(k8s, "/var/log/curl-shim.log")
+        versions = nodes.exec(k8s, "dpkg-query -W -f='${Package}=${Version}\\n' containerd kubeadm kubelet kubectl", check=True)
+        assert set(versions.stdout.split()) == {
+            "containerd=2.2.1-0ubuntu1~24.04.3",
+            "kubeadm=1.36.4-1.1",
+            "kubelet=1.36.4-1.1",
+            "kubectl=1.36.4-1.1",
+        }
+    # the add-on steps edited the seeded manifests, as they edit downloaded ones
+    calico = nodes.read("master", "/etc/labctl/addons/calico-v3.33.1-lab.yaml").decode()
+    assert 'value: "cidr=' in calico and "- name: CALICO_IPV4POOL_CIDR" in calico
+    assert b"- --kubelet-insecure-tls" in nodes.read("master", "/etc/labctl/addons/metrics-server-v0.9.0-lab.yaml")
 
     print(  # the figures for the README (pytest -s shows them)
         f"\nbytes copied: debs {deb_bytes}/k8s node, images {image_bytes}/k8s node, models {model_bytes} on nfs, manifests {manifest_bytes} on master; "
