@@ -519,7 +519,12 @@ def create(
         # first step that every host the plan targets has an address, and only the provider knows them.
         vm_seconds = 0.0
         if provider is not None:
-            provider.render(lab.source)
+            cache_dir = Path(cache.host_dir) if cache is not None else None
+            if cache_dir is not None:  # the box from the warm cache, before `vagrant up` looks for it
+                from labctl.cache import prepare_host_for_cache
+
+                console.say(f"==> Warm cache: {prepare_host_for_cache(spec, cache_dir, env=provider.env)}", "bold")
+            provider.render(lab.source, cache_dir=cache_dir)
             hosts, vm_seconds = bring_up_hosts(lab, provider, console, provider_steps[0] if provider_steps else None)
         else:
             from labctl.providers.ssh import hosts_from_spec

@@ -390,3 +390,48 @@ def test_prepare_host_reports_a_failed_add_and_a_missing_box(filled: Path, tmp_p
         }
     )
     assert "no box to add" in prepare_host_for_cache(ssh, filled, run=vagrant) and vagrant.calls == []
+
+
+def test_create_with_a_cache_adds_the_box_then_renders_the_vagrantfile_with_the_cache(
+    filled: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """lifecycle.create's wiring, up to `vagrant up`: the box is added from the cache first, then the
+    Vagrantfile is written with the cache folder; `vagrant up` (bring_up_hosts) is where the test stops."""
+    import io
+
+    from rich.console import Console as RichConsole
+
+    from labctl import lifecycle
+
+    events: list[tuple[str, str]] = []
+
+    class StopBeforeVagrantUp(Exception):
+        pass
+
+    def recording_prepare(spec, cache_dir, *, env=None):  # TEST DOUBLE of prepare_host_for_cache
+        events.append(("prepare", str(cache_dir)))
+        return "box added (test double)"
+
+    def stop_at_vagrant_up(lab, provider, console, step):  # TEST DOUBLE: no VMs on this machine
+        events.append(("up", provider.vagrantfile.read_text(encoding="utf-8")))
+        raise StopBeforeVagrantUp
+
+    monkeypatch.setattr("labctl.cache.prepare_host_for_cache", recording_prepare)
+    monkeypatch.setattr(lifecycle, "preflight", lambda *args, **kwargs: None)
+    monkeypatch.setattr(lifecycle, "bring_up_hosts", stop_at_vagrant_up)
+    spec = LabSpec.default()
+    lab = lifecycle.Lab.of(spec, state_dir=tmp_path / "state")
+    out = io.StringIO()
+    console = lifecycle.Console(RichConsole(file=out, width=200))
+    with pytest.raises(StopBeforeVagrantUp):
+        lifecycle.create(lab, console, cache=inspect_cache(filled, spec))
+    assert [e[0] for e in events] == ["prepare", "up"]
+    assert events[0][1] == str(filled.resolve())
+    assert f"config.vm.synced_folder '{filled.resolve()}', \"/labctl-cache\", mount_options: [\"ro\"]" in events[1][1]
+    assert "Warm cache: box added (test double)" in out.getvalue()
+    # without a cache: no box add, no cache folder in the Vagrantfile (a fresh lab folder, so that
+    # create does not ask a real `vagrant status` about the Vagrantfile written above)
+    events.clear()
+    with pytest.raises(StopBeforeVagrantUp):
+        lifecycle.create(lifecycle.Lab.of(spec, state_dir=tmp_path / "state-cold"), console)
+    assert [e[0] for e in events] == ["up"] and "/labctl-cache" not in events[0][1]

@@ -110,11 +110,12 @@ class VagrantProvider:
     def vagrantfile(self) -> Path:
         return self.root / "Vagrantfile"
 
-    def render(self, source: str = "the built-in default lab") -> Path:
+    def render(self, source: str = "the built-in default lab", cache_dir: Path | str | None = None) -> Path:
+        """Write the Vagrantfile; with ``cache_dir`` (create --cache) every VM sees the warm cache."""
         from labctl.render import render_vagrantfile
 
         self.root.mkdir(parents=True, exist_ok=True)
-        text = render_vagrantfile(self.spec, source=source)
+        text = render_vagrantfile(self.spec, source=source, cache_dir=cache_dir)
         if not self.vagrantfile.exists() or self.vagrantfile.read_text(encoding="utf-8") != text:
             self.vagrantfile.write_text(text, encoding="utf-8")
         return self.vagrantfile
