@@ -435,3 +435,73 @@ def test_create_with_a_cache_adds_the_box_then_renders_the_vagrantfile_with_the_
     with pytest.raises(StopBeforeVagrantUp):
         lifecycle.create(lifecycle.Lab.of(spec, state_dir=tmp_path / "state-cold"), console)
     assert [e[0] for e in events] == ["up"] and "/labctl-cache" not in events[0][1]
+
+
+def _model_pull_job_script(spec: LabSpec, tmp_path: Path) -> tuple[str, dict[str, str]]:
+    """The shell script and env of the model pre-pull Job, as the apps bundle renders them."""
+    import yaml
+
+    from labctl.manifests import render_bundles
+    from labctl.secrets import load_or_create
+
+    bundles = render_bundles(spec, load_or_create(tmp_path / "state"))
+    docs = [d for text in bundles.values() for d in yaml.safe_load_all(text) if d]
+    (job,) = [d for d in docs if d.get("kind") == "Job"]
+    container = job["spec"]["template"]["spec"]["containers"][0]
+    env = {e["name"]: str(e["value"]) for e in container["env"] if "value" in e}
+    return container["args"][0].replace("/tmp/", f"{tmp_path}/"), env
+
+
+@pytest.mark.parametrize("seeded", [True, False])
+def test_model_pull_job_skips_a_model_already_on_the_volume(seeded: bool, tmp_path: Path) -> None:
+    """The Job's own script against a loopback TEST DOUBLE of Ollama's API: a model seeded from the
+    warm cache is listed by /api/tags and must not be pulled (a pull asks the registry for its
+    manifest even when every blob is there); a missing one is pulled."""
+    import subprocess
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    spec = LabSpec.default()
+    script, env = _model_pull_job_script(spec, tmp_path)
+    models = list(spec.apps.ollama.models)
+    have = list(models) if seeded else []
+    pulls: list[str] = []
+
+    class FakeOllama(BaseHTTPRequestHandler):
+        def _json(self, data: dict) -> None:
+            body = json.dumps(data, separators=(",", ":")).encode()
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def do_GET(self) -> None:
+            if self.path == "/api/version":
+                self._json({"version": "0.40.1"})
+            else:
+                self._json({"models": [{"name": m, "model": m} for m in have]})
+
+        def do_POST(self) -> None:
+            body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+            pulls.append(body["model"])
+            have.append(body["model"])
+            self._json({"status": "success"})
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), FakeOllama)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        env.update(OLLAMA_URL=f"http://127.0.0.1:{server.server_address[1]}", PATH="/usr/bin:/bin")
+        res = subprocess.run(["sh", "-c", script], env=env, capture_output=True, text=True, timeout=60)
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(5)
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert pulls == ([] if seeded else models)
+    assert "all models present" in res.stdout
+    if seeded:
+        assert "already there, not pulling" in res.stdout
