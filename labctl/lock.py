@@ -80,6 +80,7 @@ def images(spec: LabSpec) -> dict[str, str]:
     if spec.apps.options.monitoring:
         out["prometheus"] = f"docker.io/prom/prometheus:v{PINS['prometheus']}"
         out["grafana"] = f"docker.io/grafana/grafana:{PINS['grafana']}"
+        out["blackbox-exporter"] = f"docker.io/prom/blackbox-exporter:v{PINS['blackbox_exporter']}"
     return out
 
 

@@ -505,3 +505,19 @@ def test_model_pull_job_skips_a_model_already_on_the_volume(seeded: bool, tmp_pa
     assert "all models present" in res.stdout
     if seeded:
         assert "already there, not pulling" in res.stdout
+
+
+@pytest.mark.parametrize("options", [{}, {"monitoring": True, "autoscaling": True, "ingress": True}])
+def test_every_image_the_labs_own_manifests_run_is_in_the_cache_list(options: dict, tmp_path: Path) -> None:
+    """The lab's own bundles (Ollama, Open WebUI, the pull Job, the options) name no image the warm
+    cache would not fetch — else a warm create would pull it."""
+    from labctl.cache import manifest_images
+    from labctl.manifests import render_bundles
+    from labctl.secrets import load_or_create
+
+    spec = LabSpec.from_dict({"apps": {"options": options}})
+    bundles = render_bundles(spec, load_or_create(tmp_path))
+    used = {ref for text in bundles.values() for ref in manifest_images(text)}
+    assert used, "the bundles name no image at all: the walk is broken"
+    cached = {item.name for item in needed_items(spec) if item.kind == "image"}
+    assert used - cached == set()
