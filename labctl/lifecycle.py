@@ -740,13 +740,18 @@ def destroy(lab: Lab, console: Console, *, keep_data: bool = False) -> None:
         console.say("provider ssh: the machines are yours and stay as they are; labctl forgets its state for this lab")
         _forget(lab, keep_secrets=keep_data)
         return
-    if not lab.state_dir.exists():
-        console.say(f"lab {spec.name!r}: nothing to destroy ({lab.state_dir} does not exist)")
+    if not (lab.state_dir / "Vagrantfile").exists():
+        _drop_merged_context(lab, console)
+        console.say(f"lab {spec.name!r}: nothing to destroy (no Vagrantfile in {lab.state_dir})")
         return
     log_path = lab.new_log("destroy")
     with LabLock(lab.state_dir, spec.name, "labctl destroy"):
         provider = lab.provider(log_path, console)
         keep = [spec.nodes.nfs.name] if keep_data else []
+        left = [m.name for m in provider.status() if m.state != "not_created" and m.name not in keep]
+        if not left:
+            console.say(f"lab {spec.name!r}: nothing to destroy (no VM left" + (f" besides {keep[0]})" if keep else ")"))
+            return
         console.say(f"==> Destroying lab {spec.name!r}" + (f" (keeping {keep[0]} and its exports)" if keep else ""), "bold")
         seconds = provider.destroy(keep=keep)
         _drop_merged_context(lab, console)
