@@ -278,13 +278,16 @@ def status(lab_file: Path | None, output: str) -> None:
 # ---- classroom: handout, lock, warm cache ----------------------------------------------------------
 def _classroom_plan(lab_file: Path | None, cache_dir: Path | None = None):  # type: ignore[no-untyped-def]
     """The spec (checked against its lock, if one exists) and the plan `create` would run."""
-    from labctl.cache import inspect_cache
     from labctl.lock import check_lock
     from labctl.plan import build_plan
 
     spec = load_spec(lab_file)
     check_lock(spec, lab_file)
-    cache = inspect_cache(cache_dir, spec) if cache_dir is not None else None
+    cache = None
+    if cache_dir is not None:
+        from labctl.cache import inspect_cache  # only with --cache: a dry run without one never needs it
+
+        cache = inspect_cache(cache_dir, spec)
     return spec, build_plan(spec, cache=cache)
 
 

@@ -36,6 +36,12 @@ def vagrant_dir() -> Path:
     return folder("vagrant")
 
 
+def precompiled_templates_dir() -> Path | None:
+    """The playbook templates compiled to Python by the wheel build (labctl.plan), or None in a checkout."""
+    folder = Path(__file__).resolve().parent / "_data" / "compiled-templates"
+    return folder if folder.is_dir() else None
+
+
 def playbooks_dir() -> Path:
     return folder("ansible-free-playbooks")
 
