@@ -678,7 +678,12 @@ def lab_status(lab: Lab, *, transport_factory: Callable[[], Any] | None = None) 
     if not sections or "error" in sections:
         why = status.cluster_error or "not probed"
         sections = {"webui_lb": (why, 1), "ollama_version": (why, 1), "ollama_tags": (why, 1)}
-    status.endpoints = endpoint_checks(spec, sections, _webui_health(spec))
+    if spec.provider.type != "ssh" and not any(v["state"] == "running" for v in status.vms):
+        # Nothing of the lab runs: asking the network would only wait for a timeout to say so.
+        webui = EndpointCheck("open-webui-health", False, "unreachable: none of the lab's VMs is running")
+    else:
+        webui = _webui_health(spec)
+    status.endpoints = endpoint_checks(spec, sections, webui)
     return status
 
 

@@ -73,3 +73,16 @@ def test_create_with_an_unknown_only_pattern_touches_nothing(home):
     assert "error: --only 'no-such.step' matches no step" in result.output
     assert "doctor:" not in result.output  # refused before the preflight ran
     assert not (home / "labs" / "llm-lab").exists()
+
+
+def test_status_of_a_lab_that_was_never_created_is_honest_and_offline(home):
+    import json
+
+    result = CliRunner().invoke(cli, ["status", "--output", "json"])
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.output)
+    assert {v["state"] for v in report["vms"]} == {"not_created"}
+    checks = {c["name"]: c for c in report["checks"]}
+    assert checks["vms-running"]["ok"] is False
+    assert checks["open-webui-health"]["detail"] == "unreachable: none of the lab's VMs is running"
+    assert CliRunner().invoke(cli, ["verify"]).exit_code == 7
