@@ -8,7 +8,8 @@ skipped, loudly) and `create --only` selects the steps the box can run without K
 (hosts file, swap, kernel modules and parameters, the NFS export). Every other step is reported
 "SKIPPED … not selected by --only" in the output, which the test checks.
 
-Slow (10–30 minutes on 2 cores): marked e2e. Figures go to $LABCTL_E2E_FIGURES (default
+Slow (about 8 minutes on an idle 2-core host, 30+ under heavy load; the first run adds ~3 minutes of
+debootstrap for the box): marked e2e. Figures go to $LABCTL_E2E_FIGURES (default
 /tmp/labctl-e2e-figures.json) and the test output.
 """
 
