@@ -66,6 +66,10 @@ def main() -> int:
         cwd = Path(tmp) / "work"
         cwd.mkdir()
         env = {**os.environ, "LABCTL_HOME": str(Path(tmp) / "home")}
+        # An installed labctl always has its .pyc files (pip compiles them at install time). With
+        # PYTHONDONTWRITEBYTECODE set (as in some dev shells and CI images) a checkout would instead
+        # compile labctl's sources on every run and the figures would not be what a user sees.
+        env.pop("PYTHONDONTWRITEBYTECODE", None)
         if labctl[0] == sys.executable:
             env["PYTHONPATH"] = str(REPO)
         cases = {
