@@ -79,10 +79,18 @@ WEBUI_MEMORY_LIMIT_MIB = 2048
 OLLAMA_MIN_MEMORY_MIB = 1024
 
 
+def schedulable_nodes(spec: LabSpec) -> list[Node]:
+    """Where the apps may run: the workers (GPU worker included). kubeadm taints the control plane,
+    so the master is a candidate only in a lab without workers, where the control-plane playbook
+    removes that taint (step allow-workloads-on-control-plane)."""
+    workers = [*spec.nodes.workers, *([spec.nodes.gpu_worker] if spec.nodes.gpu_worker is not None else [])]
+    return workers or [spec.nodes.master]
+
+
 def ollama_node_candidates(spec: LabSpec, gpu: bool) -> list[Node]:
     if gpu and spec.nodes.gpu_worker is not None:
         return [spec.nodes.gpu_worker]
-    return list(spec.nodes.workers) or [spec.nodes.master]
+    return schedulable_nodes(spec)
 
 
 def ollama_resources(spec: LabSpec, gpu: bool = False) -> Resources:
@@ -108,8 +116,9 @@ def ollama_resources(spec: LabSpec, gpu: bool = False) -> Resources:
 
 
 def data_node(spec: LabSpec) -> Node:
-    """The node holding the lab's node-local volumes (Open WebUI's data, Prometheus, Grafana)."""
-    return spec.nodes.workers[0] if spec.nodes.workers else spec.nodes.master
+    """The node holding the lab's node-local volumes (Open WebUI's data, Prometheus, Grafana): the
+    first worker, else the GPU worker, else (no workers at all) the master."""
+    return schedulable_nodes(spec)[0]
 
 
 def pull_job_name(models: list[str]) -> str:

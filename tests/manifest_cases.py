@@ -47,6 +47,8 @@ CASES: dict[str, tuple[LabSpec, Target]] = {
     "ingress-tls-openai": (spec_with({"ingress": True, "ingress_tls": True, "openai_secret": "openai-upstream"}), Target()),
     "ollama-exposed": (spec_with(apps={"ollama": {"expose": True}}), Target()),
     "all-options": (spec_with(ALL_OPTIONS), Target()),
+    # Everything on the master (its taint removed by the control-plane playbook), node-local volumes included.
+    "no-workers": (spec_with({"monitoring": True}, nodes={"workers": []}), Target()),
     "deploy-alice": (LabSpec.default(), deploy_target("alice")),
     "deploy-bob-all": (
         spec_with({k: v for k, v in ALL_OPTIONS.items() if k != "gpu"}),

@@ -239,6 +239,44 @@ def test_open_webui_deployment_secret_and_storage() -> None:
     assert svc["spec"]["ports"][0]["port"] == 8080 and svc["spec"]["ports"][0]["targetPort"] == "http"
 
 
+def pinned_nodes(objs: list[dict]) -> dict[str, list[str]]:
+    """Node-local PersistentVolume name → the node names its nodeAffinity allows."""
+    return {
+        pv["metadata"]["name"]: pv["spec"]["nodeAffinity"]["required"]["nodeSelectorTerms"][0]["matchExpressions"][0]["values"]
+        for pv in by_kind(objs, "PersistentVolume")
+    }
+
+
+def test_without_workers_node_local_volumes_and_sizing_use_the_master() -> None:
+    objs = objects("no-workers")
+    pins = pinned_nodes(objs)
+    # Open WebUI's data and the monitoring volumes: all on the master, the only node pods can run on.
+    assert "open-webui-data-llm" in pins and len(pins) >= 3
+    assert set(map(tuple, pins.values())) == {("master",)}
+    spec, _ = CASES["no-workers"]
+    # Ollama is sized for the master (8 GiB / 4 CPUs, like the seed worker).
+    r = ollama_resources(spec)
+    assert (r.memory_limit, r.cpu_limit) == ("4096Mi", "3000m")
+    small_master = spec_with(nodes={"workers": [], "master": {"name": "cp", "ip": "192.168.33.100", "cpus": 2, "memory_mib": 6144}})
+    assert (ollama_resources(small_master).memory_limit, ollama_resources(small_master).cpu_limit) == ("2304Mi", "1000m")
+    assert set(map(tuple, pinned_nodes(load_objects(render_bundles(small_master, TEST_SECRETS)["apps"])).values())) == {("cp",)}
+
+
+def test_a_gpu_worker_alone_holds_the_data_and_sizes_ollama() -> None:
+    # The GPU worker is a worker: the control plane keeps its taint, so nothing may be pinned to the master.
+    spec = LabSpec.from_dict(
+        {
+            "provider": {"type": "libvirt"},
+            "nodes": {
+                "workers": [],
+                "gpu_worker": {"name": "gpu1", "ip": "192.168.33.102", "cpus": 2, "memory_mib": 6144, "pci": "0000:01:00.0"},
+            },
+        }
+    )
+    assert set(map(tuple, pinned_nodes(load_objects(render_bundles(spec, TEST_SECRETS)["apps"])).values())) == {("gpu1",)}
+    assert ollama_resources(spec).memory_limit == "2304Mi"  # the GPU worker's 6 GiB, not the master's 8
+
+
 def test_open_webui_address_port_and_auth_from_spec() -> None:
     spec = spec_with(apps={"openwebui": {"address": "192.168.33.4", "port": 80, "auth": False}})
     objs = load_objects(render_bundles(spec, TEST_SECRETS)["apps"])

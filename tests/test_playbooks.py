@@ -86,7 +86,17 @@ def offline() -> LabSpec:
     return LabSpec.from_dict({"offline": True})
 
 
-LABS = {"default": LabSpec.default, "three-workers": three_workers, "gpu-libvirt": gpu_libvirt, "offline": offline}
+def no_workers() -> LabSpec:
+    return LabSpec.from_dict({"nodes": {"workers": []}})
+
+
+LABS = {
+    "default": LabSpec.default,
+    "three-workers": three_workers,
+    "gpu-libvirt": gpu_libvirt,
+    "offline": offline,
+    "no-workers": no_workers,
+}
 
 
 @pytest.fixture(scope="module")
@@ -142,6 +152,30 @@ def test_steps_target_the_right_hosts(plans):
             assert step.hosts == ("w1", "w2", "w3"), step.id
         elif step.playbook != "node-prep":
             assert step.hosts == ("cp",), step.id
+
+
+TAINT_STEP = "control-plane.allow-workloads-on-control-plane"
+
+
+def test_a_lab_without_workers_untaints_the_control_plane_and_joins_nobody(plans):
+    ids = [s.id for s in plans["no-workers"].steps]
+    # Right after the login user's kubeconfig, long before the apps are scheduled; nothing joins.
+    assert ids == [
+        *EXPECTED_STEPS[: EXPECTED_STEPS.index("control-plane.create-join-command")],
+        TAINT_STEP,
+        *[s for s in EXPECTED_STEPS[EXPECTED_STEPS.index("control-plane.create-join-command") :] if not s.startswith("workers.")],
+    ]
+    step = plans["no-workers"].step(TAINT_STEP)
+    assert step.hosts == ("master",) and step.sudo and not step.network
+    (cmd,) = step.commands
+    # Done = the NoSchedule taint is absent; kubectl failing (API down) fails the check, not passes it.
+    assert "taints=$(kubectl get node master -o jsonpath=" in cmd.check
+    assert "if grep -qxF node-role.kubernetes.io/control-plane:NoSchedule <<<\"$taints\"; then exit 1; fi" in cmd.check
+    assert cmd.run.endswith("kubectl taint node master node-role.kubernetes.io/control-plane:NoSchedule-")
+    assert "KUBECONFIG=/etc/kubernetes/admin.conf" in cmd.check and "KUBECONFIG=/etc/kubernetes/admin.conf" in cmd.run
+    # With any worker (a GPU worker counts) the control plane keeps its taint: the step is not in the plan.
+    for lab in ("default", "three-workers", "gpu-libvirt", "offline"):
+        assert TAINT_STEP not in {s.id for s in plans[lab].steps}, lab
 
 
 def test_every_playbook_file_is_numbered_and_titled():
@@ -237,7 +271,7 @@ def test_verify_checks_the_spec_addresses(plans):
 
 
 # ---- secrets -----------------------------------------------------------------------------------------
-@pytest.mark.parametrize("lab", LABS)
+@pytest.mark.parametrize("lab", [lab for lab in LABS if lab != "no-workers"])  # no-workers: no join step
 def test_the_join_command_is_only_ever_a_variable(plans, lab):
     plan = plans[lab]
     capture = plan.step("control-plane.create-join-command")

@@ -1,7 +1,7 @@
 """Every rendered command block passes `shellcheck -s bash`, as the runner sends it (validators tier).
 
-Each check and run script of every host, for the default lab, a 3-worker lab and a GPU lab on
-libvirt, is wrapped exactly as the transport wraps it on the way to the host
+Each check and run script of every host, for the default lab, a 3-worker lab, a GPU lab on
+libvirt and a lab without workers, is wrapped exactly as the transport wraps it on the way to the host
 (labctl.transport.script.stdin_payload: facts exported, `set -eo pipefail`, the script in braces),
 then checked by the real shellcheck. A deliberately bad script proves the checker can fail.
 """
@@ -34,7 +34,7 @@ def shellcheck(files: list[Path]) -> list[dict]:
 def rendered_blocks(tmp_path: Path) -> dict[Path, str]:
     """One file per distinct (check or run) payload; name → where it came from."""
     blocks: dict[str, str] = {}
-    for lab in ("default", "three-workers", "gpu-libvirt"):
+    for lab in ("default", "three-workers", "gpu-libvirt", "no-workers"):
         for step in build_plan(LABS[lab](), include_provider=False).steps:
             env = {fact_variable(f): "kubeadm join 192.0.2.1:6443 --token x --discovery-token-ca-cert-hash sha256:0" for f in step.uses}
             for cmd in step.commands:
@@ -51,7 +51,7 @@ def rendered_blocks(tmp_path: Path) -> dict[Path, str]:
 
 def test_every_rendered_block_passes_shellcheck(tmp_path):
     files = rendered_blocks(tmp_path)
-    assert len(files) > 100  # every step × host × phase across three labs, deduplicated
+    assert len(files) > 100  # every step × host × phase across four labs, deduplicated
     comments = shellcheck(sorted(files))
     problems = [
         f"{files[Path(c['file'])]}: line {c['line']}: SC{c['code']} {c['message']}\n    "
