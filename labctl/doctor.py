@@ -74,6 +74,7 @@ class HostFacts:
     disk_path: str = ""
     lab_interfaces: frozenset[str] = field(default_factory=frozenset)  # host NICs our lab's VMs already use
     running_vm_mib: int = 0  # memory of this lab's VMs that are already running (re-run of create)
+    rsync_path: str | None = None  # `rsync` on PATH (libvirt only: the warm cache's synced folder)
 
 
 # ---- pure checks ---------------------------------------------------------------------------------
@@ -361,6 +362,21 @@ def check_disk(free_bytes: int, path: str, minimum_gib: int, comfortable_gib: in
     return Check("disk", "ok", what)
 
 
+def check_rsync(rsync_path: str | None, cache_dir: Path) -> Check:
+    """libvirt + ``create --cache``: the Vagrantfile copies the cache into the VMs with an rsync
+    synced folder, and Vagrant runs the host's ``rsync`` for it."""
+    if rsync_path:
+        return Check("rsync", "ok", f"{rsync_path} (copies the warm cache {cache_dir} into the VMs)")
+    return Check(
+        "rsync",
+        "fail",
+        "`rsync` is not on PATH",
+        f"with provider.type libvirt the warm cache ({cache_dir}) reaches the VMs through an rsync synced "
+        "folder: `vagrant up` would stop at the first VM with 'rsync could not be found on your PATH'.",
+        "install rsync (Debian/Ubuntu: `apt install rsync`), or create the lab without --cache",
+    )
+
+
 def check_ssh_keys(spec: LabSpec) -> list[Check]:
     out = []
     for _, node in spec.all_nodes():
@@ -382,8 +398,8 @@ def check_ssh_keys(spec: LabSpec) -> list[Check]:
     return out
 
 
-def evaluate(spec: LabSpec, facts: HostFacts) -> list[Check]:
-    """All checks for ``spec`` over ``facts``. Pure."""
+def evaluate(spec: LabSpec, facts: HostFacts, *, cache_dir: Path | None = None) -> list[Check]:
+    """All checks for ``spec`` over ``facts``; ``cache_dir`` is the warm cache given to ``create --cache``. Pure."""
     provider = spec.provider.type
     if provider == "ssh":
         return check_ssh_keys(spec)
@@ -396,6 +412,8 @@ def evaluate(spec: LabSpec, facts: HostFacts) -> list[Check]:
         checks.append(check_vagrant_libvirt(facts.vagrant_libvirt_plugin))
         checks.append(check_libvirt(facts.virsh_version, facts.virsh_error, facts.libvirt_socket))
         checks.append(check_kvm(facts.dev_kvm, driver))
+        if cache_dir is not None:
+            checks.append(check_rsync(facts.rsync_path, cache_dir))
     checks.append(check_cpu_virtualization(facts.cpuinfo, provider, driver))
     routes = parse_ip_route_json(facts.routes_json)
     if not routes and facts.proc_net_route:
@@ -472,6 +490,7 @@ def gather(spec: LabSpec, state_dir: Path, *, running_vm_mib: int = 0) -> HostFa
         facts.dev_kvm = Path("/dev/kvm").exists()
         plugins, _ = _output(["vagrant", "plugin", "list"], timeout=60)
         facts.vagrant_libvirt_plugin = None if plugins is None else "vagrant-libvirt" in plugins
+        facts.rsync_path = shutil.which("rsync")
     facts.cpuinfo = _read(Path("/proc/cpuinfo")) or ""
     routes, _ = _output(["ip", "-j", "route"])
     facts.routes_json = routes or "[]"
@@ -493,8 +512,8 @@ def gather(spec: LabSpec, state_dir: Path, *, running_vm_mib: int = 0) -> HostFa
     return facts
 
 
-def run_doctor(spec: LabSpec, state_dir: Path, *, running_vm_mib: int = 0) -> list[Check]:
-    return evaluate(spec, gather(spec, state_dir, running_vm_mib=running_vm_mib))
+def run_doctor(spec: LabSpec, state_dir: Path, *, running_vm_mib: int = 0, cache_dir: Path | None = None) -> list[Check]:
+    return evaluate(spec, gather(spec, state_dir, running_vm_mib=running_vm_mib), cache_dir=cache_dir)
 
 
 def format_report(checks: Sequence[Check]) -> str:

@@ -427,10 +427,10 @@ def _running_mib(spec: LabSpec, states: Iterable[Any]) -> int:
     return sum(n.memory_mib for _, n in spec.all_nodes() if n.name in running)
 
 
-def preflight(lab: Lab, console: Console, *, running_vm_mib: int = 0) -> None:
+def preflight(lab: Lab, console: Console, *, running_vm_mib: int = 0, cache_dir: Path | None = None) -> None:
     from labctl import doctor
 
-    checks = doctor.run_doctor(lab.spec, lab.state_dir, running_vm_mib=running_vm_mib)
+    checks = doctor.run_doctor(lab.spec, lab.state_dir, running_vm_mib=running_vm_mib, cache_dir=cache_dir)
     report = doctor.format_report(checks)
     if any(c.failed for c in checks):
         console.say(report.rstrip())
@@ -510,7 +510,8 @@ def create(
         running_mib = 0
         if provider is not None and provider.vagrantfile.exists():
             running_mib = _running_mib(spec, provider.status())
-        preflight(lab, console, running_vm_mib=running_mib)
+        cache_dir = Path(cache.host_dir) if cache is not None else None
+        preflight(lab, console, running_vm_mib=running_mib, cache_dir=cache_dir)
         provider_steps = [s for s in plan.steps if s.kind == "provider"]
         remote_plan = replace(plan, steps=tuple(s for s in plan.steps if s.kind != "provider"))
         artefacts = build_artefacts(spec, lab.state_dir)
@@ -519,7 +520,6 @@ def create(
         # first step that every host the plan targets has an address, and only the provider knows them.
         vm_seconds = 0.0
         if provider is not None:
-            cache_dir = Path(cache.host_dir) if cache is not None else None
             if cache_dir is not None:  # the box from the warm cache, before `vagrant up` looks for it
                 from labctl.cache import prepare_host_for_cache
 

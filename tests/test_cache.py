@@ -417,7 +417,10 @@ def test_create_with_a_cache_adds_the_box_then_renders_the_vagrantfile_with_the_
         raise StopBeforeVagrantUp
 
     monkeypatch.setattr("labctl.cache.prepare_host_for_cache", recording_prepare)
-    monkeypatch.setattr(lifecycle, "preflight", lambda *args, **kwargs: None)
+    def recording_preflight(lab, console, **kwargs):  # TEST DOUBLE: doctor needs the cache folder (rsync check)
+        events.append(("preflight", str(kwargs.get("cache_dir"))))
+
+    monkeypatch.setattr(lifecycle, "preflight", recording_preflight)
     monkeypatch.setattr(lifecycle, "bring_up_hosts", stop_at_vagrant_up)
     spec = LabSpec.default()
     lab = lifecycle.Lab.of(spec, state_dir=tmp_path / "state")
@@ -425,16 +428,17 @@ def test_create_with_a_cache_adds_the_box_then_renders_the_vagrantfile_with_the_
     console = lifecycle.Console(RichConsole(file=out, width=200))
     with pytest.raises(StopBeforeVagrantUp):
         lifecycle.create(lab, console, cache=inspect_cache(filled, spec))
-    assert [e[0] for e in events] == ["prepare", "up"]
-    assert events[0][1] == str(filled.resolve())
-    assert f"config.vm.synced_folder '{filled.resolve()}', \"/labctl-cache\", mount_options: [\"ro\"]" in events[1][1]
+    assert [e[0] for e in events] == ["preflight", "prepare", "up"]
+    assert events[0][1] == events[1][1] == str(filled.resolve())
+    assert f"config.vm.synced_folder '{filled.resolve()}', \"/labctl-cache\", mount_options: [\"ro\"]" in events[2][1]
     assert "Warm cache: box added (test double)" in out.getvalue()
     # without a cache: no box add, no cache folder in the Vagrantfile (a fresh lab folder, so that
     # create does not ask a real `vagrant status` about the Vagrantfile written above)
     events.clear()
     with pytest.raises(StopBeforeVagrantUp):
         lifecycle.create(lifecycle.Lab.of(spec, state_dir=tmp_path / "state-cold"), console)
-    assert [e[0] for e in events] == ["up"] and "/labctl-cache" not in events[0][1]
+    assert events[0] == ("preflight", "None")
+    assert [e[0] for e in events] == ["preflight", "up"] and "/labctl-cache" not in events[1][1]
 
 
 def _model_pull_job_script(spec: LabSpec, tmp_path: Path) -> tuple[str, dict[str, str]]:

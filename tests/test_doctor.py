@@ -249,6 +249,48 @@ def test_evaluate_provider_ssh_checks_keys(tmp_path: Path):
     assert [(c.name, c.status) for c in checks] == [("ssh-key:nfs", "fail")]
 
 
+# ---- rsync: libvirt copies the warm cache with an rsync synced folder ---------------------------------
+LIBVIRT = {"provider": {"type": "libvirt"}}
+
+
+def test_rsync_check_fails_with_the_fix_when_missing():
+    missing = doctor.check_rsync(None, Path("/media/cache"))
+    assert missing.status == "fail" and "`rsync` is not on PATH" in missing.what
+    assert "/media/cache" in missing.why and "synced folder" in missing.why
+    assert "apt install rsync" in missing.fix
+    present = doctor.check_rsync("/usr/bin/rsync", Path("/media/cache"))
+    assert present.status == "ok" and "/usr/bin/rsync" in present.what
+
+
+def test_evaluate_asks_for_rsync_only_for_libvirt_with_a_cache(default_spec):
+    libvirt = LabSpec.from_dict(LIBVIRT)
+    cache = Path("/media/cache")
+    with_cache = names(doctor.evaluate(libvirt, healthy_facts(rsync_path=None), cache_dir=cache))
+    assert with_cache["rsync"] == "fail"
+    assert names(doctor.evaluate(libvirt, healthy_facts(rsync_path="/usr/bin/rsync"), cache_dir=cache))["rsync"] == "ok"
+    # No cache: nothing is synced, so a host without rsync is fine.
+    assert "rsync" not in names(doctor.evaluate(libvirt, healthy_facts(rsync_path=None)))
+    # VirtualBox mounts the cache as a shared folder (no rsync).
+    assert "rsync" not in names(doctor.evaluate(default_spec, healthy_facts(rsync_path=None), cache_dir=cache))
+
+
+def test_gather_finds_rsync_on_path(tmp_path, monkeypatch):
+    """The gathering layer looks rsync up on the real PATH: a folder with an executable rsync, then one without."""
+    with_rsync = tmp_path / "bin-with"
+    with_rsync.mkdir()
+    (with_rsync / "rsync").write_text("#!/bin/sh\nexit 0\n")
+    (with_rsync / "rsync").chmod(0o755)
+    without = tmp_path / "bin-without"
+    without.mkdir()
+    spec = LabSpec.from_dict(LIBVIRT)
+    monkeypatch.setenv("PATH", str(with_rsync))
+    checks = names(doctor.run_doctor(spec, tmp_path / "state", cache_dir=tmp_path / "cache"))
+    assert checks["rsync"] == "ok"
+    monkeypatch.setenv("PATH", str(without))
+    failed = [c for c in doctor.run_doctor(spec, tmp_path / "state", cache_dir=tmp_path / "cache") if c.name == "rsync"]
+    assert [c.status for c in failed] == ["fail"] and "apt install rsync" in failed[0].fix
+
+
 @pytest.mark.parametrize("provider", ["virtualbox", "libvirt"])
 def test_gather_reads_this_host_without_crashing(provider, tmp_path):
     """The gathering layer on the real host: it must return text for every check (values vary)."""
