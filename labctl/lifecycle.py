@@ -450,12 +450,13 @@ class CreateResult:
     report: Any = None
 
 
-def bring_up_hosts(lab: Lab, provider: Any, console: Console, step: PlannedStep | None) -> tuple[dict[str, Host], float]:
-    """The plan's provider step: VMs up (only those not running), then hosts from ssh-config."""
+def bring_up_hosts(lab: Lab, provider: Any, console: Console, step: PlannedStep) -> tuple[Any, float]:
+    """The plan's provider step, run by the Runner (``on_provider_step``): VMs up (only those not
+    running), then hosts from ssh-config. Returns a ``runner.ProviderResult`` and the seconds it took;
+    the Runner prints the step's title and outcome."""
     from labctl.providers.vagrant import format_ssh_config, hosts_from_ssh_config
+    from labctl.runner import ProviderResult
 
-    title = step.title if step else "Bring up the VMs with Vagrant"
-    console.say(f"==> Step: {title}", "bold")
     # The VM layer's time counts everything labctl adds around `vagrant up` (status, ssh-config).
     started = time.monotonic()
     states = provider.status()
@@ -465,15 +466,11 @@ def bring_up_hosts(lab: Lab, provider: Any, console: Console, step: PlannedStep 
     # `vagrant up` succeeded, so every machine runs: no second `vagrant status` needed.
     config = provider.ssh_config(running=[s.name for s in states])
     seconds = time.monotonic() - started
-    if pending:
-        console.say(f"    done ({_format_duration(seconds)})", "green")
-    else:
-        console.say("    skipped (every VM is already running)", "yellow")
     hosts = hosts_from_ssh_config(lab.spec, config)
     from labctl.state import write_private
 
     write_private(lab.ssh_config, format_ssh_config(config))
-    return hosts, seconds
+    return ProviderResult(hosts, "" if pending else "every VM is already running"), seconds
 
 
 def lab_hosts(lab: Lab, log_path: Path, console: Console | None = None) -> dict[str, Host]:
@@ -512,32 +509,37 @@ def create(
             running_mib = _running_mib(spec, provider.status())
         cache_dir = Path(cache.host_dir) if cache is not None else None
         preflight(lab, console, running_vm_mib=running_mib, cache_dir=cache_dir)
-        provider_steps = [s for s in plan.steps if s.kind == "provider"]
-        remote_plan = replace(plan, steps=tuple(s for s in plan.steps if s.kind != "provider"))
         artefacts = build_artefacts(spec, lab.state_dir)
-
-        # The provider step runs here rather than inside the Runner: the Runner checks before its
-        # first step that every host the plan targets has an address, and only the provider knows them.
-        vm_seconds = 0.0
         if provider is not None:
             if cache_dir is not None:  # the box from the warm cache, before `vagrant up` looks for it
                 from labctl.cache import prepare_host_for_cache
 
                 console.say(f"==> Warm cache: {prepare_host_for_cache(spec, cache_dir, env=provider.env)}", "bold")
             provider.render(lab.source, cache_dir=cache_dir)
-            hosts, vm_seconds = bring_up_hosts(lab, provider, console, provider_steps[0] if provider_steps else None)
-        else:
-            from labctl.providers.ssh import hosts_from_spec
 
-            console.say(f"==> Step: {provider_steps[0].title if provider_steps else 'Connect to the hosts'}", "bold")
-            hosts = hosts_from_spec(spec)
+        # The plan's provider step runs inside the Runner, which takes the hosts it hands back (only
+        # the provider knows their addresses) and checks them before the first remote step.
+        vm_seconds = 0.0
+
+        def provider_hook(step: PlannedStep) -> Any:
+            nonlocal vm_seconds
+            if provider is None:
+                from labctl.providers.ssh import hosts_from_spec
+                from labctl.runner import ProviderResult
+
+                return ProviderResult(hosts_from_spec(spec))
+            result, vm_seconds = bring_up_hosts(lab, provider, console, step)
+            return result
+
         transport = transport_factory() if transport_factory else _ssh_transport()
         try:
-            runner = Runner(transport, hosts, log_path=log_path, artefacts=artefacts, console=console.rich)
-            report = runner.run(remote_plan)
+            runner = Runner(
+                transport, {}, log_path=log_path, artefacts=artefacts, console=console.rich, on_provider_step=provider_hook
+            )
+            report = runner.run(plan)
             kubeconfig = None
-            if _control_plane_selected(remote_plan):
-                kubeconfig = fetch_kubeconfig(lab, transport, hosts, merge_into=merge_kubeconfig_into)
+            if _control_plane_selected(plan):
+                kubeconfig = fetch_kubeconfig(lab, transport, runner.hosts, merge_into=merge_kubeconfig_into)
         finally:
             transport.close()
     total = time.monotonic() - started
@@ -723,12 +725,14 @@ def resume(lab: Lab, console: Console, *, transport_factory: Callable[[], Any] |
         provider = lab.provider(log_path, console)
         if not provider.vagrantfile.exists():
             raise LifecycleError(f"lab {lab.spec.name!r} was never created ({provider.vagrantfile} is missing) — run `labctl create`")
-        hosts, _ = bring_up_hosts(lab, provider, console, None)
-        plan = build_plan(lab.spec, state_dir=lab.state_dir, include_provider=False)
-        again = replace(plan, steps=tuple(s for s in plan.steps if s.id in RESUME_STEPS))
+        plan = build_plan(lab.spec, state_dir=lab.state_dir)
+        again = replace(plan, steps=tuple(s for s in plan.steps if s.kind == "provider" or s.id in RESUME_STEPS))
         transport = transport_factory() if transport_factory else _ssh_transport()
         try:
-            Runner(transport, hosts, log_path=log_path, console=console.rich).run(again)
+            Runner(
+                transport, {}, log_path=log_path, console=console.rich,
+                on_provider_step=lambda step: bring_up_hosts(lab, provider, console, step)[0],
+            ).run(again)
         finally:
             transport.close()
     total = time.monotonic() - started

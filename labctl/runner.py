@@ -2,7 +2,9 @@
 
 For each step, in plan order:
 
-1. a provider step goes to ``on_provider_step`` (the Vagrant/ssh provider brings hosts up);
+1. a provider step goes to ``on_provider_step`` (the Vagrant/ssh provider brings hosts up); the
+   hosts it hands back (a ``ProviderResult``) join the runner's, since only the provider knows their
+   addresses. Every host the remote steps target must have one before the first remote step runs;
 2. a step the profile skips (``skip_reason``, e.g. offline) is reported skipped, loudly;
 3. on every host the step targets, at the same time (a thread pool; one SSH connection per host,
    reused): upload the step's artefacts (first, so that a ``kubectl diff`` check compares against
@@ -157,6 +159,15 @@ class StepFailed(LabctlError):
         return "\n".join(lines)
 
 
+@dataclass(frozen=True)
+class ProviderResult:
+    """What ``on_provider_step`` may return: the hosts the provider brought up (name → Host), and
+    the reason when it had nothing to do (printed as the step's "skipped (...)")."""
+
+    hosts: Mapping[str, Host] = field(default_factory=dict)
+    skipped_reason: str = ""
+
+
 class RunnerError(LabctlError):
     """The plan cannot run with what the runner was given (a host or artefact is missing)."""
 
@@ -181,7 +192,7 @@ class Runner:
         log_path: Path,
         artefacts: Mapping[str, Artefact] | None = None,
         console=None,
-        on_provider_step: Callable[[PlannedStep], None] | None = None,
+        on_provider_step: Callable[[PlannedStep], ProviderResult | None] | None = None,
         max_workers: int | None = None,
         retry_backoff: float = 2.0,
         retry_max_wait: float = 30.0,
@@ -218,7 +229,9 @@ class Runner:
     def run(self, plan: Plan, facts: dict[str, str] | None = None) -> RunReport:
         """Run every step of ``plan``. ``facts`` (captured by earlier runs or steps) is updated in place."""
         facts = facts if facts is not None else {}
-        self._validate(plan)
+        self._validate_artefacts(plan)
+        if not any(s.kind == "provider" for s in plan.steps):
+            self._validate_hosts(plan)  # nothing can add a host later: refuse before anything runs
         secret_facts = {s.capture for s in plan.steps if s.secret and s.capture}
         for name in secret_facts & facts.keys():
             self.redact.add(name, facts[name])
@@ -232,12 +245,17 @@ class Runner:
         report = RunReport(steps=[], duration=0.0, log_path=self.log_path, facts=facts)
         self._logw(
             f"labctl run: lab {plan.lab!r}, provider {plan.provider}, {len(plan.steps)} steps\n"
-            + "".join(f"host {h.name}: {h.user}@{h.address}:{h.port}\n" for h in self.hosts.values())
+            + self._host_lines(self.hosts.values())
         )
         workers = self.max_workers or min(64, max([len(s.commands) for s in plan.steps] + [1]))
         pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="labctl-host")
         try:
+            hosts_validated = False
             for number, step in enumerate(plan.steps, 1):
+                if step.kind != "provider" and not hosts_validated:
+                    # After the provider steps (they bring the hosts), before any host is touched.
+                    self._validate_hosts(plan)
+                    hosts_validated = True
                 outcome, failures = self._run_step(pool, step, number, len(plan.steps), facts)
                 report.steps.append(outcome)
                 if failures:
@@ -263,14 +281,21 @@ class Runner:
             pool.shutdown(wait=False, cancel_futures=True)
             self._log.close()
 
-    def _validate(self, plan: Plan) -> None:
-        """Refuse before anything runs (nothing half-done) when a host or artefact is missing."""
+    @staticmethod
+    def _host_lines(hosts) -> str:  # type: ignore[no-untyped-def]
+        return "".join(f"host {h.name}: {h.user}@{h.address}:{h.port}\n" for h in hosts)
+
+    def _validate_hosts(self, plan: Plan) -> None:
+        """Refuse before any remote step runs (nothing half-done) when a host has no address."""
         missing_hosts = sorted({c.host for s in plan.steps if s.kind == "remote" for c in s.commands} - self.hosts.keys())
         if missing_hosts:
             raise RunnerError(
                 f"the plan targets {', '.join(missing_hosts)} but the provider gave no address for "
                 f"{'it' if len(missing_hosts) == 1 else 'them'} — check the node names in lab.yaml and `labctl status`"
             )
+
+    def _validate_artefacts(self, plan: Plan) -> None:
+        """Refuse before anything runs when a step uploads an artefact that was not rendered."""
         for step in plan.steps:
             for name in step.upload:
                 if name not in self.artefacts:
@@ -289,9 +314,16 @@ class Runner:
                 self._say(f"    skipped ({reason})", "yellow")
                 outcomes = [HostOutcome(c.host, "skipped", reason) for c in step.commands]
             else:
-                self.on_provider_step(step)
-                outcomes = [HostOutcome(c.host, "done", "", time.monotonic() - started) for c in step.commands]
-                self._say(f"    done ({format_duration(time.monotonic() - started)})", "green")
+                given = self.on_provider_step(step) or ProviderResult()
+                self.hosts.update(given.hosts)
+                if given.hosts:
+                    self._logw(self._host_lines(given.hosts.values()))
+                if given.skipped_reason:
+                    self._say(f"    skipped ({given.skipped_reason})", "yellow")
+                    outcomes = [HostOutcome(c.host, "skipped", given.skipped_reason) for c in step.commands]
+                else:
+                    outcomes = [HostOutcome(c.host, "done", "", time.monotonic() - started) for c in step.commands]
+                    self._say(f"    done ({format_duration(time.monotonic() - started)})", "green")
             self._logw(f"provider step {step.id}: {outcomes[0].status if outcomes else 'no hosts'}")
             return StepOutcome(step.id, step.title, outcomes, time.monotonic() - started), []
 

@@ -13,7 +13,7 @@ from rich.console import Console
 
 from labctl.artefacts import Artefact
 from labctl.plan import HostCommands, Plan, PlannedStep
-from labctl.runner import Runner, RunnerError, StepFailed, format_duration
+from labctl.runner import ProviderResult, Runner, RunnerError, StepFailed, format_duration
 from labctl.transport.base import Host
 from labctl.transport.scripted import ScriptedGuardedTransport, ScriptedTransport
 
@@ -240,6 +240,34 @@ def test_profile_skips_and_provider_steps(tmp_path, scripted):
     r2, _out2 = runner(scripted(), tmp_path)
     report2 = r2.run(plan(step("provider.up", "vagrant up", hosts=("localhost",), kind="provider")))
     assert report2.steps[0].outcomes[0].reason == "handled by the provider"
+
+
+def test_hosts_from_the_provider_step_are_used_and_checked_before_the_first_remote_step(tmp_path, scripted):
+    """Only the provider knows the addresses: the runner starts without hosts and takes the provider's."""
+    t = scripted()
+    out = io.StringIO()
+    console = Console(file=out, force_terminal=False, width=200, highlight=False)
+    calls = []
+
+    def bring_up(step):
+        calls.append(step.id)
+        return ProviderResult({n: HOSTS[n] for n in ("master", "nfs")}, skipped_reason="every VM is already running")
+
+    r = Runner(t, {}, log_path=tmp_path / "run.log", console=console, on_provider_step=bring_up)
+    p = plan(step("provider.up", "vagrant up", hosts=("localhost",), kind="provider"), step("a.x", "true", hosts=("master", "nfs")))
+    report = r.run(p)
+    assert calls == ["provider.up"]
+    assert [(o.host, o.status) for o in report.steps[0].outcomes] == [("localhost", "skipped")]
+    assert "    skipped (every VM is already running)" in out.getvalue()
+    assert {(c.host, c.script) for c in t.runs()} == {("master", "true"), ("nfs", "true")}
+    assert f"host master: {HOSTS['master'].user}@{HOSTS['master'].address}" in (tmp_path / "run.log").read_text()
+
+    # A host the provider did not hand back: refused after the provider step, before any remote step.
+    t2 = scripted()
+    r2 = Runner(t2, {}, log_path=tmp_path / "run2.log", console=console, on_provider_step=bring_up)
+    with pytest.raises(RunnerError, match="worker1"):
+        r2.run(plan(p.steps[0], step("a.x", "true", hosts=("master",)), step("b.y", "true", hosts=("worker1",))))
+    assert calls == ["provider.up", "provider.up"] and t2.calls == []
 
 
 def test_unknown_host_or_artefact_refused_before_anything_runs(tmp_path, scripted):
