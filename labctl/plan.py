@@ -348,9 +348,6 @@ def build_plan(
         for st in book.spec.steps:
             step_id = f"{book.name}.{st.name}"
             where = f"{book.path.name}: step {st.name}"
-            for fact in st.uses:
-                if fact not in known_facts:
-                    raise PlaybookError(f"{where}: uses fact {fact!r} that no earlier step captures — capture it first")
             try:
                 if st.when and not _truthy(template(_when_template(st.when)).render(base)):
                     continue
@@ -372,6 +369,10 @@ def build_plan(
                 raise PlaybookError(f"{where}: template error: {err}") from None
             if not cmds:
                 continue
+            # Checked only for steps this lab runs: a step with no hosts (no workers) needs no fact.
+            for fact in st.uses:
+                if fact not in known_facts:
+                    raise PlaybookError(f"{where}: uses fact {fact!r} that no earlier step captures — capture it first")
             if st.capture:
                 known_facts.add(st.capture)
             skip = ""

@@ -163,7 +163,11 @@ def test_a_lab_without_workers_untaints_the_control_plane_and_joins_nobody(plans
     assert ids == [
         *EXPECTED_STEPS[: EXPECTED_STEPS.index("control-plane.create-join-command")],
         TAINT_STEP,
-        *[s for s in EXPECTED_STEPS[EXPECTED_STEPS.index("control-plane.create-join-command") :] if not s.startswith("workers.")],
+        *[
+            s
+            for s in EXPECTED_STEPS[EXPECTED_STEPS.index("control-plane.create-join-command") + 1 :]
+            if not s.startswith("workers.")
+        ],
     ]
     step = plans["no-workers"].step(TAINT_STEP)
     assert step.hosts == ("master",) and step.sudo and not step.network
@@ -378,3 +382,29 @@ def test_containerd_sandbox_image_is_kubeadms_pause(plans):
     for c in step.commands:
         assert f'"= \\"{ref}\\""' in c.run  # what the awk edit writes
         assert "registry\\.k8s\\.io/pause:" + PINS["pause"] in c.check  # what the check demands of `config dump`
+
+
+def test_a_fact_must_be_captured_by_an_earlier_step_the_lab_runs(tmp_path):
+    """`uses` is checked against the steps this lab actually runs, so a capture dropped by `when:` is
+    an error, while a using step with no hosts in this lab (no workers) needs no fact."""
+    from labctl.errors import PlaybookError
+
+    def write(capture_when: str) -> None:
+        (tmp_path / "10-a.yaml").write_text(
+            "title: A\nsteps:\n"
+            f"  - {{name: make, title: Make, hosts: control_plane, when: '{capture_when}', run: echo x, capture: token}}\n"
+        )
+        (tmp_path / "20-b.yaml").write_text(
+            "title: B\nsteps:\n  - {name: use, title: Use, hosts: workers, run: 'echo \"$LABCTL_TOKEN\"', uses: [token]}\n"
+        )
+
+    write("false")
+    with pytest.raises(PlaybookError, match=r"20-b.yaml: step use: uses fact 'token' that no earlier step captures"):
+        build_plan(LabSpec.default(), load_playbooks(tmp_path), include_provider=False)
+    no_workers = LabSpec.from_dict({"nodes": {"workers": []}})
+    assert [s.id for s in build_plan(no_workers, load_playbooks(tmp_path), include_provider=False).steps] == []
+    write("true")
+    assert [s.id for s in build_plan(LabSpec.default(), load_playbooks(tmp_path), include_provider=False).steps] == [
+        "a.make",
+        "b.use",
+    ]
