@@ -160,3 +160,17 @@ def test_dry_run_in_a_real_process_uses_the_default_lab(tmp_path: Path) -> None:
     assert "==> Step 1/" in proc.stdout
     assert f"cd {tmp_path / 'home' / 'llm-lab'} && vagrant up --provider virtualbox nfs master worker1" in proc.stdout
     assert not (tmp_path / "home").exists()
+
+
+def test_provider_step_names_the_state_folder_as_a_person_types_it(tmp_path, monkeypatch):
+    """Handouts are made on the instructor's machine: the home folder shows as ~, other paths as they are."""
+    from labctl.plan import build_plan
+    from labctl.spec import LabSpec
+
+    monkeypatch.delenv("LABCTL_HOME", raising=False)
+    monkeypatch.delenv("XDG_DATA_HOME", raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path))
+    step = build_plan(LabSpec.default()).steps[0]
+    assert step.commands[0].run.startswith("cd ~/.local/share/labctl/llm-lab && vagrant up ")
+    monkeypatch.setenv("LABCTL_HOME", "/srv/labs")
+    assert build_plan(LabSpec.default()).steps[0].commands[0].run.startswith("cd /srv/labs/llm-lab && ")

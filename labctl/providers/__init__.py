@@ -44,8 +44,17 @@ def provider_step(spec: LabSpec, state_dir: Path | None) -> PlannedStep:
             HostCommands(
                 host="localhost",
                 check="vagrant status --machine-readable  # skip VMs already running",
-                run=f"cd {folder} && vagrant up --provider {kind} {' '.join(vms)}",
+                run=f"cd {_as_typed(folder)} && vagrant up --provider {kind} {' '.join(vms)}",
             ),
         ),
         timeout=spec.provider.boot_timeout * max(1, len(vms)),
     )
+
+
+def _as_typed(folder: Path) -> str:
+    """The folder as a person types it: ``~/...`` under the home folder, so a handout made on the
+    instructor's machine reads right on every student's."""
+    try:
+        return "~/" + folder.relative_to(Path.home()).as_posix()
+    except ValueError:
+        return str(folder)
