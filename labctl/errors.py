@@ -25,8 +25,3 @@ class PlaybookError(LabctlError):
 
     exit_code = 2
 
-
-class NotBuiltYet(LabctlError):
-    """A command whose layer does not exist yet; says so plainly instead of pretending to succeed."""
-
-    exit_code = 3
