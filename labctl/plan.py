@@ -42,6 +42,9 @@ class StepSpec(BaseModel):
     purpose: str = ""
     hosts: str = "all"
     when: str = Field(default="", description="Jinja2 expression; false drops the step from the plan")
+    node_when: str = Field(
+        default="", description="Jinja2 expression per targeted node (as `node`); false leaves that node out"
+    )
     check: str = ""
     done_reason: str = "already done"
     run: str
@@ -279,7 +282,8 @@ def template_sources(books: Iterable[Playbook]) -> set[str]:
     out = set()
     for book in books:
         for st in book.spec.steps:
-            texts = [st.check, st.run, st.title, st.done_reason] + ([_when_template(st.when)] if st.when else [])
+            texts = [st.check, st.run, st.title, st.done_reason]
+            texts += [_when_template(expr) for expr in (st.when, st.node_when) if expr]
             out.update(text for text in texts if text and has_markup(text))
     return out
 
@@ -355,6 +359,8 @@ def build_plan(
                 cmds = []
                 for node in targets:
                     ctx = {**base, "node": node, "roles": spec.roles_of(node)}
+                    if st.node_when and not _truthy(template(_when_template(st.node_when)).render(ctx)):
+                        continue
                     cmds.append(
                         HostCommands(
                             host=node.name,
