@@ -76,7 +76,11 @@ class Node(Model):
     cpus: int = Field(ge=1, le=64, description="virtual CPUs")
     memory_mib: int = Field(ge=512, le=262144, description="memory in MiB (8192 = 8 GiB)")
     disk_gib: int | None = Field(
-        default=None, ge=10, le=2048, description="grow the box's disk to this many GiB (VMs holding models); null = box size"
+        default=None,
+        ge=10,
+        le=2048,
+        description="grow the box's disk, and the root file system on it, to this many GiB (VMs holding models); "
+        "null = box size; Vagrant providers only",
     )
     # Only for provider: ssh (machines that already exist).
     ssh_user: str | None = Field(default=None, description="provider ssh only: login user (needs passwordless sudo)")
@@ -401,6 +405,8 @@ def _cross_problems(spec: LabSpec) -> Iterator[str]:
             yield f"{path}.ip: {node.ip} is the host's own address on the lab network (Vagrant gives it the .1) — pick another"
         if spec.provider.type == "ssh" and not node.ssh_user:
             yield f"{path}.ssh_user: required with provider.type ssh — name the login user of {node.name}"
+        if spec.provider.type == "ssh" and node.disk_gib is not None:
+            yield f"{path}.disk_gib: only a Vagrant VM's disk can be grown (provider.type ssh uses machines as they are) — remove it"
 
     first, last = net.pool_range()
     if first not in subnet or last not in subnet:

@@ -90,12 +90,24 @@ def no_workers() -> LabSpec:
     return LabSpec.from_dict({"nodes": {"workers": []}})
 
 
+def big_disks() -> LabSpec:
+    return LabSpec.from_dict(
+        {
+            "nodes": {
+                "master": {"name": "master", "ip": "192.168.33.100", "cpus": 4, "memory_mib": 8192, "disk_gib": 40},
+                "nfs": {"name": "nfs", "ip": "192.168.33.11", "cpus": 1, "memory_mib": 1024, "disk_gib": 100},
+            }
+        }
+    )
+
+
 LABS = {
     "default": LabSpec.default,
     "three-workers": three_workers,
     "gpu-libvirt": gpu_libvirt,
     "offline": offline,
     "no-workers": no_workers,
+    "big-disks": big_disks,
 }
 
 
@@ -125,6 +137,17 @@ def test_gpu_steps_only_with_the_gpu_option_and_only_on_the_gpu_worker(plans):
     # The GPU worker is a worker like the others: it is prepared, joins, and its kubelet gets its address.
     assert "gpu1" in plans["gpu-libvirt"].step("workers.join-cluster").hosts
     assert "--node-ip=192.168.33.102" in by_host(plans["gpu-libvirt"].step("node-prep.set-kubelet-node-ip"), "gpu1").run
+
+
+def test_only_vms_with_disk_gib_grow_their_root_file_system(plans):
+    grow = "node-prep.grow-root-filesystem"
+    assert [s.id for s in plans["big-disks"].steps] == [grow, *EXPECTED_STEPS]
+    step = plans["big-disks"].step(grow)
+    assert step.hosts == ("nfs", "master")  # lab order (nfs first); worker1 keeps the box's disk size: not in the step at all
+    assert not step.network  # the offline e2e lab runs it; growpart is installed only where missing
+    for name in LABS:
+        if name != "big-disks":
+            assert grow not in {s.id for s in plans[name].steps}, name
 
 
 @pytest.mark.parametrize("lab", LABS)

@@ -34,7 +34,7 @@ def shellcheck(files: list[Path]) -> list[dict]:
 def rendered_blocks(tmp_path: Path) -> dict[Path, str]:
     """One file per distinct (check or run) payload; name → where it came from."""
     blocks: dict[str, str] = {}
-    for lab in ("default", "three-workers", "gpu-libvirt", "no-workers"):
+    for lab in ("default", "three-workers", "gpu-libvirt", "no-workers", "big-disks"):
         for step in build_plan(LABS[lab](), include_provider=False).steps:
             env = {fact_variable(f): "kubeadm join 192.0.2.1:6443 --token x --discovery-token-ca-cert-hash sha256:0" for f in step.uses}
             for cmd in step.commands:
@@ -51,7 +51,7 @@ def rendered_blocks(tmp_path: Path) -> dict[Path, str]:
 
 def test_every_rendered_block_passes_shellcheck(tmp_path):
     files = rendered_blocks(tmp_path)
-    assert len(files) > 100  # every step × host × phase across four labs, deduplicated
+    assert len(files) > 100  # every step × host × phase across five labs, deduplicated
     comments = shellcheck(sorted(files))
     problems = [
         f"{files[Path(c['file'])]}: line {c['line']}: SC{c['code']} {c['message']}\n    "

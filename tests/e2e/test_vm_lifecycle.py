@@ -5,7 +5,8 @@ Vagrantfile, to compare the VM layer's wall time (target: labctl ≤ 1.1 × raw)
 
 Profile switch, named here on purpose: the lab is `offline: true` (steps that need the internet are
 skipped, loudly) and `create --only` selects the steps the box can run without Kubernetes binaries
-(hosts file, swap, kernel modules and parameters, the NFS export). Every other step is reported
+(the NFS VM's root file system grown onto its bigger disk, hosts file, swap, kernel modules and
+parameters, the NFS export). Every other step is reported
 "SKIPPED … not selected by --only" in the output, which the test checks.
 
 Slow (about 8 minutes on an idle 2-core host, 30+ under heavy load; the first run adds ~3 minutes of
@@ -27,6 +28,7 @@ import pytest
 pytestmark = pytest.mark.e2e
 
 ONLY = (
+    "node-prep.grow-root-filesystem",
     "node-prep.write-hosts-file",
     "node-prep.disable-swap",
     "node-prep.load-kernel-modules",
@@ -34,6 +36,7 @@ ONLY = (
     "nfs-server.*",
 )
 SUBNET = "10.252.33"  # a range picked for this test; it exists only inside the test's namespace
+NFS_DISK_GIB = 10  # the box's disk is 4 GiB (build_box.sh): the grow step must take the NFS VM's ext4 to ~10
 
 
 def lab_yaml(version: str) -> str:
@@ -55,7 +58,7 @@ network:
 nodes:
   master: {{name: master, ip: {SUBNET}.100, cpus: 1, memory_mib: 1024}}
   workers: []
-  nfs: {{name: nfs, ip: {SUBNET}.11, cpus: 1, memory_mib: 1024}}
+  nfs: {{name: nfs, ip: {SUBNET}.11, cpus: 1, memory_mib: 1024, disk_gib: {NFS_DISK_GIB}}}
 """
 
 
@@ -116,6 +119,11 @@ def test_vm_lifecycle_end_to_end(libvirt, tmp_path):
     assert "br_netfilter" in modules and "overlay" in modules
     exports = _ok(ns.labctl("ssh", "-f", str(lab_file), "nfs", "--", "sudo exportfs -v", env=env), "ssh nfs")
     assert "/srv/nfs/lab" in exports and f"{SUBNET}.0/24" in exports
+    # disk_gib: libvirt grew the NFS VM's disk, and the grow step its mounted ext4 (the box has 4 GiB).
+    df = _ok(ns.labctl("ssh", "-f", str(lab_file), "nfs", "--", "df -B1 --output=size /", env=env), "df on nfs")
+    root_bytes = int(re.findall(r"^\s*(\d+)\s*$", df, re.MULTILINE)[-1])
+    assert root_bytes > (NFS_DISK_GIB - 1) * 2**30, df
+    figures["nfs_root_filesystem_gib"] = round(root_bytes / 2**30, 2)
     ping = _ok(ns.labctl("ssh", "-f", str(lab_file), "master", "--", f"ping -c1 -W5 {SUBNET}.11", env=env), "ping nfs")
     assert "1 received" in ping
 
