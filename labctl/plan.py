@@ -51,7 +51,10 @@ class StepSpec(BaseModel):
     sudo: bool = True
     timeout: int = Field(default=300, ge=1, le=7200)
     retries: int = Field(default=0, ge=0, le=10)
-    network: bool = Field(default=False, description="needs the internet; skipped with offline: true")
+    network: bool | str = Field(
+        default=False,
+        description="needs the internet (skipped with offline: true); or a Jinja2 expression saying when it does",
+    )
     capture: str = Field(default="", description="store the run's stdout as this fact")
     capture_check: bool = Field(default=False, description="also capture when skipped: the check prints the fact")
     secret: bool = Field(default=False, description="the captured fact is a secret: never logged or shown")
@@ -283,7 +286,7 @@ def template_sources(books: Iterable[Playbook]) -> set[str]:
     for book in books:
         for st in book.spec.steps:
             texts = [st.check, st.run, st.title, st.done_reason]
-            texts += [_when_template(expr) for expr in (st.when, st.node_when) if expr]
+            texts += [_when_template(expr) for expr in (st.when, st.node_when, st.network) if isinstance(expr, str) and expr]
             out.update(text for text in texts if text and has_markup(text))
     return out
 
@@ -370,6 +373,8 @@ def build_plan(
                     )
                 # Titles and done reasons may name pinned versions ("Install containerd {{ versions.containerd }}").
                 title = template(st.title).render(base)
+                # e.g. "not (cache and cache.debs)": a package install needs the internet only without a warm cache
+                network = st.network if isinstance(st.network, bool) else _truthy(template(_when_template(st.network)).render(base))
                 done_reason = template(st.done_reason).render(base)
             except jinja2.TemplateError as err:
                 raise PlaybookError(f"{where}: template error: {err}") from None
@@ -382,7 +387,7 @@ def build_plan(
             if st.capture:
                 known_facts.add(st.capture)
             skip = ""
-            if st.network and spec.offline:
+            if network and spec.offline:
                 skip = "needs the internet and the lab is offline (offline: true in lab.yaml)"
             steps.append(
                 PlannedStep(
@@ -395,7 +400,7 @@ def build_plan(
                     sudo=st.sudo,
                     timeout=st.timeout,
                     retries=st.retries,
-                    network=st.network,
+                    network=network,
                     capture=st.capture,
                     capture_check=st.capture_check,
                     secret=st.secret,

@@ -399,6 +399,21 @@ def test_with_cached_packages_node_prep_uses_only_the_local_repository():
     assert "apt-get update -q" in no_debs.step("node-prep.install-containerd").commands[0].run
 
 
+def test_an_offline_lab_with_cached_packages_installs_them_instead_of_skipping():
+    from labctl.cache import CachedFile, CacheInfo
+
+    installs = {"node-prep.install-containerd", "node-prep.install-kubernetes-packages"}
+    cached = CacheInfo(host_dir="/srv/labctl-cache", debs=(CachedFile("kubeadm_1.36.4-1.1_amd64.deb", "debs/x", 1),))
+    warm = build_plan(offline(), include_provider=False, cache=cached)
+    for step_id in installs:
+        assert not warm.step(step_id).network and not warm.step(step_id).skip_reason, step_id
+    cold = build_plan(offline(), include_provider=False)
+    for step_id in installs:
+        assert cold.step(step_id).network and "offline" in cold.step(step_id).skip_reason, step_id
+    # Steps that download with or without a cache stay skipped in an offline lab.
+    assert warm.step("cni-calico.fetch-calico-manifest").skip_reason
+
+
 def test_containerd_sandbox_image_is_kubeadms_pause(plans):
     step = plans["default"].step("node-prep.configure-containerd-systemd-cgroup")
     ref = f"registry.k8s.io/pause:{PINS['pause']}"
