@@ -235,7 +235,7 @@ def _lab(lab_file: Path | None, *, quiet: bool = False):  # type: ignore[no-unty
 
 @cli.command()
 @lab_file_option
-@click.option("--keep-data", is_flag=True, help="Keep the NFS VM and its exports (models and chats survive).")
+@click.option("--keep-data", is_flag=True, help="Keep the NFS VM and its export: the downloaded models survive (chats live on a worker: see README).")
 @click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
 def destroy(lab_file: Path | None, keep_data: bool, yes: bool) -> None:
     """Tear the lab down; safe to run twice.
