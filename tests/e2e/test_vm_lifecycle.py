@@ -1,4 +1,5 @@
-"""End to end on real VMs: `labctl create / status / verify / halt / resume / destroy` with
+"""End to end on real VMs: `labctl create / status / verify / halt / resume / destroy --keep-data /
+create / destroy` with
 vagrant-libvirt under qemu TCG, from a Debian box this test builds (cached), with libvirtd started
 by the test inside a network namespace the test made. Then raw `vagrant up` of the same rendered
 Vagrantfile, to compare the VM layer's wall time (target: labctl ≤ 1.1 × raw).
@@ -154,6 +155,20 @@ def test_vm_lifecycle_end_to_end(libvirt, tmp_path):
     assert all(s.endswith("running") for s in _domain_states(ns).values()), _domain_states(ns)
     swap = _ok(ns.labctl("ssh", "-f", str(lab_file), "master", "--", "sudo swapon --show --noheadings | wc -l", env=env), "swap")
     assert swap.strip().splitlines()[-1] == "0"
+
+    # ---- destroy --keep-data: the NFS VM and its export stay; create brings the rest back -------
+    _ok(ns.labctl("ssh", "-f", str(lab_file), "nfs", "--", "echo kept | sudo tee /srv/nfs/lab/marker", env=env), "marker")
+    kept = _ok(ns.labctl("destroy", "-f", str(lab_file), "--keep-data", "--yes", env=env), "destroy --keep-data")
+    assert "keeping nfs and its exports" in kept, kept
+    assert {name.removeprefix("e2e_"): st for name, st in _domain_states(ns).items()} == {"nfs": "running"}, _domain_states(ns)
+    assert not (state / "ssh-config").exists()  # forgotten with the VMs it described; rebuilt by create
+    started = time.monotonic()
+    rebuilt = _ok(ns.labctl("create", "-f", str(lab_file), *only_args, env=env), "create after destroy --keep-data")
+    figures["create_after_keep_data_seconds"] = round(time.monotonic() - started, 1)
+    assert re.search(r"^\s+master: done", rebuilt, re.MULTILINE), rebuilt  # the new master is prepared again
+    assert all(s.endswith("running") for s in _domain_states(ns).values()), _domain_states(ns)
+    marker = _ok(ns.labctl("ssh", "-f", str(lab_file), "nfs", "--", "cat /srv/nfs/lab/marker", env=env), "marker kept")
+    assert "kept" in marker
 
     # ---- destroy: nothing of the lab left in libvirt; a second destroy is a no-op ---------------
     _ok(ns.labctl("destroy", "-f", str(lab_file), "--yes", env=env), "destroy")
