@@ -346,6 +346,10 @@ def build_plan(
             compiled[source] = _compile(env, source) if has_markup(source) else _Plain(source)
         return compiled[source]
 
+    def holds(expression: str, context: dict[str, Any]) -> bool:
+        """A playbook's condition (`when`, `node_when`, a `network` expression) in this context."""
+        return _truthy(template(_when_template(expression)).render(context))
+
     base = template_context(spec, cache=cache)
     steps: list[PlannedStep] = []
     if include_provider:
@@ -356,13 +360,13 @@ def build_plan(
             step_id = f"{book.name}.{st.name}"
             where = f"{book.path.name}: step {st.name}"
             try:
-                if st.when and not _truthy(template(_when_template(st.when)).render(base)):
+                if st.when and not holds(st.when, base):
                     continue
                 targets = nodes_for(spec, st.hosts)
                 cmds = []
                 for node in targets:
                     ctx = {**base, "node": node, "roles": spec.roles_of(node)}
-                    if st.node_when and not _truthy(template(_when_template(st.node_when)).render(ctx)):
+                    if st.node_when and not holds(st.node_when, ctx):
                         continue
                     cmds.append(
                         HostCommands(
@@ -374,7 +378,7 @@ def build_plan(
                 # Titles and done reasons may name pinned versions ("Install containerd {{ versions.containerd }}").
                 title = template(st.title).render(base)
                 # e.g. "not (cache and cache.debs)": a package install needs the internet only without a warm cache
-                network = st.network if isinstance(st.network, bool) else _truthy(template(_when_template(st.network)).render(base))
+                network = st.network if isinstance(st.network, bool) else holds(st.network, base)
                 done_reason = template(st.done_reason).render(base)
             except jinja2.TemplateError as err:
                 raise PlaybookError(f"{where}: template error: {err}") from None

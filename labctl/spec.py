@@ -403,10 +403,11 @@ def _cross_problems(spec: LabSpec) -> Iterator[str]:
             yield f"{path}.ip: {node.ip} is the subnet's network or broadcast address — pick a host address in {subnet}"
         elif node.ip == next(subnet.hosts()):
             yield f"{path}.ip: {node.ip} is the host's own address on the lab network (Vagrant gives it the .1) — pick another"
-        if spec.provider.type == "ssh" and not node.ssh_user:
-            yield f"{path}.ssh_user: required with provider.type ssh — name the login user of {node.name}"
-        if spec.provider.type == "ssh" and node.disk_gib is not None:
-            yield f"{path}.disk_gib: only a Vagrant VM's disk can be grown (provider.type ssh uses machines as they are) — remove it"
+        if spec.provider.type == "ssh":
+            if not node.ssh_user:
+                yield f"{path}.ssh_user: required with provider.type ssh — name the login user of {node.name}"
+            if node.disk_gib is not None:
+                yield f"{path}.disk_gib: only a Vagrant VM's disk can be grown (provider.type ssh uses machines as they are) — remove it"
 
     first, last = net.pool_range()
     if first not in subnet or last not in subnet:
