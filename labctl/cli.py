@@ -143,21 +143,53 @@ def versions() -> None:
 @click.option(
     "-o", "--output-dir", type=click.Path(file_okay=False, path_type=Path), default=Path("rendered"), show_default=True
 )
-def render(lab_file: Path | None, output_dir: Path) -> None:
-    """Render the Vagrantfile and the Kubernetes manifests into a folder, touching nothing else.
+@click.option(
+    "--with-secrets",
+    is_flag=True,
+    help="Put the lab's real secrets into apps.yaml (read from the lab's state folder, created there if the lab "
+    "has none yet). Without it apps.yaml holds a visible placeholder and the state folder is not touched.",
+)
+def render(lab_file: Path | None, output_dir: Path, with_secrets: bool) -> None:
+    """Render the Vagrantfile and the Kubernetes manifests into a folder to read or diff.
+
+    Writes only into --output-dir (files 0600). The Open WebUI Secret in manifests/apps.yaml is a
+    placeholder unless --with-secrets; `create` renders its own copy and never reads this folder.
 
     \b
     Example:
       labctl render -o /tmp/lab && less /tmp/lab/Vagrantfile
     """
-    from labctl.render import render_all
+    from labctl.render import PLACEHOLDER_SECRETS, render_all
 
     spec = load_spec(lab_file)
     if lab_file is None and Path(DEFAULT_FILE).exists():
         lab_file = Path(DEFAULT_FILE)
     source = str(lab_file) if lab_file is not None else "the built-in default lab"  # named in the file headers
-    for path in render_all(spec, output_dir, source=source):
+    state_note = ""
+    if with_secrets:
+        # Real secrets are the lab's (a later `create` applies the same ones): the state folder is
+        # the only place they live, so asking for them may have to create it.
+        from labctl.secrets import secrets_path
+        from labctl.state import lab_dir
+
+        stored = secrets_path(lab_dir(spec.name))
+        state_note = f"{stored} ({'read' if stored.exists() else 'created'})"
+    written = render_all(spec, output_dir, source=source, secrets=None if with_secrets else PLACEHOLDER_SECRETS)
+    for path in written:
         click.echo(f"wrote {path}")
+    apps = output_dir / "manifests" / "apps.yaml"
+    if with_secrets:
+        click.echo(
+            f"warning: {apps} holds this lab's real Open WebUI secret key (from {state_note}); the file is 0600 — "
+            "do not commit it or hand it out",
+            err=True,
+        )
+    else:
+        click.echo(
+            f"note: {apps} holds a placeholder secret key, not the lab's (no lab state was read or created); "
+            "pass --with-secrets for the real one",
+            err=True,
+        )
 
 
 def _print_plan(lab_file: Path | None, output: str, cache_dir: Path | None = None) -> None:
