@@ -54,6 +54,34 @@ def lab_file_option(f):  # type: ignore[no-untyped-def]
     )(f)
 
 
+def _completion_spec(ctx: click.Context) -> LabSpec | None:
+    """The lab a command line being completed refers to (-f, ./lab.yaml, the default); None if broken."""
+    try:
+        return load_spec(ctx.params.get("lab_file"), quiet=True)
+    except Exception:  # a half-typed or broken lab.yaml must not break the shell
+        return None
+
+
+def complete_node(ctx: click.Context, _param: click.Parameter, incomplete: str) -> list[str]:
+    spec = _completion_spec(ctx)
+    return [n.name for _, n in spec.all_nodes() if n.name.startswith(incomplete)] if spec else []
+
+
+def complete_step(ctx: click.Context, _param: click.Parameter, incomplete: str) -> list[str]:
+    """Step ids of the lab's plan, and one 'playbook.*' glob per playbook (what --only accepts)."""
+    spec = _completion_spec(ctx)
+    if spec is None:
+        return []
+    from labctl.plan import build_plan
+
+    try:
+        steps = build_plan(spec, include_provider=False).steps
+    except Exception:
+        return []
+    ids = [f"{book}.*" for book in dict.fromkeys(s.playbook for s in steps)] + [s.id for s in steps]
+    return [i for i in ids if i.startswith(incomplete)]
+
+
 def load_spec(lab_file: Path | None, *, quiet: bool = False) -> LabSpec:
     """The lab from --file, ./lab.yaml, or the built-in default — and its warnings on stderr."""
     from labctl.spec import LabSpec
@@ -93,18 +121,25 @@ def cli() -> None:
 )
 @click.option("--force", is_flag=True, help="Overwrite an existing file.")
 def init(out: Path, force: bool) -> None:
-    """Write a commented lab.yaml with the seed lab's values.
+    """Write a commented lab.yaml with the seed lab's values, and lab.schema.json beside it.
+
+    The first line of lab.yaml points editors (VS Code's YAML extension, any YAML language server)
+    at lab.schema.json, so keys complete and mistakes show while typing — offline.
 
     \b
     Example:
       labctl init && $EDITOR lab.yaml && labctl validate
     """
+    from labctl.schema import MODELINE, SCHEMA_FILE, schema_json
     from labctl.specfile import commented_lab_yaml
 
     if out.exists() and not force:
         fail(f"{out} already exists — pass --force to overwrite it, or -o to write elsewhere")
-    out.write_text(commented_lab_yaml(), encoding="utf-8")
-    click.echo(f"wrote {out} — edit it, then `labctl validate -f {out}`")
+    out.write_text(commented_lab_yaml(modeline=MODELINE), encoding="utf-8")
+    # Generated, never edited by hand: refreshed on every init so it matches this labctl.
+    schema_file = out.parent / SCHEMA_FILE
+    schema_file.write_text(schema_json(), encoding="utf-8")
+    click.echo(f"wrote {out} and {schema_file} (for editors) — edit {out}, then `labctl validate -f {out}`")
 
 
 @cli.command()
@@ -219,7 +254,7 @@ def plan(lab_file: Path | None, output: str) -> None:
 )
 @click.option("--cache", "cache_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="A warm cache (`labctl cache fill DIR`): packages, images and models come from it.")
-@click.option("--only", "only", multiple=True, metavar="STEP_GLOB",
+@click.option("--only", "only", multiple=True, metavar="STEP_GLOB", shell_complete=complete_step,
               help="Run only the steps whose id matches (repeatable; globs like 'nfs-server.*'); the others are "
                    "reported SKIPPED. The VMs are always brought up. See `labctl plan` for the ids.")
 @click.option("--merge-kubeconfig", is_flag=True,
@@ -626,7 +661,7 @@ def verify(lab_file: Path | None, output: str) -> None:
 
 @cli.command(context_settings={"ignore_unknown_options": True})
 @lab_file_option
-@click.argument("node")
+@click.argument("node", shell_complete=complete_node)
 @click.argument("command", nargs=-1, type=click.UNPROCESSED)
 def ssh(lab_file: Path | None, node: str, command: tuple[str, ...]) -> None:
     """Log in to a node (or run COMMAND there) with the lab's SSH settings.
@@ -692,6 +727,40 @@ def resume(lab_file: Path | None) -> None:
     from labctl import lifecycle
 
     lifecycle.resume(_lab(lab_file), lifecycle.Console())
+
+
+# ---- editors and shells --------------------------------------------------------------------------
+@cli.command()
+def schema() -> None:
+    """Print the JSON Schema of lab.yaml (generated from the models, with descriptions and examples).
+
+    `labctl init` writes it beside lab.yaml as lab.schema.json; refresh that copy after upgrading.
+
+    \b
+    Example:
+      labctl schema > lab.schema.json
+    """
+    from labctl.schema import schema_json
+
+    click.echo(schema_json(), nl=False)
+
+
+@cli.command()
+@click.argument("shell", type=click.Choice(["bash", "zsh", "fish"]))
+def completion(shell: str) -> None:
+    """Print the shell completion script (commands, options, node names for `ssh`, step ids for `--only`).
+
+    \b
+    Example:
+      eval "$(labctl completion bash)"        # in ~/.bashrc
+      labctl completion fish > ~/.config/fish/completions/labctl.fish
+    """
+    from click.shell_completion import get_completion_class
+
+    # Click's own mechanism: the script calls labctl back with _LABCTL_COMPLETE set.
+    completer = get_completion_class(shell)
+    assert completer is not None  # the Choice above only offers shells Click knows
+    click.echo(completer(cli, {}, "labctl", "_LABCTL_COMPLETE").source())
 
 
 def main() -> None:

@@ -90,10 +90,15 @@ def _emit(model: type[BaseModel], data: dict[str, Any], indent: int, prefix: str
             out.append(f"{pad}{key}: {_scalar(value)}{comment}")
 
 
-def commented_lab_yaml(spec: LabSpec | None = None) -> str:
+def commented_lab_yaml(spec: LabSpec | None = None, *, modeline: str = "") -> str:
+    """The lab as commented YAML; ``modeline`` (labctl.schema.MODELINE) goes first, where editors look."""
     spec = spec or LabSpec.default()
     data = spec.model_dump(mode="json")
-    out: list[str] = [HEADER.rstrip()]
+    out: list[str] = []
+    if modeline:
+        out += [modeline, "# ^ editors with a YAML language server (VS Code's YAML extension) check this file against",
+                "#   the schema beside it while you type; refresh it after upgrading: labctl schema > lab.schema.json"]
+    out.append(HEADER.rstrip())
     _emit(LabSpec, data, 0, "", out)
     return "\n".join(out) + "\n"
 
