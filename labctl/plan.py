@@ -140,7 +140,7 @@ class Plan:
         return json.dumps({"format": "labctl-plan/v1", **asdict(self)}, indent=2)
 
     def to_text(self) -> str:
-        """The dry-run contract (README "Plan output"): one header per step, then per host its check
+        """The dry-run contract (docs/reference/plan-output.md): one header per step, then per host its check
         and script, hosts with identical commands grouped on one line."""
         out = [f"Plan for lab {self.lab!r} (provider {self.provider}): {len(self.steps)} steps", ""]
         for n, s in enumerate(self.steps, 1):

@@ -103,7 +103,7 @@ def commented_lab_yaml(spec: LabSpec | None = None, *, modeline: str = "") -> st
     return "\n".join(out) + "\n"
 
 
-# ---- the lab.yaml reference (README) ---------------------------------------------------------------
+# ---- the lab.yaml reference (docs/reference/lab-yaml.md) ---------------------------------------------------------------
 NODE_SECTIONS = {
     "nodes.master": "the Kubernetes control plane",
     "nodes.workers": "a list: one item per Kubernetes worker",
@@ -185,7 +185,7 @@ def node_rows() -> list[tuple[str, str, str, str]]:
 
 
 def reference_markdown() -> str:
-    """The lab.yaml reference for the README, generated from the models (tests keep it complete)."""
+    """The lab.yaml reference (docs/reference/lab-yaml.md, via labctl.docgen), generated from the models."""
     spec = LabSpec.default()
     out = [
         "| key | type | default | meaning |",
