@@ -69,3 +69,24 @@ def test_only_completes_step_ids_and_playbook_globs(tmp_path: Path) -> None:
     # no workers, no worker steps
     (tmp_path / "lab.yaml").write_text("nodes:\n  workers: []\n", encoding="utf-8")
     assert complete("labctl create --only workers.", tmp_path) == []
+
+
+def test_the_bash_script_completes_in_a_real_bash(tmp_path: Path) -> None:
+    """The printed script, eval'd by bash, fills COMPREPLY by calling labctl back (a shim on PATH
+    that runs this checkout)."""
+    import shutil
+
+    bash = shutil.which("bash")
+    if bash is None:
+        pytest.skip("bash is not installed")
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    shim = bin_dir / "labctl"
+    shim.write_text(f'#!/bin/sh\nexec "{sys.executable}" -m labctl.cli "$@"\n', encoding="utf-8")
+    shim.chmod(0o755)
+    script = 'eval "$(labctl completion bash)"; COMP_WORDS=(labctl ssh ma); COMP_CWORD=2; ' \
+             '_labctl_completion labctl; echo "${COMPREPLY[@]}"'
+    env = {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}", "PYTHONPATH": str(REPO)}
+    out = subprocess.run([bash, "--norc", "-c", script], env=env, cwd=tmp_path, capture_output=True, text=True,
+                         timeout=60, check=True).stdout
+    assert out.split() == ["master"]
