@@ -2,9 +2,10 @@
 
 Pydantic writes types, ranges, enums, defaults, required keys and "no unknown keys" from the models;
 the checks our validators make on single values (names, sizes, PCI and model names, the MetalLB
-range, dotted addresses) become ``pattern``s here, so an editor flags them while typing too. What
-needs the whole file (an address outside the subnet, two nodes with one name, overlapping ranges,
-provider-dependent rules) stays with `labctl validate`; tests/test_schema.py lists those cases.
+range, dotted addresses) become ``pattern``s here, and the rules that depend on provider.type become
+if/then conditionals, so an editor flags them while typing too. What compares values across the
+file (an address outside the subnet, two nodes with one name, overlapping ranges) stays with
+`labctl validate`; tests/test_schema.py lists those cases.
 """
 
 from __future__ import annotations
@@ -114,6 +115,57 @@ def _descriptions(schema: dict[str, Any]) -> None:
                 prop["examples"] = example
 
 
+def _provider_is(kind: str, *, explicit: bool) -> dict[str, Any]:
+    """A condition on provider.type; ``explicit=False`` also holds when the key is left out (the
+    default, virtualbox)."""
+    provider: dict[str, Any] = {"properties": {"type": {"const": kind}}}
+    if explicit:
+        return {"properties": {"provider": {**provider, "required": ["type"]}}, "required": ["provider"]}
+    return {"properties": {"provider": provider}}
+
+
+def _each_node(rule: dict[str, Any]) -> dict[str, Any]:
+    return {"properties": {key: rule for key in ("master", "nfs", "gpu_worker")} | {"workers": {"items": rule}}}
+
+
+def provider_rules() -> list[dict[str, Any]]:
+    """The rules that depend on provider.type, as JSON Schema conditionals (the same ones
+    ``labctl.spec._cross_problems`` checks, so an editor shows them while typing):
+
+    - virtualbox (also when provider.type is left out): no GPU worker, no PCI passthrough;
+    - not libvirt: a ``provider.libvirt`` block may only repeat the defaults;
+    - ssh: every node names its ``ssh_user`` and grows no disk. The default nodes have no
+      ssh_user, so with ssh the file must write ``nodes.master``, ``nodes.nfs`` and ``nodes.workers``.
+    """
+    from labctl.spec import Libvirt
+
+    libvirt_defaults = {key: {"const": value} for key, value in Libvirt().model_dump(mode="json").items()}
+    ssh_node = {
+        "anyOf": [
+            {"type": "null"},
+            {"required": ["ssh_user"], "properties": {"ssh_user": {"type": "string", "minLength": 1},
+                                                      "disk_gib": {"type": "null"}}},
+        ]
+    }
+    return [
+        {
+            "if": _provider_is("virtualbox", explicit=False),
+            "then": {"properties": {"nodes": {"properties": {"gpu_worker": {"type": "null"}}}}},
+        },
+        {
+            "if": _provider_is("libvirt", explicit=True),
+            "else": {"properties": {"provider": {"properties": {"libvirt": {"properties": libvirt_defaults}}}}},
+        },
+        {
+            "if": _provider_is("ssh", explicit=True),
+            "then": {
+                "required": ["nodes"],
+                "properties": {"nodes": {"required": ["master", "nfs", "workers"], **_each_node(ssh_node)}},
+            },
+        },
+    ]
+
+
 def lab_schema() -> dict[str, Any]:
     """The JSON Schema a lab.yaml must satisfy, with descriptions and examples.
 
@@ -132,6 +184,7 @@ def lab_schema() -> dict[str, Any]:
         "description": "One self-hosted LLM lab (labctl). Every key is optional; `labctl validate` also checks "
         "what a schema cannot (addresses inside the subnet, unique names, non-overlapping ranges).",
         "examples": [example],
+        "allOf": provider_rules(),
     }
 
 

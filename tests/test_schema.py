@@ -27,7 +27,6 @@ FILES = sorted(MALFORMED.glob("*.yaml"))
 NOT_YAML = "not YAML: the parser rejects it before there is data for a schema"
 DUPLICATE_KEY = "YAML loaders keep the last of two equal keys; only labctl's loader refuses them"
 WHOLE_FILE = "compares values across the file (subnet membership, uniqueness, overlaps): validate's cross-checks"
-PROVIDER_RULE = "depends on provider.type elsewhere in the file: validate's cross-checks"
 ORDER = "compares two addresses inside one value: no JSON Schema keyword orders addresses"
 HOST_BITS = "a CIDR with host bits set matches the same pattern as a network address"
 
@@ -48,10 +47,6 @@ SCHEMA_CANNOT_JUDGE = {
     "service-overlaps-vagrant-nat.yaml": WHOLE_FILE,
     "webui-address-outside-pool.yaml": WHOLE_FILE,
     "gpu-option-without-gpu-worker.yaml": WHOLE_FILE,
-    "disk-gib-on-ssh-provider.yaml": PROVIDER_RULE,
-    "gpu-worker-on-virtualbox.yaml": PROVIDER_RULE,
-    "libvirt-block-on-virtualbox.yaml": PROVIDER_RULE,
-    "ssh-provider-without-user.yaml": PROVIDER_RULE,
     "metallb-pool-reversed.yaml": ORDER,
     "subnet-host-bits-set.yaml": HOST_BITS,
 }
@@ -108,8 +103,37 @@ def test_the_schema_accepts_good_labs(validator) -> None:
         {"provider": {"type": "libvirt"}, "nodes": {"gpu_worker": {"name": "gpu1", "ip": "192.168.33.102", "cpus": 4,
                                                                    "memory_mib": 8192, "pci": "0000:01:00.0"}},
          "apps": {"options": {"gpu": True}}},
+        {"provider": {"type": "virtualbox", "libvirt": {"driver": "kvm"}}},  # the defaults repeated: validate accepts
+        {"provider": {"type": "ssh"}, "nodes": {
+            "master": {"name": "cp", "ip": "192.168.33.100", "cpus": 2, "memory_mib": 2048, "ssh_user": "ubuntu"},
+            "workers": [{"name": "w1", "ip": "192.168.33.101", "cpus": 2, "memory_mib": 2048, "ssh_user": "ubuntu"}],
+            "nfs": {"name": "nfs", "ip": "192.168.33.11", "cpus": 1, "memory_mib": 1024, "ssh_user": "ubuntu"}}},
     ):
         assert [e.message for e in validator.iter_errors(data)] == []
+        LabSpec.from_dict(data)  # and labctl agrees they are good
+
+
+def test_provider_rules_agree_with_validate(validator) -> None:
+    """Each provider rule, one good and one bad lab, judged by both the schema and labctl."""
+    from labctl.errors import SpecError
+
+    ssh_nodes = {
+        "master": {"name": "cp", "ip": "192.168.33.100", "cpus": 2, "memory_mib": 2048, "ssh_user": "u"},
+        "workers": [],
+        "nfs": {"name": "nfs", "ip": "192.168.33.11", "cpus": 1, "memory_mib": 1024, "ssh_user": "u"},
+    }
+    cases = [
+        {"provider": {"type": "ssh"}},  # the default nodes name no ssh_user
+        {"provider": {"type": "ssh"}, "nodes": {**ssh_nodes, "workers": [{"name": "w", "ip": "192.168.33.101", "cpus": 1,
+                                                                         "memory_mib": 1024}]}},
+        {"provider": {"type": "ssh"}, "nodes": {**ssh_nodes, "master": {**ssh_nodes["master"], "ssh_user": ""}}},
+        {"nodes": {"gpu_worker": {"name": "g", "ip": "192.168.33.102", "cpus": 1, "memory_mib": 1024, "pci": "0000:01:00.0"}}},
+        {"provider": {"type": "ssh", "libvirt": {"driver": "qemu"}}, "nodes": ssh_nodes},
+    ]
+    for data in cases:
+        assert list(validator.iter_errors(data)), data
+        with pytest.raises(SpecError):
+            LabSpec.from_dict(data)
 
 
 def test_every_key_has_a_description_and_node_keys_have_examples() -> None:
