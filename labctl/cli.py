@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, NoReturn
 import click
 
 from labctl import __version__
+from labctl.completion import complete_node, complete_step
 
 if TYPE_CHECKING:
     from labctl.spec import LabSpec
@@ -52,34 +53,6 @@ def lab_file_option(f):  # type: ignore[no-untyped-def]
         default=None,
         help=f"The lab spec. Default: ./{DEFAULT_FILE} if it exists, else the built-in seed lab.",
     )(f)
-
-
-def _completion_spec(ctx: click.Context) -> LabSpec | None:
-    """The lab a command line being completed refers to (-f, ./lab.yaml, the default); None if broken."""
-    try:
-        return load_spec(ctx.params.get("lab_file"), quiet=True)
-    except Exception:  # a half-typed or broken lab.yaml must not break the shell
-        return None
-
-
-def complete_node(ctx: click.Context, _param: click.Parameter, incomplete: str) -> list[str]:
-    spec = _completion_spec(ctx)
-    return [n.name for _, n in spec.all_nodes() if n.name.startswith(incomplete)] if spec else []
-
-
-def complete_step(ctx: click.Context, _param: click.Parameter, incomplete: str) -> list[str]:
-    """Step ids of the lab's plan, and one 'playbook.*' glob per playbook (what --only accepts)."""
-    spec = _completion_spec(ctx)
-    if spec is None:
-        return []
-    from labctl.plan import build_plan
-
-    try:
-        steps = build_plan(spec, include_provider=False).steps
-    except Exception:
-        return []
-    ids = [f"{book}.*" for book in dict.fromkeys(s.playbook for s in steps)] + [s.id for s in steps]
-    return [i for i in ids if i.startswith(incomplete)]
 
 
 def load_spec(lab_file: Path | None, *, quiet: bool = False) -> LabSpec:
