@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, NoReturn
 import click
 
 from labctl import __version__
+from labctl.completion import complete_node, complete_step
 
 if TYPE_CHECKING:
     from labctl.spec import LabSpec
@@ -93,18 +94,25 @@ def cli() -> None:
 )
 @click.option("--force", is_flag=True, help="Overwrite an existing file.")
 def init(out: Path, force: bool) -> None:
-    """Write a commented lab.yaml with the seed lab's values.
+    """Write a commented lab.yaml with the seed lab's values, and lab.schema.json beside it.
+
+    The first line of lab.yaml points editors (VS Code's YAML extension, any YAML language server)
+    at lab.schema.json, so keys complete and mistakes show while typing — offline.
 
     \b
     Example:
       labctl init && $EDITOR lab.yaml && labctl validate
     """
+    from labctl.schema import MODELINE, SCHEMA_FILE, schema_json
     from labctl.specfile import commented_lab_yaml
 
     if out.exists() and not force:
         fail(f"{out} already exists — pass --force to overwrite it, or -o to write elsewhere")
-    out.write_text(commented_lab_yaml(), encoding="utf-8")
-    click.echo(f"wrote {out} — edit it, then `labctl validate -f {out}`")
+    out.write_text(commented_lab_yaml(modeline=MODELINE), encoding="utf-8")
+    # Generated, never edited by hand: refreshed on every init so it matches this labctl.
+    schema_file = out.parent / SCHEMA_FILE
+    schema_file.write_text(schema_json(), encoding="utf-8")
+    click.echo(f"wrote {out} and {schema_file} (for editors) — edit {out}, then `labctl validate -f {out}`")
 
 
 @cli.command()
@@ -143,21 +151,53 @@ def versions() -> None:
 @click.option(
     "-o", "--output-dir", type=click.Path(file_okay=False, path_type=Path), default=Path("rendered"), show_default=True
 )
-def render(lab_file: Path | None, output_dir: Path) -> None:
-    """Render the Vagrantfile and the Kubernetes manifests into a folder, touching nothing else.
+@click.option(
+    "--with-secrets",
+    is_flag=True,
+    help="Put the lab's real secrets into apps.yaml (read from the lab's state folder, created there if the lab "
+    "has none yet). Without it apps.yaml holds a visible placeholder and the state folder is not touched.",
+)
+def render(lab_file: Path | None, output_dir: Path, with_secrets: bool) -> None:
+    """Render the Vagrantfile and the Kubernetes manifests into a folder to read or diff.
+
+    Writes only into --output-dir (files 0600). The Open WebUI Secret in manifests/apps.yaml is a
+    placeholder unless --with-secrets; `create` renders its own copy and never reads this folder.
 
     \b
     Example:
       labctl render -o /tmp/lab && less /tmp/lab/Vagrantfile
     """
-    from labctl.render import render_all
+    from labctl.render import PLACEHOLDER_SECRETS, render_all
 
     spec = load_spec(lab_file)
     if lab_file is None and Path(DEFAULT_FILE).exists():
         lab_file = Path(DEFAULT_FILE)
     source = str(lab_file) if lab_file is not None else "the built-in default lab"  # named in the file headers
-    for path in render_all(spec, output_dir, source=source):
+    state_note = ""
+    if with_secrets:
+        # Real secrets are the lab's (a later `create` applies the same ones): the state folder is
+        # the only place they live, so asking for them may have to create it.
+        from labctl.secrets import secrets_path
+        from labctl.state import lab_dir
+
+        stored = secrets_path(lab_dir(spec.name))
+        state_note = f"{stored} ({'read' if stored.exists() else 'created'})"
+    written = render_all(spec, output_dir, source=source, secrets=None if with_secrets else PLACEHOLDER_SECRETS)
+    for path in written:
         click.echo(f"wrote {path}")
+    apps = output_dir / "manifests" / "apps.yaml"
+    if with_secrets:
+        click.echo(
+            f"warning: {apps} holds this lab's real Open WebUI secret key (from {state_note}); the file is 0600 — "
+            "do not commit it or hand it out",
+            err=True,
+        )
+    else:
+        click.echo(
+            f"note: {apps} holds a placeholder secret key, not the lab's (no lab state was read or created); "
+            "pass --with-secrets for the real one",
+            err=True,
+        )
 
 
 def _print_plan(lab_file: Path | None, output: str, cache_dir: Path | None = None) -> None:
@@ -187,7 +227,7 @@ def plan(lab_file: Path | None, output: str) -> None:
 )
 @click.option("--cache", "cache_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="A warm cache (`labctl cache fill DIR`): packages, images and models come from it.")
-@click.option("--only", "only", multiple=True, metavar="STEP_GLOB",
+@click.option("--only", "only", multiple=True, metavar="STEP_GLOB", shell_complete=complete_step,
               help="Run only the steps whose id matches (repeatable; globs like 'nfs-server.*'); the others are "
                    "reported SKIPPED. The VMs are always brought up. See `labctl plan` for the ids.")
 @click.option("--merge-kubeconfig", is_flag=True,
@@ -594,7 +634,7 @@ def verify(lab_file: Path | None, output: str) -> None:
 
 @cli.command(context_settings={"ignore_unknown_options": True})
 @lab_file_option
-@click.argument("node")
+@click.argument("node", shell_complete=complete_node)
 @click.argument("command", nargs=-1, type=click.UNPROCESSED)
 def ssh(lab_file: Path | None, node: str, command: tuple[str, ...]) -> None:
     """Log in to a node (or run COMMAND there) with the lab's SSH settings.
@@ -660,6 +700,40 @@ def resume(lab_file: Path | None) -> None:
     from labctl import lifecycle
 
     lifecycle.resume(_lab(lab_file), lifecycle.Console())
+
+
+# ---- editors and shells --------------------------------------------------------------------------
+@cli.command()
+def schema() -> None:
+    """Print the JSON Schema of lab.yaml (generated from the models, with descriptions and examples).
+
+    `labctl init` writes it beside lab.yaml as lab.schema.json; refresh that copy after upgrading.
+
+    \b
+    Example:
+      labctl schema > lab.schema.json
+    """
+    from labctl.schema import schema_json
+
+    click.echo(schema_json(), nl=False)
+
+
+@cli.command()
+@click.argument("shell", type=click.Choice(["bash", "zsh", "fish"]))
+def completion(shell: str) -> None:
+    """Print the shell completion script (commands, options, node names for `ssh`, step ids for `--only`).
+
+    \b
+    Example:
+      eval "$(labctl completion bash)"        # in ~/.bashrc
+      labctl completion fish > ~/.config/fish/completions/labctl.fish
+    """
+    from click.shell_completion import get_completion_class
+
+    # Click's own mechanism: the script calls labctl back with _LABCTL_COMPLETE set.
+    completer = get_completion_class(shell)
+    assert completer is not None  # the Choice above only offers shells Click knows
+    click.echo(completer(cli, {}, "labctl", "_LABCTL_COMPLETE").source())
 
 
 def main() -> None:

@@ -21,6 +21,11 @@ from pathlib import Path
 from typing import Literal
 
 from labctl.errors import LabctlError
+
+# Disk needs have one source (labctl/figures.py), quoted by the handout and the docs too.
+from labctl.figures import BOX_GIB as BOX_GIB
+from labctl.figures import VM_DISK_GIB as VM_DISK_GIB
+from labctl.figures import disk_needed_gib as disk_needed_gib
 from labctl.spec import LabSpec
 
 Status = Literal["ok", "warn", "fail"]
@@ -30,8 +35,6 @@ VBOX_NETWORKS_CONF = Path("/etc/vbox/networks.conf")
 # Without networks.conf VirtualBox (6.1.28+) allows host-only networks only in this range.
 VBOX_DEFAULT_RANGE = ipaddress.ip_network("192.168.56.0/21")
 GIB = 1024**3
-BOX_GIB = 2  # a Ubuntu 24.04 box, unpacked once into the box store
-VM_DISK_GIB = 4  # what a linked clone grows to: packages, container images, logs
 HOST_HEADROOM_MIB = 1024  # the host itself (desktop, browser) needs some memory besides the VMs
 
 
@@ -336,18 +339,6 @@ def check_memory(meminfo: str, needed_mib: int, running_vm_mib: int = 0) -> Chec
     if available < still_needed + HOST_HEADROOM_MIB:
         return Check("memory", "warn", what + f" (less than {HOST_HEADROOM_MIB} MiB left for the host)", why, fix)
     return Check("memory", "ok", what)
-
-
-def disk_needed_gib(spec: LabSpec) -> tuple[int, int]:
-    """(minimum, comfortable) free GiB: box + one linked clone per VM; comfortable adds the VMs'
-    disk sizes and the models volume that lives on the NFS VM."""
-    nodes = [n for _, n in spec.all_nodes()]
-    minimum = BOX_GIB + VM_DISK_GIB * len(nodes)
-    models_gib = int(re.sub(r"\D", "", spec.storage.models_size)) * (1024 if spec.storage.models_size.endswith("Ti") else 1)
-    if spec.storage.models_size.endswith("Mi"):
-        models_gib = 1
-    comfortable = BOX_GIB + sum(max(VM_DISK_GIB, n.disk_gib or 0) for n in nodes) + models_gib
-    return minimum, comfortable
 
 
 def check_disk(free_bytes: int, path: str, minimum_gib: int, comfortable_gib: int) -> Check:

@@ -17,6 +17,7 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from labctl.figures import disk_sentence
 from labctl.plan import HostCommands, Plan, PlannedStep
 from labctl.spec import LabSpec
 
@@ -105,7 +106,7 @@ def build_outline(spec: LabSpec, plan: Plan, cache_dir: Path | None = None) -> O
     pull_job = pull_job_name(list(spec.apps.ollama.models))
     prereq = [
         "A 64-bit laptop with hardware virtualisation switched on, "
-        f"{spec.memory_mib()} MiB of RAM free for the VMs and about 40 GiB of disk.",
+        f"{spec.memory_mib()} MiB of RAM free for the VMs and {disk_sentence(spec)} (`labctl doctor` checks both).",
     ]
     if provider == "ssh":
         prereq.append("SSH access with sudo to every machine listed below (provider ssh: labctl creates no VMs).")

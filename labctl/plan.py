@@ -140,7 +140,7 @@ class Plan:
         return json.dumps({"format": "labctl-plan/v1", **asdict(self)}, indent=2)
 
     def to_text(self) -> str:
-        """The dry-run contract (README "Plan output"): one header per step, then per host its check
+        """The dry-run contract (docs/reference/plan-output.md): one header per step, then per host its check
         and script, hosts with identical commands grouped on one line."""
         out = [f"Plan for lab {self.lab!r} (provider {self.provider}): {len(self.steps)} steps", ""]
         for n, s in enumerate(self.steps, 1):
@@ -285,7 +285,7 @@ def template_sources(books: Iterable[Playbook]) -> set[str]:
     out = set()
     for book in books:
         for st in book.spec.steps:
-            texts = [st.check, st.run, st.title, st.done_reason]
+            texts = [st.check, st.run, st.title, st.purpose, st.done_reason]
             texts += [_when_template(expr) for expr in (st.when, st.node_when, st.network) if isinstance(expr, str) and expr]
             out.update(text for text in texts if text and has_markup(text))
     return out
@@ -375,8 +375,10 @@ def build_plan(
                             run=template(st.run).render(ctx).strip(),
                         )
                     )
-                # Titles and done reasons may name pinned versions ("Install containerd {{ versions.containerd }}").
+                # Titles, purposes and done reasons may name pinned versions or lab addresses
+                # ("Install containerd {{ versions.containerd }}"): rendered with the commands' context.
                 title = template(st.title).render(base)
+                purpose = template(st.purpose).render(base) if st.purpose else ""
                 # e.g. "not (cache and cache.debs)": a package install needs the internet only without a warm cache
                 network = st.network if isinstance(st.network, bool) else holds(st.network, base)
                 done_reason = template(st.done_reason).render(base)
@@ -398,7 +400,7 @@ def build_plan(
                     id=step_id,
                     playbook=book.name,
                     title=title,
-                    purpose=" ".join(st.purpose.split()),
+                    purpose=" ".join(purpose.split()),
                     kind="remote",
                     commands=tuple(cmds),
                     sudo=st.sudo,

@@ -6,7 +6,15 @@ from pathlib import Path
 from typing import Any
 
 from labctl.errors import LabctlError
+from labctl.secrets import LabSecrets
 from labctl.spec import GpuNode, LabSpec
+
+# What `labctl render` writes into apps.yaml unless asked for the lab's real secrets: visibly not a
+# key, so a rendered folder can be read, diffed and handed out without giving the lab's key away.
+PLACEHOLDER_SECRETS = LabSecrets(
+    webui_secret_key="PLACEHOLDER-not-the-lab-key--render-with---with-secrets",
+    grafana_admin_password="PLACEHOLDER-not-the-lab-password",
+)
 
 
 def _env(folder: Path):
@@ -110,13 +118,20 @@ def render_vagrantfile(
 
 
 def render_all(
-    spec: LabSpec, out_dir: Path, *, source: str = "the built-in default lab", state_dir: Path | None = None
+    spec: LabSpec,
+    out_dir: Path,
+    *,
+    source: str = "the built-in default lab",
+    state_dir: Path | None = None,
+    secrets: LabSecrets | None = None,
 ) -> list[Path]:
     """Write the Vagrantfile and every manifest for ``spec`` below ``out_dir``; return the paths.
 
     The manifest bundles go to ``out_dir/manifests/<bundle>.yaml`` (0600: the apps bundle holds the
     lab's Secret). Secrets come from ``state_dir`` (default: the lab's state folder), generated
     there once if the lab has none yet, so a later ``labctl create`` applies the same ones.
+    ``secrets`` given (e.g. ``PLACEHOLDER_SECRETS``): used as they are, and the state folder is
+    neither read nor written.
     """
     out_dir.mkdir(parents=True, exist_ok=True)
     written: list[Path] = []
@@ -127,6 +142,7 @@ def render_all(
     from labctl.secrets import load_or_create
     from labctl.state import lab_dir
 
-    secrets = load_or_create(state_dir if state_dir is not None else lab_dir(spec.name))
+    if secrets is None:
+        secrets = load_or_create(state_dir if state_dir is not None else lab_dir(spec.name))
     written += write_bundles(render_bundles(spec, secrets), out_dir / "manifests")
     return written

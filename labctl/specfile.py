@@ -90,15 +90,20 @@ def _emit(model: type[BaseModel], data: dict[str, Any], indent: int, prefix: str
             out.append(f"{pad}{key}: {_scalar(value)}{comment}")
 
 
-def commented_lab_yaml(spec: LabSpec | None = None) -> str:
+def commented_lab_yaml(spec: LabSpec | None = None, *, modeline: str = "") -> str:
+    """The lab as commented YAML; ``modeline`` (labctl.schema.MODELINE) goes first, where editors look."""
     spec = spec or LabSpec.default()
     data = spec.model_dump(mode="json")
-    out: list[str] = [HEADER.rstrip()]
+    out: list[str] = []
+    if modeline:
+        out += [modeline, "# ^ editors with a YAML language server (VS Code's YAML extension) check this file against",
+                "#   the schema beside it while you type; refresh it after upgrading: labctl schema > lab.schema.json"]
+    out.append(HEADER.rstrip())
     _emit(LabSpec, data, 0, "", out)
     return "\n".join(out) + "\n"
 
 
-# ---- the lab.yaml reference (README) ---------------------------------------------------------------
+# ---- the lab.yaml reference (docs/reference/lab-yaml.md) ---------------------------------------------------------------
 NODE_SECTIONS = {
     "nodes.master": "the Kubernetes control plane",
     "nodes.workers": "a list: one item per Kubernetes worker",
@@ -180,7 +185,7 @@ def node_rows() -> list[tuple[str, str, str, str]]:
 
 
 def reference_markdown() -> str:
-    """The lab.yaml reference for the README, generated from the models (tests keep it complete)."""
+    """The lab.yaml reference (docs/reference/lab-yaml.md, via labctl.docgen), generated from the models."""
     spec = LabSpec.default()
     out = [
         "| key | type | default | meaning |",

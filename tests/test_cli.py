@@ -125,9 +125,12 @@ def test_init_writes_a_file_that_validates_and_round_trips(tmp_path: Path, monke
     runner = CliRunner()
     result = runner.invoke(cli, ["init"])
     assert result.exit_code == 0, result.output
-    assert result.stdout == "wrote lab.yaml — edit it, then `labctl validate -f lab.yaml`\n"
+    assert result.stdout == (
+        "wrote lab.yaml and lab.schema.json (for editors) — edit lab.yaml, then `labctl validate -f lab.yaml`\n"
+    )
     text = (tmp_path / "lab.yaml").read_text(encoding="utf-8")
-    assert text.startswith("# lab.yaml")
+    assert text.startswith("# yaml-language-server: $schema=lab.schema.json\n")  # tests/test_schema.py: the rest
+    assert "\n# lab.yaml — " in text
     assert LabSpec.load(tmp_path / "lab.yaml") == LabSpec.default()
     checked = runner.invoke(cli, ["validate"])  # picks up ./lab.yaml
     assert checked.exit_code == 0

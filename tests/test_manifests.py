@@ -415,7 +415,7 @@ def test_render_all_writes_bundles_0600_and_prints_no_secret(tmp_path: Path, mon
     from labctl.cli import cli
 
     monkeypatch.setenv("LABCTL_HOME", str(tmp_path / "home"))
-    result = CliRunner().invoke(cli, ["render", "-o", str(tmp_path / "out")])
+    result = CliRunner().invoke(cli, ["render", "--with-secrets", "-o", str(tmp_path / "out")])
     assert result.exit_code == 0, result.output
     for name in ("metallb-config", "storage", "apps"):
         path = tmp_path / "out" / "manifests" / f"{name}.yaml"
