@@ -662,6 +662,16 @@ def resume(lab_file: Path | None) -> None:
     lifecycle.resume(_lab(lab_file), lifecycle.Console())
 
 
+def _register_groups() -> None:
+    # Command groups that live in their own module (each Click only, like this one).
+    from labctl.cli_class import class_group
+
+    cli.add_command(class_group)
+
+
+_register_groups()
+
+
 def main() -> None:
     cli(prog_name="labctl")
 
