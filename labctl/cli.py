@@ -232,8 +232,10 @@ def plan(lab_file: Path | None, output: str) -> None:
                    "reported SKIPPED. The VMs are always brought up. See `labctl plan` for the ids.")
 @click.option("--merge-kubeconfig", is_flag=True,
               help="Also merge the lab's kubeconfig into ~/.kube/config (or $KUBECONFIG) as context labctl-NAME.")
+@click.option("--no-snapshot", is_flag=True,
+              help="Do not save the `ready` snapshot at the end (it takes up to the VMs' memory in disk space).")
 def create(lab_file: Path | None, dry_run: bool, output: str, cache_dir: Path | None, only: tuple[str, ...],
-           merge_kubeconfig: bool) -> None:
+           merge_kubeconfig: bool, no_snapshot: bool) -> None:
     """Create the lab: preflight, Vagrantfile, VMs, SSH steps, manifests, verify, summary.
 
     Re-running finishes a half-built lab: every finished step is skipped by its check.
@@ -258,7 +260,13 @@ def create(lab_file: Path | None, dry_run: bool, output: str, cache_dir: Path | 
         cache = inspect_cache(cache_dir, spec)
     lab = lifecycle.Lab.of(spec, _lab_source(lab_file))
     merge_into = lifecycle.user_kubeconfig_path() if merge_kubeconfig else None
-    lifecycle.create(lab, lifecycle.Console(), only=only, merge_kubeconfig_into=merge_into, cache=cache)
+    console = lifecycle.Console()
+    lifecycle.create(lab, console, only=only, merge_kubeconfig_into=merge_into, cache=cache)
+    # A known-good state to go back to (`labctl snapshot restore ready`), only of a whole, checked lab.
+    if not no_snapshot and not only and spec.provider.type != "ssh":
+        from labctl import snapshots
+
+        snapshots.save(lab, console, snapshots.READY, force=True)
 
 
 def _lab_source(lab_file: Path | None) -> str:
@@ -734,6 +742,18 @@ def completion(shell: str) -> None:
     completer = get_completion_class(shell)
     assert completer is not None  # the Choice above only offers shells Click knows
     click.echo(completer(cli, {}, "labctl", "_LABCTL_COMPLETE").source())
+
+
+def _register_groups() -> None:
+    # Command groups that live in their own module (each Click only, like this one).
+    from labctl.cli_class import class_group
+    from labctl.cli_snapshot import snapshot_group
+
+    cli.add_command(class_group)
+    cli.add_command(snapshot_group)
+
+
+_register_groups()
 
 
 def main() -> None:

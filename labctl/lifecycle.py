@@ -763,6 +763,10 @@ def destroy(lab: Lab, console: Console, *, keep_data: bool = False) -> None:
             return
         console.say(f"==> Destroying lab {spec.name!r}" + (f" (keeping {keep[0]} and its exports)" if keep else ""), "bold")
         seconds = provider.destroy(keep=keep)
+        if keep:
+            from labctl.snapshots import delete_all_on
+
+            delete_all_on(provider, keep, console)
         _drop_merged_context(lab, console)
         if not keep_data:
             _forget(lab, keep_secrets=False)

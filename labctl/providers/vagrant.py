@@ -224,6 +224,36 @@ class VagrantProvider:
         """The lab's nodes as Hosts, addressed the way `vagrant ssh` reaches them."""
         return hosts_from_ssh_config(self.spec, self.ssh_config())
 
+    # ---- snapshots (Vagrant's own; VirtualBox and vagrant-libvirt 0.11 both implement them) -------
+    def snapshot_list(self) -> dict[str, list[str]]:
+        """Snapshot names per created machine."""
+        self._need_vagrantfile()
+        try:
+            out = self._vagrant()._run_vagrant_command(["snapshot", "list", "--machine-readable"])
+        except subprocess.CalledProcessError as err:
+            raise VagrantError(f"`vagrant snapshot list` failed (exit {err.returncode}) in {self.root} — see {self.log_path}") from None
+        return parse_snapshot_list(out)
+
+    def snapshot_save(self, name: str, *, force: bool = False) -> float:
+        """One snapshot of every machine, all under the same name."""
+        v = self._vagrant()
+        args = ["snapshot", "save", *(["--force"] if force else []), name]
+        return self._stream(" ".join(args), lambda: v._stream_vagrant_command(args))
+
+    def snapshot_restore(self, name: str) -> float:
+        v = self._vagrant()
+        args = ["snapshot", "restore", "--no-provision", name]
+        return self._stream(" ".join(args), lambda: v._stream_vagrant_command(args))
+
+    def snapshot_delete(self, name: str, machines: list[str]) -> float:
+        """Delete ``name`` on each of ``machines`` (Vagrant refuses a machine that lacks it)."""
+        v = self._vagrant()
+        total = 0.0
+        for machine in machines:
+            args = ["snapshot", "delete", machine, name]
+            total += self._stream(" ".join(args), lambda args=args: v._stream_vagrant_command(args))
+        return total
+
 
 def format_ssh_config(config: dict[str, dict[str, str]]) -> str:
     """The parsed ssh-config written back for OpenSSH (`ssh -F`); values with spaces are quoted."""
@@ -259,3 +289,24 @@ def hosts_from_ssh_config(spec: LabSpec, config: dict[str, dict[str, str]]) -> d
             "run `labctl create` (or `labctl resume`) again"
         )
     return hosts
+
+
+def parse_snapshot_list(text: str) -> dict[str, list[str]]:
+    """Snapshot names per machine from `vagrant snapshot list --machine-readable`.
+
+    Vagrant 2.3.4 (plugins/commands/snapshot/command/list.rb) prints, per machine, either the
+    `list_none` message as ui output (then a hint as ui detail, which is not a name) or an empty
+    prefixed output line followed by one ui detail line per snapshot."""
+    names: dict[str, list[str]] = {}
+    empty: set[str] = set()
+    for line in text.splitlines():
+        parts = line.split(",", 4)
+        if len(parts) < 5 or parts[2] != "ui" or not parts[1]:
+            continue
+        machine, kind, data = parts[1], parts[3], parts[4].replace("%!(VAGRANT_COMMA)", ",")
+        names.setdefault(machine, [])
+        if kind == "output" and "No snapshots have been taken yet" in data:
+            empty.add(machine)
+        elif kind == "detail" and machine not in empty and data.strip():
+            names[machine].append(data.strip())
+    return names

@@ -1,5 +1,5 @@
-"""End to end on real VMs: `labctl create / status / verify / halt / resume / destroy --keep-data /
-create / destroy` with
+"""End to end on real VMs: `labctl create / snapshot save / restore / status / verify / halt / resume /
+destroy --keep-data / create / destroy` with
 vagrant-libvirt under qemu TCG, from a Debian box this test builds (cached), with libvirtd started
 by the test inside a network namespace the test made. Then raw `vagrant up` of the same rendered
 Vagrantfile, to compare the VM layer's wall time (target: labctl ≤ 1.1 × raw).
@@ -132,6 +132,32 @@ def test_vm_lifecycle_end_to_end(libvirt, tmp_path):
     again = _ok(ns.labctl("create", "-f", str(lab_file), *only_args, env=env), "second labctl create")
     assert "skipped (every VM is already running)" in again
     assert not re.search(r"^\s+\S+: done", again, re.MULTILINE), again
+
+    # ---- snapshots: save, damage the lab, restore, the damage is gone --------------------------
+    def snapshots_now() -> dict:
+        return json.loads(_ok(ns.labctl("snapshot", "list", "-f", str(lab_file), "--output", "json", env=env), "snapshot list"))
+
+    assert snapshots_now() == {}  # create --only saves no `ready` snapshot: only a whole lab is worth one
+    nfs_ssh = ("ssh", "-f", str(lab_file), "nfs", "--")
+    _ok(ns.labctl(*nfs_ssh, "echo before | sudo tee /root/snapshot-marker", env=env), "marker before the snapshot")
+    started = time.monotonic()
+    _ok(ns.labctl("snapshot", "save", "-f", str(lab_file), "base", env=env), "snapshot save")
+    figures["snapshot_save_seconds"] = round(time.monotonic() - started, 1)
+    assert snapshots_now() == {"base": ["master", "nfs"]}
+    damage = "sudo rm /root/snapshot-marker && sudo touch /root/after-damage && sudo systemctl stop nfs-server"
+    _ok(ns.labctl(*nfs_ssh, damage, env=env), "damage")
+    damaged = ns.labctl(*nfs_ssh, "systemctl is-active nfs-server", env=env)
+    assert damaged.stdout.strip().splitlines()[-1] == "inactive", damaged.stdout + damaged.stderr
+    started = time.monotonic()
+    restored = _ok(ns.labctl("snapshot", "restore", "-f", str(lab_file), "base", *only_args, env=env), "snapshot restore")
+    figures["snapshot_restore_seconds"] = round(time.monotonic() - started, 1)
+    figures["create_over_restore"] = round(figures["create_seconds"] / figures["snapshot_restore_seconds"], 2)
+    assert "clocks set on" in restored and "re-checking the lab" in restored, restored
+    after = _ok(ns.labctl(*nfs_ssh, "sudo cat /root/snapshot-marker; sudo test -e /root/after-damage && echo damage-left "
+                          "|| echo damage-gone; systemctl is-active nfs-server", env=env), "after restore")
+    assert after.split()[-3:] == ["before", "damage-gone", "active"], after
+    _ok(ns.labctl("snapshot", "delete", "-f", str(lab_file), "base", env=env), "snapshot delete")
+    assert snapshots_now() == {}
 
     # ---- status and verify: honest about what is not there -------------------------------------
     status = json.loads(_ok(ns.labctl("status", "-f", str(lab_file), "--output", "json", env=env), "status"))

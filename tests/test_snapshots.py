@@ -1,0 +1,198 @@
+"""Lab snapshots through the real CLI, against a `vagrant` TEST DOUBLE on PATH
+(tests/doubles/vagrant_snapshot_double.py); the clock re-set against the scripted transport.
+The real thing (libvirt VMs: save, damage, restore) is in tests/e2e/test_vm_lifecycle.py."""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+from click.testing import CliRunner
+
+from labctl import lifecycle, snapshots
+from labctl.cli import cli
+from labctl.providers.vagrant import parse_snapshot_list
+from labctl.spec import LabSpec
+from labctl.transport.base import Host
+from labctl.transport.scripted import ScriptedTransport
+
+DOUBLE = Path(__file__).resolve().parent / "doubles" / "vagrant_snapshot_double.py"
+VMS = ("master", "worker1", "nfs")
+
+
+class Vms:
+    def __init__(self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, *, created: bool = True) -> None:
+        bin_dir = tmp_path / "bin"
+        bin_dir.mkdir()
+        (bin_dir / "vagrant").write_text(f'#!/bin/sh\nexec "{sys.executable}" "{DOUBLE}" "$@"\n')
+        (bin_dir / "vagrant").chmod(0o755)
+        self.state_path = tmp_path / "vagrant.json"
+        self.log = tmp_path / "vagrant.log"
+        self.write({"machines": {vm: {"state": "running" if created else "not_created", "snapshots": [], "files": []}
+                                 for vm in VMS}})
+        monkeypatch.setenv("PATH", f"{bin_dir}:/usr/bin:/bin")
+        monkeypatch.setenv("VAGRANT_DOUBLE_STATE", str(self.state_path))
+        monkeypatch.setenv("VAGRANT_DOUBLE_LOG", str(self.log))
+        monkeypatch.setenv("LABCTL_HOME", str(tmp_path / "home"))
+        monkeypatch.chdir(tmp_path)
+        self.lab = lifecycle.Lab.of(LabSpec.default())
+        self.lab.state_dir.mkdir(parents=True)
+        (self.lab.state_dir / "Vagrantfile").write_text("# rendered by the test\n")
+
+    def write(self, state: dict[str, Any]) -> None:
+        self.state_path.write_text(json.dumps(state))
+
+    @property
+    def state(self) -> dict[str, Any]:
+        return json.loads(self.state_path.read_text())
+
+    def calls(self) -> list[list[str]]:
+        return [json.loads(line) for line in self.log.read_text().splitlines()] if self.log.exists() else []
+
+    def mutating(self) -> list[list[str]]:
+        return [c for c in self.calls() if c[:2] in (["snapshot", "save"], ["snapshot", "restore"], ["snapshot", "delete"])]
+
+
+def run(*args: str) -> Any:
+    return CliRunner().invoke(cli, list(args))
+
+
+def test_parse_snapshot_list_tells_names_from_the_none_hint() -> None:
+    text = (
+        "1,master,ui,output,==> master: \n1,master,ui,detail,ready\n1,master,ui,detail,before-lab-3\n"
+        "1,nfs,ui,output,No snapshots have been taken yet!\n1,nfs,ui,detail,You can take a snapshot using ...\n"
+        "1,worker1,ui,output,==> worker1: \n1,worker1,ui,detail,with%!(VAGRANT_COMMA)comma\n"
+    )
+    assert parse_snapshot_list(text) == {"master": ["ready", "before-lab-3"], "nfs": [], "worker1": ["with,comma"]}
+
+
+def test_save_list_restore_delete(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    vms = Vms(tmp_path, monkeypatch)
+    saved = run("snapshot", "save", "before-lab-3")
+    assert saved.exit_code == 0, saved.output
+    assert "Snapshot 'before-lab-3' saved" in saved.output and "17 GiB" in saved.output  # 8 + 8 + 1 GiB of memory
+    assert all(m["snapshots"] == ["before-lab-3"] for m in vms.state["machines"].values())
+
+    listed = run("snapshot", "list", "--output", "json")
+    assert json.loads(listed.output) == {"before-lab-3": ["master", "nfs", "worker1"]}
+    assert "before-lab-3                   all VMs" in run("snapshot", "list").output
+
+    # Restore: the VMs go back, then the clocks, then create's re-check (recorded here; run for real in e2e).
+    recheck: list[dict[str, Any]] = []
+    monkeypatch.setattr(lifecycle, "create", lambda lab, console, **kw: recheck.append(kw))
+    clocks: list[list[str]] = []
+    monkeypatch.setattr(snapshots, "sync_clocks", lambda transport, hosts, console: clocks.append([h.name for h in hosts]))
+    restored = run("snapshot", "restore", "before-lab-3", "--only", "nfs-server.*")
+    assert restored.exit_code == 0, restored.output
+    assert ["snapshot", "restore", "--no-provision", "before-lab-3"] in vms.calls()
+    assert sorted(clocks[0]) == sorted(VMS) and recheck[0]["only"] == ("nfs-server.*",)
+
+    deleted = run("snapshot", "delete", "before-lab-3")
+    assert deleted.exit_code == 0, deleted.output
+    assert all(m["snapshots"] == [] for m in vms.state["machines"].values())
+    assert "has no snapshots" in run("snapshot", "list").output
+
+
+def test_restore_of_a_name_that_is_not_there_changes_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    vms = Vms(tmp_path, monkeypatch)
+    state = vms.state
+    state["machines"]["master"]["snapshots"] = ["ready"]
+    state["machines"]["worker1"]["snapshots"] = ["ready"]
+    vms.write(state)
+    result = run("snapshot", "restore", "ready")
+    assert result.exit_code == 1
+    assert "snapshot 'ready' does not exist on nfs — nothing was restored; snapshots of this lab: ready" in result.output
+    assert vms.mutating() == []
+
+
+def test_save_refuses_to_overwrite_without_force(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    vms = Vms(tmp_path, monkeypatch)
+    assert run("snapshot", "save", "x").exit_code == 0
+    again = run("snapshot", "save", "x")
+    assert again.exit_code == 1 and "already exists on master, nfs, worker1 — pass --force" in again.output
+    assert len(vms.mutating()) == 1
+    assert run("snapshot", "save", "x", "--force").exit_code == 0
+
+
+@pytest.mark.parametrize(
+    "setup,args,needle",
+    [
+        ("not-created", ("save", "x"), "is not created yet — run `labctl create` first"),
+        ("half", ("save", "x"), "is not complete: nfs not created"),
+        ("created", ("save", "Bad Name"), "snapshot name 'Bad Name'"),
+        ("created", ("save", "../x"), "snapshot name '../x'"),
+        ("created", ("delete", "nope"), "snapshot 'nope' does not exist in lab 'llm-lab'"),
+    ],
+)
+def test_clear_errors(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, setup: str, args: tuple, needle: str) -> None:
+    vms = Vms(tmp_path, monkeypatch)
+    if setup == "not-created":
+        (vms.lab.state_dir / "Vagrantfile").unlink()
+    if setup == "half":
+        state = vms.state
+        state["machines"]["nfs"]["state"] = "not_created"
+        vms.write(state)
+    result = run("snapshot", *args)
+    assert result.exit_code != 0
+    assert needle in result.output, result.output
+    assert vms.mutating() == []
+
+
+def test_provider_ssh_cannot_snapshot(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    lab = tmp_path / "lab.yaml"
+    lab.write_text(
+        "apiVersion: labctl.dev/v1alpha1\nkind: Lab\nname: byo\nprovider: {type: ssh}\nnodes:\n"
+        "  master: {name: master, ip: 192.168.33.100, cpus: 4, memory_mib: 8192, ssh_user: ubuntu}\n"
+        "  workers: []\n  nfs: {name: nfs, ip: 192.168.33.11, cpus: 1, memory_mib: 1024, ssh_user: ubuntu}\n"
+    )
+    monkeypatch.setenv("LABCTL_HOME", str(tmp_path / "home"))
+    result = run("snapshot", "save", "x", "-f", str(lab))
+    assert result.exit_code == 1 and "provider ssh: the machines are not labctl's VMs" in result.output
+
+
+def test_destroy_keep_data_leaves_no_snapshot_on_the_kept_vm(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    vms = Vms(tmp_path, monkeypatch)
+    state = vms.state
+    for m in state["machines"].values():
+        m["snapshots"] = ["ready", "before-lab-3"]
+    vms.write(state)
+    calls: list[list[str]] = []
+    monkeypatch.setattr(
+        "labctl.providers.vagrant.VagrantProvider.destroy", lambda self, keep=None: calls.append(keep) or 1.0
+    )
+    lifecycle.destroy(vms.lab, lifecycle.Console(), keep_data=True)
+    assert calls == [["nfs"]]
+    assert vms.state["machines"]["nfs"]["snapshots"] == []
+
+
+def test_clocks_are_set_from_this_host_and_checked() -> None:
+    hosts = [Host("master", "10.0.0.1"), Host("nfs", "10.0.0.2")]
+    now = str(int(time.time()))
+    transport = ScriptedTransport().on("date -u -s", stdout=now + "\n")
+    snapshots.sync_clocks(transport, hosts, lifecycle.Console())
+    scripts = [c.script for c in transport.calls]
+    assert len(scripts) == 2 and all("date -u -s \"@" in s for s in scripts)
+    assert all(c.sudo for c in transport.calls)
+
+    stale = ScriptedTransport().on("date -u -s", host="nfs", stdout="1700000000\n").on("date -u -s", stdout=now)
+    with pytest.raises(snapshots.SnapshotError, match=r"nfs: clock still \d+ s off"):
+        snapshots.sync_clocks(stale, hosts, lifecycle.Console())
+    down = ScriptedTransport().on("date -u -s", host="master", error="connection refused")
+    with pytest.raises(snapshots.SnapshotError, match="master: could not set the clock: connection refused"):
+        snapshots.sync_clocks(down, hosts, lifecycle.Console())
+
+
+def test_create_saves_ready_only_for_a_whole_vm_lab(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("LABCTL_HOME", str(tmp_path / "home"))
+    monkeypatch.chdir(tmp_path)
+    saved: list[tuple[str, bool]] = []
+    monkeypatch.setattr(lifecycle, "create", lambda *a, **kw: None)
+    monkeypatch.setattr(snapshots, "save", lambda lab, console, name, force=False: saved.append((name, force)))
+    monkeypatch.setattr("labctl.cli._classroom_plan", lambda lab_file, cache_dir=None: (LabSpec.default(), None))
+    assert run("create").exit_code == 0 and saved == [("ready", True)]
+    assert run("create", "--no-snapshot").exit_code == 0 and len(saved) == 1
+    assert run("create", "--only", "nfs-server.*").exit_code == 0 and len(saved) == 1
