@@ -54,6 +54,7 @@ class Outline:
     urls: tuple[tuple[str, str], ...]  # (what, url)
     checks: tuple[tuple[str, str], ...]  # (what it shows, command)
     troubles: tuple[tuple[str, str, str], ...] = field(default_factory=tuple)  # (symptom, cause, fix)
+    resets: tuple[tuple[str, str], ...] = field(default_factory=tuple)  # (what it does, command); VM labs only
 
 
 def group_commands(commands: tuple[HostCommands, ...]) -> list[tuple[tuple[str, ...], HostCommands]]:
@@ -197,9 +198,28 @@ def build_outline(spec: LabSpec, plan: Plan, cache_dir: Path | None = None) -> O
         urls=tuple(urls),
         checks=tuple(checks),
         troubles=tuple(troubles),
+        resets=_resets(spec),
     )
 
 
+def _resets(spec: LabSpec) -> tuple[tuple[str, str], ...]:
+    """How a student puts a broken lab back (labctl/snapshots.py); machines of provider ssh are not labctl's to snapshot."""
+    if spec.provider.type == "ssh":
+        return ()
+    return (
+        ("Save the lab as it is now, before an exercise that may break it", "labctl snapshot save before-exercise"),
+        ("Put it back: every VM restored, clocks set, the lab re-checked like `labctl create`",
+         "labctl snapshot restore before-exercise"),
+        ("Back to the lab exactly as `labctl create` finished it", "labctl snapshot restore ready"),
+        ("List the snapshots; delete one to free its disk space",
+         "labctl snapshot list\nlabctl snapshot delete before-exercise"),
+    )
+
+
+RESET_INTRO = (
+    "Broke something? A snapshot puts every VM back in about a minute instead of a new `labctl create`. "
+    "`labctl create` saved one named `ready` when it finished."
+)
 CHECKS_INTRO = (
     "Run the kubectl commands on the control plane (`vagrant ssh {master}`: the login user has a kubeconfig), "
     "the others on your laptop."
@@ -284,8 +304,12 @@ def render_markdown(outline: Outline) -> str:
     out += [f"- {what}: <{url}>" for what, url in outline.urls]
     out += ["", "## 5. Check each layer by hand", "", CHECKS_INTRO.format(master=spec.nodes.master.name), ""]
     for what, cmd in outline.checks:
-        out += [f"- {what}:", "", *("  " + line for line in _code(cmd)), ""]
-    out += ["## 6. Troubleshooting", ""]
+        out += [f"- {what}:", "", *("  " + line for line in "\n".join(_code(cmd)).splitlines()), ""]
+    if outline.resets:
+        out += ["## 6. Reset your lab", "", RESET_INTRO, ""]
+        for what, cmd in outline.resets:
+            out += [f"- {what}:", "", *("  " + line for line in "\n".join(_code(cmd)).splitlines()), ""]
+    out += [f"## {7 if outline.resets else 6}. Troubleshooting", ""]
     for symptom, cause, fix in outline.troubles:
         out += [f"**{symptom}**", "", f"- Why: {cause}", f"- Fix: {fix}", ""]
     return "\n".join(out).rstrip() + "\n"
@@ -409,7 +433,12 @@ def render_html(outline: Outline) -> str:
         "<ul>",
     ]
     out += [f"<li>{_md_inline(what)}:{_pre(cmd)}</li>" for what, cmd in outline.checks]
-    out += ["</ul>", "<h2>6. Troubleshooting</h2>"]
+    out.append("</ul>")
+    if outline.resets:
+        out += ["<h2>6. Reset your lab</h2>", f"<p>{_md_inline(RESET_INTRO)}</p>", "<ul>"]
+        out += [f"<li>{_md_inline(what)}:{_pre(cmd)}</li>" for what, cmd in outline.resets]
+        out.append("</ul>")
+    out.append(f"<h2>{7 if outline.resets else 6}. Troubleshooting</h2>")
     for symptom, cause, fix in outline.troubles:
         out.append(
             f'<div class="trouble"><p><strong>{_md_inline(symptom)}</strong></p>'

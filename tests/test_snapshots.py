@@ -196,3 +196,23 @@ def test_create_saves_ready_only_for_a_whole_vm_lab(monkeypatch: pytest.MonkeyPa
     assert run("create").exit_code == 0 and saved == [("ready", True)]
     assert run("create", "--no-snapshot").exit_code == 0 and len(saved) == 1
     assert run("create", "--only", "nfs-server.*").exit_code == 0 and len(saved) == 1
+
+
+def test_handout_tells_students_how_to_reset_their_lab(tmp_path: Path) -> None:
+    from labctl.handout import render
+    from labctl.plan import build_plan
+
+    spec = LabSpec.default()
+    md = render(spec, build_plan(spec), "md")
+    assert "## 6. Reset your lab" in md and "labctl snapshot restore ready" in md and "## 7. Troubleshooting" in md
+    html = render(spec, build_plan(spec), "html")
+    assert "<h2>6. Reset your lab</h2>" in html and "labctl snapshot restore ready" in html
+    byo = tmp_path / "lab.yaml"
+    byo.write_text(
+        "apiVersion: labctl.dev/v1alpha1\nkind: Lab\nname: byo\nprovider: {type: ssh}\nnodes:\n"
+        "  master: {name: master, ip: 192.168.33.100, cpus: 4, memory_mib: 8192, ssh_user: ubuntu}\n"
+        "  workers: []\n  nfs: {name: nfs, ip: 192.168.33.11, cpus: 1, memory_mib: 1024, ssh_user: ubuntu}\n"
+    )
+    ssh_spec = LabSpec.load(byo)
+    md = render(ssh_spec, build_plan(ssh_spec), "md")
+    assert "Reset your lab" not in md and "## 6. Troubleshooting" in md
