@@ -152,15 +152,22 @@ def sync_clocks(transport: Any, hosts: list[Any], console: Console, *, tolerance
     and tokens then look wrong. Set each guest's clock from this host's, in parallel, and check it."""
 
     def one(host: Any) -> tuple[str, str]:
-        result = transport.run(host, CLOCK_SCRIPT.format(epoch=int(time.time())), sudo=True, timeout=60)
+        sent = int(time.time())
+        result = transport.run(host, CLOCK_SCRIPT.format(epoch=sent), sudo=True, timeout=60)
+        answered = int(time.time()) + 1
         if not result.ok:
             why = result.error or (result.stderr_tail(3) or f"exit {result.exit_code}")
             return host.name, f"could not set the clock: {why}"
         try:
-            skew = abs(int(result.stdout.strip().splitlines()[-1]) - int(time.time()))
+            guest = int(result.stdout.strip().splitlines()[-1])
         except (ValueError, IndexError):
             return host.name, f"unexpected answer from date: {result.stdout.strip()[:80]!r}"
-        return host.name, "" if skew <= tolerance_s else f"clock still {skew} s off after setting it"
+        # The guest read its clock somewhere between our sending and its answer arriving: on a busy
+        # host that round trip alone takes seconds, so the window, not one instant, is the truth.
+        if sent - tolerance_s <= guest <= answered + tolerance_s:
+            return host.name, ""
+        off = guest - sent if guest < sent else guest - answered
+        return host.name, f"clock still {abs(off)} s off after setting it"
 
     with ThreadPoolExecutor(max_workers=max(1, len(hosts))) as pool:
         outcomes = list(pool.map(one, hosts))

@@ -216,3 +216,13 @@ def test_handout_tells_students_how_to_reset_their_lab(tmp_path: Path) -> None:
     ssh_spec = LabSpec.load(byo)
     md = render(ssh_spec, build_plan(ssh_spec), "md")
     assert "Reset your lab" not in md and "## 6. Troubleshooting" in md
+
+
+def test_a_slow_round_trip_is_not_a_clock_error() -> None:
+    """On a loaded host the answer can take seconds: a guest clock read inside the round trip is right."""
+    hosts = [Host("master", "10.0.0.1")]
+    slow = ScriptedTransport().on("date -u -s", stdout=str(int(time.time()) + 1), delay=3.0)
+    snapshots.sync_clocks(slow, hosts, lifecycle.Console(), tolerance_s=1)
+    ahead = ScriptedTransport().on("date -u -s", stdout=str(int(time.time()) + 3600))
+    with pytest.raises(snapshots.SnapshotError, match=r"clock still 3\d\d\d s off"):
+        snapshots.sync_clocks(ahead, hosts, lifecycle.Console())
