@@ -1,0 +1,64 @@
+"""doctor's data: the Check it reports and the HostFacts its checks read (plain text from the host)."""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+from labctl.errors import LabctlError
+
+Status = Literal["ok", "warn", "fail"]
+
+MIN_VAGRANT = (2, 2, 19)  # vagrant-libvirt 0.11 and `vagrant ssh-config` per machine need >= 2.2.19
+VBOX_NETWORKS_CONF = Path("/etc/vbox/networks.conf")
+# Without networks.conf VirtualBox (6.1.28+) allows host-only networks only in this range.
+VBOX_DEFAULT_RANGE = ipaddress.ip_network("192.168.56.0/21")
+GIB = 1024**3
+BOX_GIB = 2  # a Ubuntu 24.04 box, unpacked once into the box store
+VM_DISK_GIB = 4  # what a linked clone grows to: packages, container images, logs
+HOST_HEADROOM_MIB = 1024  # the host itself (desktop, browser) needs some memory besides the VMs
+
+
+class PreflightFailed(LabctlError):
+    """At least one doctor check failed; the printed report says what and how to fix it."""
+
+    exit_code = 4
+
+
+@dataclass(frozen=True)
+class Check:
+    name: str
+    status: Status
+    what: str
+    why: str = ""
+    fix: str = ""
+
+    @property
+    def failed(self) -> bool:
+        return self.status == "fail"
+
+
+@dataclass
+class HostFacts:
+    """Everything the checks read from the host, as plain text (None = not available)."""
+
+    vagrant_version: str | None = None  # `vagrant --version`
+    vboxmanage_version: str | None = None  # `VBoxManage --version`
+    virsh_version: str | None = None  # `virsh -c qemu:///system version` (None when it failed)
+    virsh_error: str = ""
+    libvirt_socket: bool = False
+    vagrant_libvirt_plugin: bool | None = None  # None = not checked
+    dev_kvm: bool = False
+    cpuinfo: str = ""
+    networks_conf: str | None = None  # None = file missing
+    routes_json: str = "[]"  # `ip -j route`
+    proc_net_route: str | None = None  # fallback when `ip` is missing
+    meminfo: str = ""
+    disk_free_bytes: int = 0
+    disk_path: str = ""
+    lab_interfaces: frozenset[str] = field(default_factory=frozenset)  # host NICs our lab's VMs already use
+    running_vm_mib: int = 0  # memory of this lab's VMs that are already running (re-run of create)
+    rsync_path: str | None = None  # `rsync` on PATH (libvirt only: the warm cache's synced folder)
+
