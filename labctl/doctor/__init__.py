@@ -1,10 +1,15 @@
 """Preflight: can this host run the lab? `labctl doctor`, and the first thing `labctl create` does.
 
-Two layers. The checks (checks.py) are pure functions over text the host gives us (``vagrant
---version`` output, /etc/vbox/networks.conf, ``ip -j route`` JSON, /proc/meminfo, /proc/cpuinfo), so
-each is unit-tested with crafted inputs. ``gather()`` (linux.py) is the thin layer that reads those
-texts from the real host, and ``run_doctor()`` joins the two. Every check says what it found, why
-that matters, and the exact fix.
+Two layers. The checks are pure functions over text the host gives us (``vagrant --version``
+output, /etc/vbox/networks.conf, ``ip -j route`` JSON, /proc/meminfo, /proc/cpuinfo on Linux;
+sysctl, vm_stat and netstat on macOS), so each is unit-tested with crafted or recorded inputs.
+``gather()`` is the thin layer that reads those texts through a ``Probes`` object (the real host,
+or outputs recorded on another one), and ``run_doctor()`` joins the two. Every check says what it
+found, why that matters, and the exact fix.
+
+Modules: facts (Check, HostFacts), checks (the Linux and shared checks), vbox (VirtualBox/Vagrant
+versions, KVM on Linux 6.12+), macos (sysctl, vm_stat, netstat), hosts (which checks per platform,
+gather), probes (real or recorded host), linux (gathering on Linux), report.
 """
 
 from __future__ import annotations
@@ -26,7 +31,6 @@ from labctl.doctor.checks import (
     check_virtualbox,
     cpu_virtualization,
     disk_needed_gib,
-    evaluate,
     parse_ip_route_json,
     parse_meminfo_kib,
     parse_networks_conf,
@@ -46,7 +50,9 @@ from labctl.doctor.facts import (
     PreflightFailed,
     Status,
 )
-from labctl.doctor.linux import gather, lab_interfaces
+from labctl.doctor.hosts import evaluate, gather
+from labctl.doctor.linux import lab_interfaces
+from labctl.doctor.probes import HostProbes, Probes, RecordedProbes
 from labctl.doctor.report import format_report, report_json
 from labctl.spec import LabSpec
 
@@ -60,7 +66,10 @@ __all__ = [
     "VM_DISK_GIB",
     "Check",
     "HostFacts",
+    "HostProbes",
     "PreflightFailed",
+    "Probes",
+    "RecordedProbes",
     "Status",
     "check_cpu_virtualization",
     "check_disk",
@@ -90,5 +99,13 @@ __all__ = [
 ]
 
 
-def run_doctor(spec: LabSpec, state_dir: Path, *, running_vm_mib: int = 0, cache_dir: Path | None = None) -> list[Check]:
-    return evaluate(spec, gather(spec, state_dir, running_vm_mib=running_vm_mib), cache_dir=cache_dir)
+def run_doctor(
+    spec: LabSpec,
+    state_dir: Path,
+    *,
+    running_vm_mib: int = 0,
+    cache_dir: Path | None = None,
+    probes: Probes | None = None,
+) -> list[Check]:
+    facts = gather(spec, state_dir, running_vm_mib=running_vm_mib, probes=probes)
+    return evaluate(spec, facts, cache_dir=cache_dir)

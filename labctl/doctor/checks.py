@@ -270,10 +270,14 @@ def check_memory(meminfo: str, needed_mib: int, running_vm_mib: int = 0) -> Chec
     available_kib = parse_meminfo_kib(meminfo)
     if available_kib is None:
         return Check("memory", "warn", "cannot read MemAvailable from /proc/meminfo", "", "check `free -m` yourself")
-    available = available_kib // 1024
+    return check_available_memory(available_kib // 1024, needed_mib, running_vm_mib)
+
+
+def check_available_memory(available: int, needed_mib: int, running_vm_mib: int = 0, total_note: str = "") -> Check:
+    """``available`` MiB (Linux: MemAvailable; macOS: free + inactive pages) against the lab's VMs."""
     # VMs of this lab that already run hold their memory already; only the rest must still fit.
     still_needed = max(0, needed_mib - running_vm_mib)
-    what = f"{available} MiB available, the lab's VMs need {still_needed} MiB more"
+    what = f"{available} MiB available{total_note}, the lab's VMs need {still_needed} MiB more"
     why = "VMs that do not fit make the host swap or the OOM killer end a VM in the middle of the setup."
     fix = "close programs, lower nodes.*.memory_mib in lab.yaml, or drop a worker"
     if available < still_needed:
@@ -343,8 +347,8 @@ def check_ssh_keys(spec: LabSpec) -> list[Check]:
     return out
 
 
-def evaluate(spec: LabSpec, facts: HostFacts, *, cache_dir: Path | None = None) -> list[Check]:
-    """All checks for ``spec`` over ``facts``; ``cache_dir`` is the warm cache given to ``create --cache``. Pure."""
+def evaluate_linux(spec: LabSpec, facts: HostFacts, *, cache_dir: Path | None = None) -> list[Check]:
+    """The checks for a Linux host (labctl.doctor.evaluate adds the version and KVM ones). Pure."""
     provider = spec.provider.type
     if provider == "ssh":
         return check_ssh_keys(spec)

@@ -61,4 +61,15 @@ class HostFacts:
     lab_interfaces: frozenset[str] = field(default_factory=frozenset)  # host NICs our lab's VMs already use
     running_vm_mib: int = 0  # memory of this lab's VMs that are already running (re-run of create)
     rsync_path: str | None = None  # `rsync` on PATH (libvirt only: the warm cache's synced folder)
+    # which host this is (probes.py): sys.platform and `uname -m`
+    system: str = "linux"
+    machine: str = "x86_64"
+    # Linux + VirtualBox: KVM modules that hold VT-x/AMD-V (vbox.py)
+    kernel_release: str = ""  # `uname -r`
+    proc_modules: str = ""  # /proc/modules
+    kvm_enable_virt_at_load: str | None = None  # /sys/module/kvm/parameters/enable_virt_at_load (Y/N)
+    # macOS (macos.py): `sysctl -n <key>` answers, `vm_stat`, `netstat -rn -f inet`
+    sysctl: dict[str, str] = field(default_factory=dict)
+    vm_stat: str = ""
+    netstat_routes: str = ""
 
