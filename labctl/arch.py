@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 import platform
+import subprocess
 import sys
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Literal
@@ -37,7 +38,19 @@ def arch_of_machine(machine: str) -> str:
 
 def host_arch() -> str:
     override = os.environ.get(HOST_ARCH_ENV, "").strip()
-    return arch_of_machine(override or platform.machine())
+    if override:
+        return arch_of_machine(override)
+    if sys.platform == "darwin" and _mac_has_arm64_cpu():
+        return "arm64"  # also under Rosetta 2, where platform.machine() says x86_64
+    return arch_of_machine(platform.machine())
+
+
+def _mac_has_arm64_cpu() -> bool:
+    try:
+        out = subprocess.run(["sysctl", "-n", "hw.optional.arm64"], capture_output=True, text=True, timeout=5, check=False)
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+    return out.stdout.strip() == "1"
 
 
 def host_os() -> str:

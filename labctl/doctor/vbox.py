@@ -109,7 +109,12 @@ def check_virtualbox_on_apple_silicon(vbox_output: str | None) -> Check | None:
             f"VirtualBox {_dotted(vbox)} cannot run this lab's arm64 VMs on Apple Silicon",
             f"VirtualBox runs arm64 guests on Apple Silicon from {need} on (7.0 was a developer preview).",
             f"install VirtualBox {need} or later, the 'macOS / Apple Silicon hosts' package from "
-            "https://www.virtualbox.org/wiki/Downloads, then the Vagrant the vagrant-virtualbox line asks for",
+            "https://www.virtualbox.org/wiki/Downloads, and a Vagrant that knows it: "
+            + ", ".join(
+                f"{_dotted(v)} needs Vagrant ≥ {_dotted(g)}"
+                for v, g in sorted(VAGRANT_FOR_VIRTUALBOX.items())
+                if v >= APPLE_SILICON_MIN_VIRTUALBOX
+            ),
         )
     return Check("virtualbox-apple-silicon", "ok", f"VirtualBox {_dotted(vbox)} runs arm64 guests on Apple Silicon")
 
