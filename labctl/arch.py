@@ -97,3 +97,15 @@ def arch_problems(spec: LabSpec, arch: str, machine_arch: str | None = None, os_
             "(PCI passthrough, NVIDIA's amd64 driver packages); it cannot be part of an arm64 lab — remove "
             "gpu_worker or set provider.arch: amd64 on an amd64 host"
         )
+
+
+def with_arch(spec: LabSpec, arch: str) -> LabSpec:
+    """The same lab for another architecture, without the host check: an instructor on one machine
+    fills the warm cache (or writes the handout) for laptops of the other architecture."""
+    if arch not in ARCHES:
+        raise ValueError(f"unknown architecture {arch!r}: use one of {', '.join(ARCHES)}")
+    if arch == spec.arch:
+        return spec
+    other = spec.model_copy()
+    other._arch = arch
+    return other
