@@ -126,7 +126,7 @@ def test_an_apple_silicon_lab_plans_the_same_steps_with_arm64_wherever_amd64_was
     amd64 = plan_texts(LabSpec.default())
     arm64 = plan_texts(apple_silicon_lab(monkeypatch))
     assert [(s, h) for s, h, _, _ in arm64] == [(s, h) for s, h, _, _ in amd64]
-    for (step, host, check, run), (_, _, check64, run64) in zip(amd64, arm64):
+    for (step, host, check, run), (_, _, check64, run64) in zip(amd64, arm64, strict=True):
         assert check64 == check.replace("amd64", "arm64"), (step, host)
         assert run64 == run.replace("amd64", "arm64"), (step, host)
     assert not any("amd64" in c + r for _, _, c, r in arm64)
