@@ -252,3 +252,14 @@ def test_with_arch_changes_only_the_architecture(monkeypatch):
     assert other.model_dump() == spec.model_dump()
     with pytest.raises(ValueError):
         with_arch(spec, "riscv64")
+
+
+def test_handout_carries_the_mac_steps_and_says_when_a_lab_is_arm64(monkeypatch):
+    from labctl.handout import render
+
+    spec = apple_silicon_lab(monkeypatch)
+    text = render(spec, build_plan(spec), "md")
+    assert "Apple Silicon: 7.1 or newer" in text and "VirtualBox 7.1 needs Vagrant 2.4.2 or newer" in text
+    assert "This lab is arm64" in text
+    amd64 = render(LabSpec.default(), build_plan(LabSpec.default()), "md")
+    assert "On a Mac:" in amd64 and "This lab is arm64" not in amd64
