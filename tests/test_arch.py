@@ -261,5 +261,6 @@ def test_handout_carries_the_mac_steps_and_says_when_a_lab_is_arm64(monkeypatch)
     text = render(spec, build_plan(spec), "md")
     assert "Apple Silicon: 7.1 or newer" in text and "VirtualBox 7.1 needs Vagrant 2.4.2 or newer" in text
     assert "This lab is arm64" in text
+    on_host(monkeypatch, "amd64", "linux")
     amd64 = render(LabSpec.default(), build_plan(LabSpec.default()), "md")
     assert "On a Mac:" in amd64 and "This lab is arm64" not in amd64
