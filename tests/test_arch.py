@@ -264,3 +264,16 @@ def test_handout_carries_the_mac_steps_and_says_when_a_lab_is_arm64(monkeypatch)
     on_host(monkeypatch, "amd64", "linux")
     amd64 = render(LabSpec.default(), build_plan(LabSpec.default()), "md")
     assert "On a Mac:" in amd64 and "This lab is arm64" not in amd64
+
+
+def test_lock_records_the_arch_and_one_lock_serves_both(monkeypatch):
+    from labctl.lock import build_lock, drift
+
+    mac = build_lock(apple_silicon_lab(monkeypatch))
+    assert mac["arch"] == "arm64" and "arch" in mac["notes"]
+    on_host(monkeypatch, "amd64", "linux")
+    pc = LabSpec.default()
+    assert build_lock(pc)["arch"] == "amd64"
+    # The versions are the same on both: a lock made on a Mac raises no drift on a PC.
+    assert drift(pc, mac) == []
+    assert mac["locked"] == build_lock(pc)["locked"]
