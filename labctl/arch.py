@@ -11,6 +11,7 @@ aarch64 → arm64) and the OCI platform's architecture (linux/amd64, linux/arm64
 
 from __future__ import annotations
 
+import functools
 import os
 import platform
 import subprocess
@@ -45,6 +46,7 @@ def host_arch() -> str:
     return arch_of_machine(platform.machine())
 
 
+@functools.cache  # the CPU does not change while labctl runs; specs are loaded many times
 def _mac_has_arm64_cpu() -> bool:
     try:
         out = subprocess.run(["sysctl", "-n", "hw.optional.arm64"], capture_output=True, text=True, timeout=5, check=False)
