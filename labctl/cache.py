@@ -47,7 +47,7 @@ from labctl.spec import LabSpec
 
 NODE_DIR = "/labctl-cache"  # where each node sees the cache (read-only mount)
 OLLAMA_REGISTRY = "registry.ollama.ai"
-DEB_ARCH = "amd64"
+DEB_ARCH = "amd64"  # the architecture of a lab that does not say (provider.arch resolves it: LabSpec.arch)
 # Dependencies the pinned packages pull in from the same repositories (versions follow the repo).
 DEB_DEPENDENCIES = {"kubernetes-cni": "*", "cri-tools": "*", "runc": "*"}
 SAFE_NAME = re.compile(r"^[A-Za-z0-9._+~%-]+$")
@@ -84,9 +84,15 @@ def model_manifest_path(model: str) -> str:
     return f"models/manifests/{OLLAMA_REGISTRY}/{ns}/{repo}/{tag}"
 
 
+def arch_suffix(arch: str) -> str:
+    """What an architecture adds to image and box file names. amd64 adds nothing, so a cache filled
+    before labs had an architecture still serves amd64 labs; arm64 files sit beside them."""
+    return "" if arch == DEB_ARCH else f".{arch}"
+
+
 def box_file(spec: LabSpec) -> str:
     provider = "libvirt" if spec.provider.type == "libvirt" else "virtualbox"
-    return f"boxes/{safe_file_name(spec.box)}-{spec.box_version}-{provider}.box"
+    return f"boxes/{safe_file_name(spec.box)}-{spec.box_version}-{provider}{arch_suffix(spec.arch)}.box"
 
 
 def needed_items(spec: LabSpec, root: Path | None = None) -> list[Item]:
@@ -98,9 +104,10 @@ def needed_items(spec: LabSpec, root: Path | None = None) -> list[Item]:
     if spec.provider.type != "ssh":
         out.append(Item("box", "box.name", f"{spec.box} {spec.box_version}", box_file(spec)))
     for name, version in {**packages(), **DEB_DEPENDENCIES}.items():
-        out.append(Item("deb", f"packages.{name}", f"{name}={version}", f"debs/{name}_{version}_{DEB_ARCH}.deb"))
+        out.append(Item("deb", f"packages.{name}", f"{name}={version}", f"debs/{name}_{version}_{spec.arch}.deb"))
+    suffix = arch_suffix(spec.arch)
     for key, ref in images(spec).items():
-        out.append(Item("image", f"images.{key}", ref, f"images/{safe_file_name(ref)}.tar"))
+        out.append(Item("image", f"images.{key}", ref, f"images/{safe_file_name(ref)}{suffix}.tar"))
     for model in spec.apps.ollama.models:
         out.append(Item("model", f"models.{model}", model, model_manifest_path(model)))
     for key, rel, url in addon_files():
@@ -109,7 +116,7 @@ def needed_items(spec: LabSpec, root: Path | None = None) -> list[Item]:
         pinned = {normalize_reference(ref) for ref in images(spec).values()}
         for ref in addon_images(root):
             if ref not in pinned:
-                out.append(Item("image", f"addon-images.{ref}", ref, f"images/{safe_file_name(ref)}.tar"))
+                out.append(Item("image", f"addon-images.{ref}", ref, f"images/{safe_file_name(ref)}{suffix}.tar"))
     return out
 
 
@@ -268,7 +275,10 @@ def human(size: int) -> str:
 def status_table(spec: LabSpec, root: Path) -> tuple[str, bool]:
     rows = scan(spec, root)
     width = max(len(r.item.name) for r in rows)
-    lines = [f"warm cache {root} for lab {spec.name!r}:", f"  {'KIND':<8} {'ITEM':<{width}}  {'STATE':<8} SIZE"]
+    lines = [
+        f"warm cache {root} for lab {spec.name!r} ({spec.arch}):",
+        f"  {'KIND':<8} {'ITEM':<{width}}  {'STATE':<8} SIZE",
+    ]
     for r in rows:
         state = "present" if r.ok else "MISSING"
         lines.append(f"  {r.item.kind:<8} {r.item.name:<{width}}  {state:<8} {human(r.size) if r.ok else '-'}")
@@ -282,7 +292,29 @@ def status_table(spec: LabSpec, root: Path) -> tuple[str, bool]:
         f"{len(rows) - missing}/{len(rows)} present, {human(total)}"
         + (f"; {missing} missing — run `labctl cache fill {root}` on a machine with internet" if missing else "")
     )
+    lines.append(arches_line(spec, root))
     return "\n".join(lines) + "\n", missing == 0
+
+
+def served_arches(spec: LabSpec, root: Path) -> dict[str, tuple[int, int]]:
+    """architecture → (items present, items needed) of this lab in the cache, for amd64 and arm64.
+    Models and add-on manifests serve both; boxes, .debs and images are per architecture."""
+    from labctl.arch import ARCHES, with_arch
+
+    out: dict[str, tuple[int, int]] = {}
+    for arch in ARCHES:
+        rows = scan(with_arch(spec, arch), root)
+        out[arch] = (sum(r.ok for r in rows), len(rows))
+    return out
+
+
+def arches_line(spec: LabSpec, root: Path) -> str:
+    parts = []
+    for arch, (have, need) in served_arches(spec, root).items():
+        state = "complete" if have == need else f"{have}/{need} items"
+        parts.append(f"{arch} {state}" + (" (this lab)" if arch == spec.arch else ""))
+    serves = [a for a, (have, need) in served_arches(spec, root).items() if have == need]
+    return f"architectures: {', '.join(parts)} — serves {', '.join(serves) if serves else 'none yet'}"
 
 
 def known_digests(spec: LabSpec, root: Path) -> dict[str, str]:
@@ -427,15 +459,18 @@ class Upstreams:
         return url
 
     @classmethod
-    def default(cls) -> Upstreams:
+    def default(cls, arch: str = DEB_ARCH) -> Upstreams:
         from labctl.versions import kubernetes_minor
 
         minor = kubernetes_minor()
+        # Ubuntu serves amd64 from archive.ubuntu.com and every other architecture (arm64 included)
+        # from ports.ubuntu.com/ubuntu-ports; pkgs.k8s.io's flat index lists every architecture.
+        ubuntu = "http://archive.ubuntu.com/ubuntu/" if arch == "amd64" else "http://ports.ubuntu.com/ubuntu-ports/"
         return cls(
             apt=[
                 (f"https://pkgs.k8s.io/core:/stable:/v{minor}/deb/", "Packages"),
-                ("http://archive.ubuntu.com/ubuntu/", "dists/noble-updates/main/binary-amd64/Packages.gz"),
-                ("http://archive.ubuntu.com/ubuntu/", "dists/noble/main/binary-amd64/Packages.gz"),
+                (ubuntu, f"dists/noble-updates/main/binary-{arch}/Packages.gz"),
+                (ubuntu, f"dists/noble/main/binary-{arch}/Packages.gz"),
             ]
         )
 
@@ -666,6 +701,7 @@ def fetch_deb(
     pattern: str,
     root: Path,
     indexes: dict[str, list[dict[str, str]]],
+    arch: str = DEB_ARCH,
 ) -> int:
     for base, index_path in repos:
         url = base.rstrip("/") + "/" + index_path
@@ -680,7 +716,7 @@ def fetch_deb(
             p
             for p in indexes[url]
             if p.get("Package") == name
-            and p.get("Architecture") in (DEB_ARCH, "all")
+            and p.get("Architecture") in (arch, "all")
             and fnmatch.fnmatch(p.get("Version", ""), pattern)
         ]
         if candidates:
@@ -728,6 +764,10 @@ def box_metadata(spec: LabSpec, box: Path, sha256: str) -> dict[str, Any]:
                 "providers": [
                     {
                         "name": provider,
+                        # Vagrant 2.4+ with box_architecture set only takes a provider entry of that
+                        # architecture (hashicorp/vagrant v2.4.9 lib/vagrant/box_metadata.rb, provider()).
+                        "architecture": spec.arch,
+                        "default_architecture": True,
                         "url": box.resolve().as_uri(),
                         "checksum_type": "sha256",
                         "checksum": sha256,
@@ -829,7 +869,7 @@ def fill_cache(
 ) -> FillReport:
     """Fetch every missing item. One failed item does not stop the others; the report says which."""
     root.mkdir(parents=True, exist_ok=True)
-    up = upstreams or Upstreams.default()
+    up = upstreams or Upstreams.default(spec.arch)
     src = source or Source()
     report = FillReport()
     indexes: dict[str, list[dict[str, str]]] = {}
@@ -888,11 +928,12 @@ def _fill_item(
             else:
                 host, _, _ = split_reference(item.name)
                 # a registry not in the table speaks the API on its own host (gcr.io, public.ecr.aws, ...)
-                n = fetch_image(src, up.registries.get(host, f"https://{host}"), item.name, root / item.path)
+                registry = up.registries.get(host, f"https://{host}")
+                n = fetch_image(src, registry, item.name, root / item.path, platform=f"linux/{spec.arch}")
         elif item.kind == "deb":
             pkg, _, pattern = item.name.partition("=")
             repos = [(base + "/debs/", "Packages")] if base else up.apt
-            n = fetch_deb(src, repos, pkg, pattern, root, indexes)
+            n = fetch_deb(src, repos, pkg, pattern, root, indexes, arch=spec.arch)
             debs_changed = True
         elif item.kind == "manifest":
             url = f"{base}/{item.path}" if base else up.rewrite(item.url)
@@ -905,7 +946,7 @@ def _fill_item(
                 provider = "libvirt" if spec.provider.type == "libvirt" else "virtualbox"
                 url = (
                     f"{up.vagrant_cloud}/{org}/boxes/{box}/versions/{spec.box_version}"
-                    f"/providers/{provider}/{DEB_ARCH}/vagrant.box"
+                    f"/providers/{provider}/{spec.arch}/vagrant.box"
                 )
             n = src.download(url, root / item.path)
             write_box_metadata(spec, root)

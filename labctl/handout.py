@@ -90,6 +90,24 @@ def _step_facts(step: PlannedStep) -> tuple[str, ...]:
     return tuple(facts)
 
 
+def macos_prerequisites(spec: LabSpec) -> list[str]:
+    """What a Mac needs for a VirtualBox lab (docs/macos.md has the long form; labctl doctor checks
+    each). Versions: hashicorp/vagrant's VirtualBox driver list (7.1 from Vagrant 2.4.2, 7.2 from 2.4.9)."""
+    out = [
+        "On a Mac: VirtualBox from https://www.virtualbox.org/wiki/Downloads (Intel Macs: 7.0 or newer; Apple "
+        "Silicon: 7.1 or newer, the \"macOS / Apple Silicon hosts\" package) and Vagrant from HashiCorp "
+        "(`brew install hashicorp/tap/hashicorp-vagrant`): VirtualBox 7.1 needs Vagrant 2.4.2 or newer, 7.2 needs "
+        "2.4.9. With VirtualBox 7 on macOS the /etc/vbox/networks.conf line below is not needed. "
+        "`labctl doctor` checks all of this."
+    ]
+    if spec.arch == "arm64":
+        out.append(
+            "This lab is arm64 (`provider.arch`): every VM, package and image is the arm64 build, for Apple Silicon "
+            "Macs. Intel and AMD laptops cannot run it: they need the same lab.yaml with `provider.arch: auto`."
+        )
+    return out
+
+
 def build_outline(spec: LabSpec, plan: Plan, cache_dir: Path | None = None) -> Outline:
     sections: list[StepSection] = []
     for n, step in enumerate(plan.steps, 1):
@@ -115,6 +133,7 @@ def build_outline(spec: LabSpec, plan: Plan, cache_dir: Path | None = None) -> O
         prereq.append("Vagrant (2.3 or newer): `vagrant --version`.")
         if provider == "virtualbox":
             prereq.append("VirtualBox (7.0 or newer): `VBoxManage --version`.")
+            prereq += macos_prerequisites(spec)
         else:
             prereq.append("libvirt with the vagrant-libvirt plugin: `vagrant plugin list` shows vagrant-libvirt.")
         from labctl.cache import box_add_command

@@ -13,6 +13,8 @@ Format (``format: labctl-lock/v1``), keys sorted so the file is stable and diffs
   cache: ``labctl lock --cache DIR``), ``null`` otherwise. Digests are facts about downloaded bytes,
   not derived from the spec, so they are recorded and shown but never cause a drift error.
 - ``notes``: why a value is what it is (e.g. what ``*`` in a package version means).
+- ``arch``: the architecture the lab resolved to (``provider.arch``); informative, like the digests —
+  one lock serves a room of amd64 laptops and Apple Silicon Macs.
 """
 
 from __future__ import annotations
@@ -149,10 +151,15 @@ def build_lock(spec: LabSpec, cache_dir: Path | None = None) -> dict[str, Any]:
     return {
         "format": FORMAT,
         "lab": spec.name,
+        # The locked versions are the same on amd64 and arm64 (every pin publishes both); what differs
+        # is the bytes: the digests below, from a warm cache, are this architecture's.
+        "arch": spec.arch,
         "locked": locked,
         "digests": dict(sorted(digests.items())),
         "notes": {
             "digests": "null = not known when locked; fill a warm cache, then `labctl lock --cache DIR` records them",
+            "arch": "the CPU architecture the lab resolved to when locked (provider.arch); image and box digests are "
+            "this architecture's, the locked versions serve amd64 and arm64 alike",
             "packages": "a version ending in -* matches any Debian revision of that release (pkgs.k8s.io revisions are "
             "not always -1.1); the exact .deb is recorded in a warm cache's index",
             "images": "images whose tags labctl pins (kubeadm's etcd/coredns/pause included); images named inside "

@@ -233,6 +233,9 @@ def template_context(spec: LabSpec, *, cache: Any = None) -> dict[str, Any]:
         "spec": spec,
         "versions": PINS,
         "k8s_minor": kubernetes_minor(),
+        # Debian's name of the lab's CPU architecture (provider.arch, resolved when the spec loaded):
+        # every release archive, image platform and box a step fetches is for this one.
+        "arch": spec.arch,
         "nodes": [n for _, n in spec.all_nodes()],
         "k8s_nodes": nodes_for(spec, "k8s"),
         "master": spec.nodes.master,

@@ -20,6 +20,7 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    PrivateAttr,
     ValidationError,
     field_validator,
     model_validator,
@@ -145,6 +146,10 @@ class Provider(Model):
     host_memory_budget_mib: int = Field(default=24576, ge=1024, description="warn when the VMs need more")
     libvirt: Libvirt = Libvirt()
     verify_host_keys: bool = Field(default=True, description="provider ssh: check known_hosts")
+    arch: Literal["auto", "amd64", "arm64"] = Field(
+        default="auto",
+        description="CPU architecture of every node: auto = the host's (arm64 on Apple Silicon; amd64 with provider ssh)",
+    )
 
 
 class Network(Model):
@@ -241,6 +246,7 @@ class LabSpec(Model):
     nodes: Nodes = Nodes()
     storage: Storage = Storage()
     apps: Apps = Apps()
+    _arch: str = PrivateAttr(default="amd64")  # provider.arch resolved at load time (labctl/arch.py)
 
     # ---- derived views (no state of their own) ------------------------------------------------
     def all_nodes(self) -> list[tuple[str, Node]]:
@@ -303,6 +309,21 @@ class LabSpec(Model):
         if problems:
             raise ValueError("\n".join(problems))
         return self
+
+    @model_validator(mode="after")
+    def _resolve_arch(self) -> LabSpec:
+        from labctl.arch import arch_problems, resolve
+
+        self._arch = resolve(self.provider.arch, self.provider.type)
+        problems = list(arch_problems(self, self._arch))
+        if problems:
+            raise ValueError("\n".join(problems))
+        return self
+
+    @property
+    def arch(self) -> str:
+        """The lab's CPU architecture, Debian's name (amd64/arm64): provider.arch with auto resolved."""
+        return self._arch
 
     # ---- loading --------------------------------------------------------------------------------
     @classmethod

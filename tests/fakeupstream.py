@@ -7,9 +7,11 @@ the same protocols with tiny made-up content:
 - the OCI distribution API (``/v2/<name>/manifests/<ref>``, ``/v2/<name>/blobs/<digest>``) for
   every image and model of a spec, behind an anonymous bearer-token challenge like Docker Hub's;
   images are served as an index (linux/amd64 + linux/arm64) pointing at OCI manifests;
-- an apt repository (``/apt/Packages`` + ``/apt/pool/*.deb``, real .debs built with dpkg-deb),
-  with decoy versions that must not be picked;
-- a Vagrant Cloud-style box download, and the add-on manifests under /raw and /gh (GitHub's hosts).
+- an apt repository (``/apt/Packages`` + ``/apt/pool/*.deb``, real .debs built with dpkg-deb) listing
+  amd64 and arm64 builds side by side, as pkgs.k8s.io's flat index does, with decoy versions that
+  must not be picked;
+- a Vagrant Cloud-style box download per architecture, and the add-on manifests under /raw and /gh
+  (GitHub's hosts).
 
 It counts every byte it serves (``bytes_served``), so tests can prove a second fill fetches nothing.
 """
@@ -151,16 +153,16 @@ def _tgz(name: str, content: bytes) -> bytes:
     return gzip.compress(buf.getvalue(), mtime=0)
 
 
-def build_deb(workdir: Path, name: str, version: str) -> Path:
-    root = workdir / f"{name}-{version}"
+def build_deb(workdir: Path, name: str, version: str, arch: str = "amd64") -> Path:
+    root = workdir / f"{name}-{version}-{arch}"
     (root / "DEBIAN").mkdir(parents=True)
     (root / "usr/share/labctl-fake").mkdir(parents=True)
     (root / "usr/share/labctl-fake" / name).write_text(f"fake {name} {version} (labctl test double)\n")
     (root / "DEBIAN/control").write_text(
-        f"Package: {name}\nVersion: {version}\nArchitecture: amd64\nMaintainer: labctl tests <tests@labctl.invalid>\n"
+        f"Package: {name}\nVersion: {version}\nArchitecture: {arch}\nMaintainer: labctl tests <tests@labctl.invalid>\n"
         f"Description: TEST DOUBLE of {name}, built by tests/fakeupstream.py\n"
     )
-    out = workdir / f"{name}_{version}_amd64.deb"
+    out = workdir / f"{name}_{version}_{arch}.deb"
     subprocess.run(
         ["dpkg-deb", "-Zgzip", "--root-owner-group", "--build", str(root), str(out)], check=True, capture_output=True
     )
@@ -189,7 +191,8 @@ class FakeUpstream:
             self.files[path] = addon_manifest(key, rel, url).encode()
         for ref in ADDON_ONLY_IMAGES:
             self._add_image(ref)
-        self.files["/vc/box"] = b"TEST DOUBLE vagrant box for " + self.spec.box.encode() + b"\n" * 64
+        for arch in ("amd64", "arm64"):
+            self.files[f"/vc/box-{arch}"] = f"TEST DOUBLE {arch} vagrant box for {self.spec.box}".encode() + b"\n" * 64
 
     # -- content ---------------------------------------------------------------------------------
     def _blob(self, data: bytes) -> dict:
@@ -250,13 +253,13 @@ class FakeUpstream:
         wanted = set(packages()) | {"kubernetes-cni", "cri-tools", "runc"}
         stanzas = []
         for name in sorted(wanted):
-            for version in DEB_VERSIONS[name]:
-                deb = build_deb(debdir, name, version)
+            for version, arch in ((v, a) for v in DEB_VERSIONS[name] for a in ("amd64", "arm64")):
+                deb = build_deb(debdir, name, version, arch)
                 data = deb.read_bytes()
                 path = f"pool/{deb.name}"
                 self.files[f"/apt/{path}"] = data
                 stanzas.append(
-                    f"Package: {name}\nVersion: {version}\nArchitecture: amd64\nFilename: {path}\n"
+                    f"Package: {name}\nVersion: {version}\nArchitecture: {arch}\nFilename: {path}\n"
                     f"Size: {len(data)}\nSHA256: {hashlib.sha256(data).hexdigest()}\n"
                     "Description: TEST DOUBLE\n something long\n"
                 )
@@ -291,8 +294,8 @@ class FakeUpstream:
                 if digest in self.blobs:
                     return 200, {}, self.blobs[digest]
             return 404, {}, b"not found"
-        if path.startswith("/vc-api/") and path.endswith("/vagrant.box"):
-            return 302, {"Location": "/vc/box"}, b""
+        if path.startswith("/vc-api/") and path.endswith("/vagrant.box"):  # .../providers/<p>/<arch>/vagrant.box
+            return 302, {"Location": f"/vc/box-{path.split('/')[-2]}"}, b""
         if path in self.files:
             return 200, {}, self.files[path]
         return 404, {}, b"not found"

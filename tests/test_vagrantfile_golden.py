@@ -29,7 +29,10 @@ CASES = {
     "default": None,
     "three-workers": "three-workers.yaml",
     "gpu-libvirt": "gpu-libvirt.yaml",
+    "apple-silicon": "apple-silicon.yaml",
 }
+# Cases loaded as another host would load them (labctl/arch.py): case → (LABCTL_HOST_ARCH, LABCTL_HOST_OS).
+CASE_HOSTS = {"apple-silicon": ("arm64", "darwin")}
 
 
 # Labs created with `--cache DIR` (a fixed folder, so the golden file is stable): golden case → (case above, DIR).
@@ -44,7 +47,13 @@ def spec_for(case: str) -> tuple[LabSpec, str]:
     spec_file = CASES[case]
     if spec_file is None:
         return LabSpec.default(), "the built-in default lab"
-    return LabSpec.load(GOLDEN / spec_file), spec_file
+    arch, os_name = CASE_HOSTS.get(case, (os.environ["LABCTL_HOST_ARCH"], os.environ["LABCTL_HOST_OS"]))
+    saved = os.environ["LABCTL_HOST_ARCH"], os.environ["LABCTL_HOST_OS"]
+    os.environ["LABCTL_HOST_ARCH"], os.environ["LABCTL_HOST_OS"] = arch, os_name
+    try:
+        return LabSpec.load(GOLDEN / spec_file), spec_file
+    finally:
+        os.environ["LABCTL_HOST_ARCH"], os.environ["LABCTL_HOST_OS"] = saved
 
 
 def rendered(case: str) -> str:

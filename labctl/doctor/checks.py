@@ -1,86 +1,27 @@
-"""Preflight: can this host run the lab? `labctl doctor`, and the first thing `labctl create` does.
-
-Two layers. The checks are pure functions over text the host gives us (``vagrant --version``
-output, /etc/vbox/networks.conf, ``ip -j route`` JSON, /proc/meminfo, /proc/cpuinfo), so each is
-unit-tested with crafted inputs. ``gather()`` is the thin layer that reads those texts from the real
-host, and ``run_doctor()`` joins the two. Every check says what it found, why that matters, and the
-exact fix.
-"""
+"""doctor's checks: pure functions over the text the host gives (see HostFacts), each saying what it
+found, why that matters, and the exact fix. Unit-tested with crafted and recorded inputs."""
 
 from __future__ import annotations
 
 import ipaddress
 import json
-import os
 import re
-import shutil
-import subprocess
-from collections.abc import Iterable, Sequence
-from dataclasses import asdict, dataclass, field
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Literal
 
-from labctl.errors import LabctlError
-
-# Disk needs have one source (labctl/figures.py), quoted by the handout and the docs too.
-from labctl.figures import BOX_GIB as BOX_GIB
-from labctl.figures import VM_DISK_GIB as VM_DISK_GIB
+from labctl.doctor.facts import (
+    GIB,
+    HOST_HEADROOM_MIB,
+    MIN_VAGRANT,
+    VBOX_DEFAULT_RANGE,
+    VBOX_NETWORKS_CONF,
+    Check,
+    HostFacts,
+)
 from labctl.figures import disk_needed_gib as disk_needed_gib
 from labctl.spec import LabSpec
 
-Status = Literal["ok", "warn", "fail"]
 
-MIN_VAGRANT = (2, 2, 19)  # vagrant-libvirt 0.11 and `vagrant ssh-config` per machine need >= 2.2.19
-VBOX_NETWORKS_CONF = Path("/etc/vbox/networks.conf")
-# Without networks.conf VirtualBox (6.1.28+) allows host-only networks only in this range.
-VBOX_DEFAULT_RANGE = ipaddress.ip_network("192.168.56.0/21")
-GIB = 1024**3
-HOST_HEADROOM_MIB = 1024  # the host itself (desktop, browser) needs some memory besides the VMs
-
-
-class PreflightFailed(LabctlError):
-    """At least one doctor check failed; the printed report says what and how to fix it."""
-
-    exit_code = 4
-
-
-@dataclass(frozen=True)
-class Check:
-    name: str
-    status: Status
-    what: str
-    why: str = ""
-    fix: str = ""
-
-    @property
-    def failed(self) -> bool:
-        return self.status == "fail"
-
-
-@dataclass
-class HostFacts:
-    """Everything the checks read from the host, as plain text (None = not available)."""
-
-    vagrant_version: str | None = None  # `vagrant --version`
-    vboxmanage_version: str | None = None  # `VBoxManage --version`
-    virsh_version: str | None = None  # `virsh -c qemu:///system version` (None when it failed)
-    virsh_error: str = ""
-    libvirt_socket: bool = False
-    vagrant_libvirt_plugin: bool | None = None  # None = not checked
-    dev_kvm: bool = False
-    cpuinfo: str = ""
-    networks_conf: str | None = None  # None = file missing
-    routes_json: str = "[]"  # `ip -j route`
-    proc_net_route: str | None = None  # fallback when `ip` is missing
-    meminfo: str = ""
-    disk_free_bytes: int = 0
-    disk_path: str = ""
-    lab_interfaces: frozenset[str] = field(default_factory=frozenset)  # host NICs our lab's VMs already use
-    running_vm_mib: int = 0  # memory of this lab's VMs that are already running (re-run of create)
-    rsync_path: str | None = None  # `rsync` on PATH (libvirt only: the warm cache's synced folder)
-
-
-# ---- pure checks ---------------------------------------------------------------------------------
 def parse_version(text: str) -> tuple[int, ...] | None:
     m = re.search(r"(\d+)\.(\d+)(?:\.(\d+))?", text or "")
     if not m:
@@ -328,10 +269,14 @@ def check_memory(meminfo: str, needed_mib: int, running_vm_mib: int = 0) -> Chec
     available_kib = parse_meminfo_kib(meminfo)
     if available_kib is None:
         return Check("memory", "warn", "cannot read MemAvailable from /proc/meminfo", "", "check `free -m` yourself")
-    available = available_kib // 1024
+    return check_available_memory(available_kib // 1024, needed_mib, running_vm_mib)
+
+
+def check_available_memory(available: int, needed_mib: int, running_vm_mib: int = 0, total_note: str = "") -> Check:
+    """``available`` MiB (Linux: MemAvailable; macOS: free + inactive pages) against the lab's VMs."""
     # VMs of this lab that already run hold their memory already; only the rest must still fit.
     still_needed = max(0, needed_mib - running_vm_mib)
-    what = f"{available} MiB available, the lab's VMs need {still_needed} MiB more"
+    what = f"{available} MiB available{total_note}, the lab's VMs need {still_needed} MiB more"
     why = "VMs that do not fit make the host swap or the OOM killer end a VM in the middle of the setup."
     fix = "close programs, lower nodes.*.memory_mib in lab.yaml, or drop a worker"
     if available < still_needed:
@@ -389,8 +334,8 @@ def check_ssh_keys(spec: LabSpec) -> list[Check]:
     return out
 
 
-def evaluate(spec: LabSpec, facts: HostFacts, *, cache_dir: Path | None = None) -> list[Check]:
-    """All checks for ``spec`` over ``facts``; ``cache_dir`` is the warm cache given to ``create --cache``. Pure."""
+def evaluate_linux(spec: LabSpec, facts: HostFacts, *, cache_dir: Path | None = None) -> list[Check]:
+    """The checks for a Linux host (labctl.doctor.evaluate adds the version and KVM ones). Pure."""
     provider = spec.provider.type
     if provider == "ssh":
         return check_ssh_keys(spec)
@@ -415,117 +360,3 @@ def evaluate(spec: LabSpec, facts: HostFacts, *, cache_dir: Path | None = None) 
     checks.append(check_disk(facts.disk_free_bytes, facts.disk_path, minimum, comfortable))
     return checks
 
-
-# ---- gathering (the only part that touches the host) ----------------------------------------------
-def _output(argv: Sequence[str], timeout: float = 20) -> tuple[str | None, str]:
-    """(stdout, stderr) of a command; stdout None when it is missing or failed."""
-    if shutil.which(argv[0]) is None:
-        return None, f"{argv[0]} not found"
-    try:
-        proc = subprocess.run(list(argv), capture_output=True, text=True, timeout=timeout, check=False)
-    except (OSError, subprocess.TimeoutExpired) as err:
-        return None, str(err)
-    if proc.returncode != 0:
-        return None, proc.stderr or proc.stdout
-    return proc.stdout, proc.stderr
-
-
-def _read(path: Path) -> str | None:
-    try:
-        return path.read_text(encoding="utf-8", errors="replace")
-    except OSError:
-        return None
-
-
-def _existing_parent(path: Path) -> Path:
-    while not path.exists() and path != path.parent:
-        path = path.parent
-    return path
-
-
-def lab_interfaces(spec: LabSpec) -> frozenset[str]:
-    """Host interfaces that carry this lab's subnet because Vagrant made them for this lab: the host
-    holds the subnet's first address (Vagrant's choice) on a vboxnet*/virbr* interface."""
-    out, _ = _output(["ip", "-j", "addr"])
-    if not out:
-        return frozenset()
-    try:
-        links = json.loads(out)
-    except json.JSONDecodeError:
-        return frozenset()
-    host_ip = str(next(spec.network.subnet.hosts()))
-    ours = set()
-    for link in links:
-        name = str(link.get("ifname", ""))
-        if not name.startswith(("vboxnet", "virbr")):
-            continue
-        for addr in link.get("addr_info", []):
-            if addr.get("local") == host_ip:
-                ours.add(name)
-    return frozenset(ours)
-
-
-def gather(spec: LabSpec, state_dir: Path, *, running_vm_mib: int = 0) -> HostFacts:
-    facts = HostFacts(running_vm_mib=running_vm_mib)
-    if spec.provider.type == "ssh":
-        return facts
-    facts.vagrant_version, _ = _output(["vagrant", "--version"], timeout=60)
-    if spec.provider.type == "virtualbox":
-        facts.vboxmanage_version, err = _output(["VBoxManage", "--version"])
-        if facts.vboxmanage_version is not None and err.strip():
-            facts.vboxmanage_version = err + facts.vboxmanage_version
-        facts.networks_conf = _read(VBOX_NETWORKS_CONF)
-    else:
-        facts.virsh_version, facts.virsh_error = _output(["virsh", "-c", "qemu:///system", "version"])
-        facts.libvirt_socket = Path("/var/run/libvirt/libvirt-sock").exists()
-        facts.dev_kvm = Path("/dev/kvm").exists()
-        plugins, _ = _output(["vagrant", "plugin", "list"], timeout=60)
-        facts.vagrant_libvirt_plugin = None if plugins is None else "vagrant-libvirt" in plugins
-        facts.rsync_path = shutil.which("rsync")
-    facts.cpuinfo = _read(Path("/proc/cpuinfo")) or ""
-    routes, _ = _output(["ip", "-j", "route"])
-    facts.routes_json = routes or "[]"
-    facts.proc_net_route = _read(Path("/proc/net/route"))
-    facts.lab_interfaces = lab_interfaces(spec)
-    facts.meminfo = _read(Path("/proc/meminfo")) or ""
-    # The biggest writes go to the box store (VAGRANT_HOME) and the VM disks; check the fuller one.
-    candidates = [state_dir, Path(os.environ.get("VAGRANT_HOME", Path.home() / ".vagrant.d"))]
-    if spec.provider.type == "libvirt":
-        candidates.append(Path("/var/lib/libvirt/images"))
-    worst: tuple[int, str] | None = None
-    for candidate in candidates:
-        where = _existing_parent(candidate.expanduser())
-        free = shutil.disk_usage(where).free
-        if worst is None or free < worst[0]:
-            worst = (free, str(candidate))
-    assert worst is not None
-    facts.disk_free_bytes, facts.disk_path = worst
-    return facts
-
-
-def run_doctor(spec: LabSpec, state_dir: Path, *, running_vm_mib: int = 0, cache_dir: Path | None = None) -> list[Check]:
-    return evaluate(spec, gather(spec, state_dir, running_vm_mib=running_vm_mib), cache_dir=cache_dir)
-
-
-def format_report(checks: Sequence[Check]) -> str:
-    width = max(len(c.name) for c in checks)
-    lines = []
-    for c in checks:
-        mark = {"ok": "ok  ", "warn": "WARN", "fail": "FAIL"}[c.status]
-        lines.append(f"{mark}  {c.name:<{width}}  {c.what}")
-        if c.status != "ok":
-            pad = " " * (width + 8)
-            if c.why:
-                lines.append(f"{pad}why: {c.why}")
-            if c.fix:
-                lines.append(f"{pad}fix: {c.fix}")
-    failed = sum(c.failed for c in checks)
-    warned = sum(c.status == "warn" for c in checks)
-    lines.append(
-        f"doctor: {len(checks)} checks, {failed} failed, {warned} warning{'s' if warned != 1 else ''}"
-    )
-    return "\n".join(lines) + "\n"
-
-
-def report_json(checks: Sequence[Check]) -> str:
-    return json.dumps({"ok": not any(c.failed for c in checks), "checks": [asdict(c) for c in checks]}, indent=2)
