@@ -6,6 +6,7 @@ Imports of the library (pydantic, jinja2, fabric, ...) happen inside the command
 
 from __future__ import annotations
 
+import contextlib
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, NoReturn
@@ -29,18 +30,29 @@ class LabctlGroup(click.Group):
     """Turns every LabctlError into its one-line message and exit code, never a traceback."""
 
     def invoke(self, ctx: click.Context) -> object:
-        from labctl.errors import LabctlError
+        """The one place where labctl's exit code is chosen: from the error's class (errors.EXIT_CODES)."""
+        import signal
 
+        from labctl.errors import ExitCode, LabctlError
+
+        # SIGTERM (a CI job cancelled, `timeout labctl create`) ends labctl like Ctrl-C does: the
+        # runner stops the commands on the hosts before labctl exits.
+        with contextlib.suppress(ValueError):  # not the main thread (tests calling invoke from a thread)
+            signal.signal(signal.SIGTERM, _raise_interrupt)
         try:
             return super().invoke(ctx)
         except LabctlError as err:
             lines = str(err).splitlines() or [type(err).__name__]
             for line in lines:
                 click.echo(f"error: {line}", err=True)
-            sys.exit(err.exit_code)
+            sys.exit(int(err.exit_code) or ExitCode.FAILED)
         except KeyboardInterrupt:
             click.echo("\ninterrupted — re-run the same command to resume; finished steps are skipped", err=True)
-            sys.exit(130)
+            sys.exit(ExitCode.INTERRUPTED)
+
+
+def _raise_interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")
 
 
 def lab_file_option(f):  # type: ignore[no-untyped-def]
