@@ -112,10 +112,11 @@ def remote_command(*, sudo: bool, timeout: float | None, announce_pgid: bool = F
 
 def kill_group_command(pgid: int, *, sudo: bool) -> str:
     """Stop a step's process group: SIGTERM, up to 2 s for it to go, then SIGKILL what is left."""
+    # `kill -s SIG -- -PGID`: the POSIX form; dash (Debian's sh) rejects `kill -TERM -- -PGID`.
     script = (
-        f"kill -TERM -- -{pgid} 2>/dev/null || exit 0; "
-        f"for i in 1 2 3 4 5 6 7 8 9 10; do kill -0 -- -{pgid} 2>/dev/null || exit 0; sleep 0.2; done; "
-        f"kill -KILL -- -{pgid} 2>/dev/null; exit 0"
+        f"kill -s TERM -- -{pgid} 2>/dev/null || exit 0; "
+        f"for i in 1 2 3 4 5 6 7 8 9 10; do kill -s 0 -- -{pgid} 2>/dev/null || exit 0; sleep 0.2; done; "
+        f"kill -s KILL -- -{pgid} 2>/dev/null; exit 0"
     )
     return f"sudo -n sh -c '{script}'" if sudo else f"sh -c '{script}'"
 
