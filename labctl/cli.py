@@ -502,7 +502,9 @@ def _concurrency_levels(_ctx: click.Context, _param: click.Parameter, value: str
 @click.option("--rounds", default=2, show_default=True, type=click.IntRange(1, 1000), help="Requests per worker.")
 @click.option("--num-predict", default=64, show_default=True, type=click.IntRange(1, 8192), help="Tokens per answer.")
 @click.option("--prompt", default=None, help="Prompt sent with every request.")
-@click.option("--timeout", default=300.0, show_default=True, type=float, help="Seconds per request.")
+@click.option(
+    "--timeout", default=300.0, show_default=True, type=click.FloatRange(0, 86400, min_open=True), help="Seconds per request."
+)
 @click.option("--no-warmup", is_flag=True, help="Do not send the (uncounted) request that loads the model.")
 @click.option("--output", type=click.Choice(["table", "json"]), default="table", show_default=True)
 def bench(
@@ -518,6 +520,8 @@ def bench(
     output: str,
 ) -> None:
     """Load-test Ollama: requests/s, latency p50/p95, time to first token and tokens/s per concurrency level.
+
+    Exits 1 when any request failed (the table counts them; the first error is shown).
 
     \b
     Example:
@@ -545,10 +549,14 @@ def bench(
     )
     if output == "json":
         click.echo(report.to_json(), nl=False)
-        return
-    from rich.console import Console
+    else:
+        from rich.console import Console
 
-    Console().print(report_table(report))
+        Console().print(report_table(report))
+    if report.failure():  # the table or JSON is printed first: it shows what did work
+        from labctl.bench import BenchFailed
+
+        raise BenchFailed(report.failure())
 
 
 # ---- lab lifecycle on the host: doctor, verify, ssh, kubeconfig, halt, resume ------------------------
