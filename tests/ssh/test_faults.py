@@ -32,8 +32,13 @@ ROOT = Path(__file__).resolve().parents[2]
 STEP = "node-prep.write-hosts-file"
 SLOW_FLAG = "/etc/labctl-test-slow"
 SHORT_TIMEOUT_FLAG = "/etc/labctl-test-short-timeout"
+FAIL_FLAG = "/etc/labctl-test-fail"
 SED_SHIM = f"""#!/bin/sh
 # Test shim: a slow sed while {SLOW_FLAG} exists (its pid in /var/tmp/slow-sed.pid), else the real one.
+if [ -e {FAIL_FLAG} ]; then
+  echo "sed: couldn't open temporary file /etc/sedXYZ: No space left on device" >&2
+  exit 3
+fi
 if [ -e {SLOW_FLAG} ]; then
   echo $$ > /var/tmp/slow-sed.pid
   sleep 60
@@ -80,7 +85,7 @@ class Lab:
             subprocess.run(["ip", "link", "set", veth, "up"], check=True)
             # Only the loopback name: the step has to run (its check looks for the lab address).
             nodes.path(name, "/etc/hosts").write_text(f"127.0.0.1 localhost\n127.0.1.1 {name}\n")
-            for flag in (SLOW_FLAG, SHORT_TIMEOUT_FLAG, "/var/tmp/slow-sed.pid"):
+            for flag in (SLOW_FLAG, SHORT_TIMEOUT_FLAG, FAIL_FLAG, "/var/tmp/slow-sed.pid"):
                 nodes.path(name, flag).unlink(missing_ok=True)
 
     def write(self, **overrides: dict) -> None:
@@ -148,6 +153,28 @@ def output(res: subprocess.CompletedProcess) -> str:
 
 
 # ---- through the CLI --------------------------------------------------------------------------
+def test_a_failing_step_exits_5_and_reports_the_remote_exit_code_only_in_the_message(lab):
+    lab.nodes.path("nfs", FAIL_FLAG).write_text("")
+    res = lab.create()
+    assert res.returncode == 5, output(res)  # not the remote 3
+    assert "failed on nfs: exit code 3" in res.stderr and "No space left on device" in res.stderr
+    assert "succeeded on: master" in res.stderr
+    lab.nodes.path("nfs", FAIL_FLAG).unlink()
+    lab.assert_resumes()
+
+
+def test_a_key_the_host_does_not_accept_exits_8_authentication_refused(lab):
+    other = lab.tmp / "other_key"
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(other)], check=True)
+    lab.write(master={"ssh_key": str(other)})
+    res = lab.create()
+    assert res.returncode == 8, output(res)
+    assert "cannot log in to master" in res.stderr and "authentication refused" in res.stderr
+    assert "authorized_keys" in res.stderr
+    lab.write()
+    lab.assert_resumes()
+
+
 def test_unknown_host_key_exits_8_with_the_fix(lab):
     lab.known_hosts.write_text("")
     res = lab.create()
