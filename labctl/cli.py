@@ -578,8 +578,9 @@ def doctor(lab_file: Path | None, output: str) -> None:
     lab = _lab(lab_file, quiet=output == "json")
     checks = preflight.run_doctor(lab.spec, lab.state_dir)
     click.echo(preflight.report_json(checks) if output == "json" else preflight.format_report(checks), nl=output == "json")
-    if any(c.failed for c in checks):
-        sys.exit(preflight.PreflightFailed.exit_code)
+    failed = [c for c in checks if c.failed]
+    if failed:  # the CLI's error handler turns it into exit 4
+        raise preflight.PreflightFailed(f"{len(failed)} of {len(checks)} checks failed — fix the FAIL lines above")
 
 
 @cli.command()
@@ -607,9 +608,8 @@ def verify(lab_file: Path | None, output: str) -> None:
         for c in checks:
             click.echo(f"{'ok  ' if c.ok else 'FAIL'}  {c.name:<18} {c.detail}")
     failed = [c.name for c in checks if not c.ok]
-    if failed:
-        click.echo(f"verify: {len(failed)} of {len(checks)} checks failed: {', '.join(failed)}", err=True)
-        sys.exit(lifecycle.VerifyFailed.exit_code)
+    if failed:  # the CLI's error handler turns it into exit 7
+        raise lifecycle.VerifyFailed(f"verify: {len(failed)} of {len(checks)} checks failed: {', '.join(failed)}")
 
 
 @cli.command(context_settings={"ignore_unknown_options": True})
