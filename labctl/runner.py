@@ -381,6 +381,7 @@ class Runner:
                 runs = [f.result() for f in futures]
         else:
             runs = [f.result() for f in futures]
+        self._in_flight = []
         for run in runs:
             if run.fact is not None and step.capture:
                 facts[step.capture] = run.fact
