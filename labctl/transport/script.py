@@ -90,7 +90,9 @@ def remote_command(*, sudo: bool, timeout: float | None, announce_pgid: bool = F
     The step timeout is enforced on the host by coreutils ``timeout``, which puts itself at the head
     of a new process group and on expiry signals that whole group (as root under sudo, so it can);
     ``-v`` makes it say so on stderr, which tells a timeout from a script that exits 124 itself
-    (coreutils v9.1 src/timeout.c: setpgid(0, 0) unless --foreground; kill(0, sig) on expiry).
+    (coreutils/coreutils src/timeout.c @01755d36, 2023: ``setpgid (0, 0)`` unless --foreground,
+    ``send_sig (0, sig)`` to the group on expiry or on a SIGTERM it receives, and with -v the notice
+    "sending signal … to command" on stderr; Debian's coreutils 9.1 on the test nodes behaves alike).
     ``timeout 0`` (no step timeout) still gives the script its own group.
 
     ``announce_pgid``: the first line on stderr is ``LABCTL-PGID <pid>``, the group's id, so that an
