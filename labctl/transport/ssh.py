@@ -94,11 +94,13 @@ class SSHTransport:
         connect_timeout: float = 15.0,
         keepalive_interval: float = KEEPALIVE_INTERVAL,
         keepalive_deadline: float = KEEPALIVE_DEADLINE,
+        local_timeout_slack: float = LOCAL_TIMEOUT_SLACK,
     ) -> None:
         self.known_hosts = (known_hosts or DEFAULT_KNOWN_HOSTS).expanduser()
         self.connect_timeout = connect_timeout
         self.keepalive_interval = keepalive_interval
         self.keepalive_deadline = keepalive_deadline
+        self.local_timeout_slack = local_timeout_slack
         self._connections: dict[str, Connection] = {}
         self._locks: dict[str, threading.Lock] = {}
         self._guard = threading.Lock()
@@ -249,7 +251,7 @@ class SSHTransport:
         out: list[bytes] = []
         err: list[bytes] = []
         running = _Running(host, sudo)
-        deadline = started + timeout + KILL_GRACE + LOCAL_TIMEOUT_SLACK if timeout else None
+        deadline = started + timeout + KILL_GRACE + self.local_timeout_slack if timeout else None
         heard = time.monotonic()  # when the host last showed it is alive
         probe: threading.Event | None = None  # a keepalive waiting for its answer
         probe_sent = 0.0

@@ -46,9 +46,14 @@ fi
 for real in /usr/bin/sed /bin/sed; do [ -x "$real" ] && exec "$real" "$@"; done
 exit 127
 """.encode()
+NO_TIMEOUT_FLAG = "/etc/labctl-test-no-timeout"
 TIMEOUT_SHIM = f"""#!/bin/sh
-# Test shim: coreutils timeout with its duration cut to 2 s while {SHORT_TIMEOUT_FLAG} exists.
+# Test shim: coreutils timeout with its duration cut to 2 s while {SHORT_TIMEOUT_FLAG} exists; while
+# {NO_TIMEOUT_FLAG} exists, a host whose timeout never fires (the command only leads its own group).
 # The arguments labctl passes: -v -k GRACE DURATION COMMAND...
+if [ -e {NO_TIMEOUT_FLAG} ]; then
+  shift 4; exec perl -e 'setpgrp(0, 0); exec @ARGV or die' "$@"
+fi
 if [ -e {SHORT_TIMEOUT_FLAG} ] && [ "$1" = -v ] && [ "$2" = -k ]; then
   grace=$3; shift 4; exec /usr/bin/timeout -v -k "$grace" 2 "$@"
 fi
@@ -85,7 +90,7 @@ class Lab:
             subprocess.run(["ip", "link", "set", veth, "up"], check=True)
             # Only the loopback name: the step has to run (its check looks for the lab address).
             nodes.path(name, "/etc/hosts").write_text(f"127.0.0.1 localhost\n127.0.1.1 {name}\n")
-            for flag in (SLOW_FLAG, SHORT_TIMEOUT_FLAG, FAIL_FLAG, "/var/tmp/slow-sed.pid"):
+            for flag in (SLOW_FLAG, SHORT_TIMEOUT_FLAG, FAIL_FLAG, NO_TIMEOUT_FLAG, "/var/tmp/slow-sed.pid"):
                 nodes.path(name, flag).unlink(missing_ok=True)
 
     def write(self, **overrides: dict) -> None:
@@ -307,6 +312,28 @@ def test_a_backgrounded_process_does_not_hold_the_step(nodes):
         nodes.exec("master", 'kill "$(cat /var/tmp/bg.pid)"')  # by its pid, inside the node
     assert res.ok and res.stdout == "started\n"
     assert took < 5, f"the step waited {took:.1f}s for its background process"
+
+
+def test_no_exit_status_past_the_deadline_on_a_live_connection_is_a_timeout(nodes):
+    """The host's own `timeout` never fires (a shim): labctl's deadline (timeout + kill grace + slack)
+    ends the wait, calls it a timeout, not a lost connection, and kills the group on the host."""
+    host = nodes.hosts()["master"]
+    flag = nodes.path("master", NO_TIMEOUT_FLAG)
+    flag.write_text("")
+    transport = SSHTransport(local_timeout_slack=1)
+    try:
+        started = time.monotonic()
+        res = transport.run(host, "sleep 45", timeout=1)
+        took = time.monotonic() - started
+    finally:
+        transport.close()
+        flag.unlink()
+    assert res.timed_out and res.cause == "timeout" and not res.error, res
+    assert 6 <= took < 15
+    deadline = time.monotonic() + 5
+    while "sleep 45" in nodes.exec("master", "ps -eo args").stdout:
+        assert time.monotonic() < deadline, "the step's group outlived the deadline on the host"
+        time.sleep(0.2)
 
 
 def _descendants(pid: int) -> list[int]:
