@@ -23,14 +23,24 @@ import time
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from labctl.errors import LabctlError
+from labctl.errors import ExitCode, LabctlError
 
 DEFAULT_CONCURRENCY = (1, 2, 4, 8)
 DEFAULT_PROMPT = "Explain in two sentences why the sky is blue."
 
 
 class BenchError(LabctlError):
-    exit_code = 1
+    exit_code = ExitCode.FAILED
+
+
+class BenchInputError(BenchError):
+    """A flag makes no sense (a timeout of -1 s, no concurrency levels): nothing was sent."""
+
+    exit_code = ExitCode.INVALID_INPUT
+
+
+class BenchFailed(BenchError):
+    """The sweep ran but some requests failed: the numbers describe a server that did not answer."""
 
 
 @dataclass(frozen=True)
@@ -74,6 +84,18 @@ class BenchReport:
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=2) + "\n"
+
+    def failure(self) -> str:
+        """'' when every request succeeded, else one line: how many failed and the first error."""
+        failed = sum(lv.errors for lv in self.levels)
+        if not failed:
+            return ""
+        first = next(lv for lv in self.levels if lv.errors)
+        total = sum(lv.requests for lv in self.levels)
+        return (
+            f"{failed} of {total} requests failed; first error (concurrency {first.concurrency}): {first.first_error} — "
+            "the figures above count only the requests that succeeded"
+        )
 
 
 def percentile(values: list[float], q: float) -> float | None:
@@ -126,6 +148,8 @@ async def _generate(client: Any, url: str, body: dict[str, Any]) -> Sample:
                 if not line.strip():
                     continue
                 chunk = json.loads(line)
+                if not isinstance(chunk, dict):
+                    return Sample(False, time.perf_counter() - start, error=f"not an Ollama chunk: {line[:120]!r}")
                 if "error" in chunk:
                     return Sample(False, time.perf_counter() - start, error=str(chunk["error"])[:200])
                 if ttft is None and chunk.get("response"):
@@ -137,20 +161,22 @@ async def _generate(client: Any, url: str, body: dict[str, Any]) -> Sample:
     latency = time.perf_counter() - start
     if final is None:
         return Sample(False, latency, error="stream ended without a done chunk")
-    return Sample(
-        True,
-        latency,
-        ttft_s=ttft,
-        eval_count=int(final.get("eval_count", 0)),
-        eval_duration_ns=int(final.get("eval_duration", 0)),
-    )
+    counters = {}
+    for key in ("eval_count", "eval_duration"):
+        value = final.get(key, 0)
+        # bool is an int in Python; a count of True tokens is as much nonsense as -5.
+        if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+            return Sample(False, latency, error=f"nonsense counter in the done chunk: {key}={value!r}")
+        counters[key] = value
+    return Sample(True, latency, ttft_s=ttft, eval_count=counters["eval_count"], eval_duration_ns=counters["eval_duration"])
 
 
 async def _level(url: str, body: dict[str, Any], concurrency: int, rounds: int, timeout: float) -> LevelReport:
     import httpx
 
     limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
-    async with httpx.AsyncClient(timeout=timeout, limits=limits) as client:
+    # trust_env=False: the URL is a lab address or a port-forward; a campus http_proxy must not see it.
+    async with httpx.AsyncClient(timeout=timeout, limits=limits, trust_env=False) as client:
         samples: list[Sample] = []
 
         async def worker() -> None:
@@ -168,14 +194,24 @@ def _check_server(url: str, model: str, timeout: float) -> None:
 
     hint = "start a port-forward (kubectl -n llm port-forward svc/ollama 11434) or pass --url"
     try:
-        with httpx.Client(timeout=timeout) as client:
+        with httpx.Client(timeout=timeout, trust_env=False) as client:
             client.get(f"{url}/api/version").raise_for_status()
             tags = client.get(f"{url}/api/tags").raise_for_status().json()
+    except httpx.HTTPStatusError as err:
+        raise BenchError(
+            f"--url: {err.request.url} answered HTTP {err.response.status_code} — is this an Ollama server? ({hint})"
+        ) from None
     except httpx.HTTPError as err:
         raise BenchError(f"--url: cannot reach Ollama at {url} ({type(err).__name__}: {err}) — {hint}") from None
     except ValueError:
         raise BenchError(f"--url: {url}/api/tags did not return JSON — is this an Ollama server?") from None
-    names = [m.get("name", "") for m in tags.get("models", [])]
+    models = tags.get("models") if isinstance(tags, dict) else None
+    if not isinstance(models, list) or not all(isinstance(m, dict) and isinstance(m.get("name", ""), str) for m in models):
+        raise BenchError(
+            f"--url: {url}/api/tags answered JSON without a list of models ({json.dumps(tags)[:120]}) — "
+            "is this an Ollama server?"
+        )
+    names = [m.get("name", "") for m in models]
     wanted = model if ":" in model else f"{model}:latest"
     if wanted not in names and model not in names:
         have = ", ".join(names) or "none"
@@ -197,9 +233,11 @@ def run_bench(
     """Check the server, optionally warm the model up (not counted), then sweep the levels."""
     url = url.rstrip("/")
     if not concurrency or any(c < 1 for c in concurrency):
-        raise BenchError("--concurrency: give positive integers, e.g. 1,2,4,8")
+        raise BenchInputError("--concurrency: give positive integers, e.g. 1,2,4,8")
     if rounds < 1:
-        raise BenchError("--rounds: must be at least 1")
+        raise BenchInputError("--rounds: must be at least 1")
+    if not (isinstance(timeout, int | float) and math.isfinite(timeout) and timeout > 0):
+        raise BenchInputError(f"--timeout: {timeout!r} seconds — give a positive number, e.g. 300")
     _check_server(url, model, timeout=min(timeout, 10.0))
     body = {"model": model, "prompt": prompt, "stream": True, "options": {"num_predict": num_predict}}
     report = BenchReport(url=url, model=model, prompt=prompt, num_predict=num_predict, rounds=rounds)
@@ -222,13 +260,14 @@ def report_table(report: BenchReport) -> Any:
 
     table = Table(title=f"Ollama {report.model} at {report.url} — {report.rounds} requests per worker, "
                   f"num_predict {report.num_predict}")
-    for header in ("concurrency", "ok/requests", "req/s", "latency p50 s", "latency p95 s", "TTFT p50 s",
+    for header in ("concurrency", "ok/requests", "failed", "req/s", "latency p50 s", "latency p95 s", "TTFT p50 s",
                    "TTFT p95 s", "tok/s per request", "tok/s total"):
         table.add_column(header, justify="right")
     for lv in report.levels:
         table.add_row(
             str(lv.concurrency),
             f"{lv.ok}/{lv.requests}",
+            str(lv.errors),
             _fmt(lv.requests_per_s),
             _fmt(lv.latency_p50_s),
             _fmt(lv.latency_p95_s),

@@ -6,6 +6,7 @@ Imports of the library (pydantic, jinja2, fabric, ...) happen inside the command
 
 from __future__ import annotations
 
+import contextlib
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, NoReturn
@@ -30,18 +31,29 @@ class LabctlGroup(click.Group):
     """Turns every LabctlError into its one-line message and exit code, never a traceback."""
 
     def invoke(self, ctx: click.Context) -> object:
-        from labctl.errors import LabctlError
+        """The one place where labctl's exit code is chosen: from the error's class (errors.EXIT_CODES)."""
+        import signal
 
+        from labctl.errors import ExitCode, LabctlError
+
+        # SIGTERM (a CI job cancelled, `timeout labctl create`) ends labctl like Ctrl-C does: the
+        # runner stops the commands on the hosts before labctl exits.
+        with contextlib.suppress(ValueError):  # not the main thread (tests calling invoke from a thread)
+            signal.signal(signal.SIGTERM, _raise_interrupt)
         try:
             return super().invoke(ctx)
         except LabctlError as err:
             lines = str(err).splitlines() or [type(err).__name__]
             for line in lines:
                 click.echo(f"error: {line}", err=True)
-            sys.exit(err.exit_code)
+            sys.exit(int(err.exit_code) or ExitCode.FAILED)
         except KeyboardInterrupt:
             click.echo("\ninterrupted — re-run the same command to resume; finished steps are skipped", err=True)
-            sys.exit(130)
+            sys.exit(ExitCode.INTERRUPTED)
+
+
+def _raise_interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")
 
 
 def lab_file_option(f):  # type: ignore[no-untyped-def]
@@ -552,7 +564,9 @@ def _concurrency_levels(_ctx: click.Context, _param: click.Parameter, value: str
 @click.option("--rounds", default=2, show_default=True, type=click.IntRange(1, 1000), help="Requests per worker.")
 @click.option("--num-predict", default=64, show_default=True, type=click.IntRange(1, 8192), help="Tokens per answer.")
 @click.option("--prompt", default=None, help="Prompt sent with every request.")
-@click.option("--timeout", default=300.0, show_default=True, type=float, help="Seconds per request.")
+@click.option(
+    "--timeout", default=300.0, show_default=True, type=click.FloatRange(0, 86400, min_open=True), help="Seconds per request."
+)
 @click.option("--no-warmup", is_flag=True, help="Do not send the (uncounted) request that loads the model.")
 @click.option("--output", type=click.Choice(["table", "json"]), default="table", show_default=True)
 def bench(
@@ -568,6 +582,8 @@ def bench(
     output: str,
 ) -> None:
     """Load-test Ollama: requests/s, latency p50/p95, time to first token and tokens/s per concurrency level.
+
+    Exits 1 when any request failed (the table counts them; the first error is shown).
 
     \b
     Example:
@@ -595,10 +611,14 @@ def bench(
     )
     if output == "json":
         click.echo(report.to_json(), nl=False)
-        return
-    from rich.console import Console
+    else:
+        from rich.console import Console
 
-    Console().print(report_table(report))
+        Console().print(report_table(report))
+    if report.failure():  # the table or JSON is printed first: it shows what did work
+        from labctl.bench import BenchFailed
+
+        raise BenchFailed(report.failure())
 
 
 # ---- lab lifecycle on the host: doctor, verify, ssh, kubeconfig, halt, resume ------------------------
@@ -620,8 +640,9 @@ def doctor(lab_file: Path | None, output: str) -> None:
     lab = _lab(lab_file, quiet=output == "json")
     checks = preflight.run_doctor(lab.spec, lab.state_dir)
     click.echo(preflight.report_json(checks) if output == "json" else preflight.format_report(checks), nl=output == "json")
-    if any(c.failed for c in checks):
-        sys.exit(preflight.PreflightFailed.exit_code)
+    failed = [c for c in checks if c.failed]
+    if failed:  # the CLI's error handler turns it into exit 4
+        raise preflight.PreflightFailed(f"{len(failed)} of {len(checks)} checks failed — fix the FAIL lines above")
 
 
 @cli.command()
@@ -649,9 +670,8 @@ def verify(lab_file: Path | None, output: str) -> None:
         for c in checks:
             click.echo(f"{'ok  ' if c.ok else 'FAIL'}  {c.name:<18} {c.detail}")
     failed = [c.name for c in checks if not c.ok]
-    if failed:
-        click.echo(f"verify: {len(failed)} of {len(checks)} checks failed: {', '.join(failed)}", err=True)
-        sys.exit(lifecycle.VerifyFailed.exit_code)
+    if failed:  # the CLI's error handler turns it into exit 7
+        raise lifecycle.VerifyFailed(f"verify: {len(failed)} of {len(checks)} checks failed: {', '.join(failed)}")
 
 
 @cli.command(context_settings={"ignore_unknown_options": True})

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from labctl.errors import LabctlError
+from labctl.errors import ExitCode, LabctlError
 from labctl.plan import Plan, PlannedStep
 from labctl.spec import LabSpec
 from labctl.transport.base import Host
@@ -36,7 +36,7 @@ class LifecycleError(LabctlError):
 
 
 class VerifyFailed(LabctlError):
-    exit_code = 7
+    exit_code = ExitCode.VERIFY_FAILED
 
 
 def _format_duration(seconds: float) -> str:
@@ -542,6 +542,10 @@ def create(
                 kubeconfig = fetch_kubeconfig(lab, transport, runner.hosts, merge_into=merge_kubeconfig_into)
         finally:
             transport.close()
+        if not only:
+            # The verify playbook checked from the master, where kube-proxy answers for the
+            # LoadBalancer address even when no node announces it: only this machine can tell.
+            verify_from_host(lab, console, transport_factory=transport_factory)
     total = time.monotonic() - started
     # Timings of the last create, for `labctl status` readers and the e2e test's VM-layer figure.
     (lab.state_dir / "last-create.json").write_text(
@@ -550,6 +554,26 @@ def create(
     )
     _summary(lab, console, total, vm_seconds, kubeconfig, merge_kubeconfig_into, only)
     return CreateResult(total, vm_seconds, kubeconfig, log_path, report)
+
+
+def verify_from_host(lab: Lab, console: Console, *, transport_factory: Callable[[], Any] | None = None) -> None:
+    """The end of ``create``: the checks of ``labctl verify``, from this machine; VerifyFailed (exit 7)
+    when one fails, naming each failed check."""
+    console.say("==> Step: Verify the lab from this machine (the same checks as `labctl verify`)", "bold")
+    _, checks = verify(lab, transport_factory=transport_factory)
+    failed = [c for c in checks if not c.ok]
+    for c in checks:
+        console.say(f"    {'ok  ' if c.ok else 'FAIL'}  {c.name:<18} {c.detail}", "" if c.ok else "bold red")
+    if failed:
+        lines = [f"the lab was built but {len(failed)} of {len(checks)} checks fail from this machine:"]
+        lines += [f"  {c.name}: {c.detail}" for c in failed]
+        if any(c.name == "open-webui-health" for c in failed):
+            lines.append(
+                f"  Open WebUI does not answer at {lab.webui_url} from here: check this machine's route to "
+                f"{lab.spec.network.subnet} and that a node announces {lab.spec.webui_address} (MetalLB speaker)"
+            )
+        lines.append("  run `labctl verify` once fixed; `labctl create` again resumes any unfinished step")
+        raise VerifyFailed("\n".join(lines))
 
 
 def _ssh_transport():  # type: ignore[no-untyped-def]
@@ -625,7 +649,9 @@ def _webui_health(spec: LabSpec, timeout: float = 5.0) -> EndpointCheck:
 
     url = f"http://{spec.webui_address}:{spec.apps.openwebui.port}/health"
     try:
-        response = httpx.get(url, timeout=timeout)
+        # trust_env=False: the lab address is on this machine's own network; a campus http_proxy
+        # cannot reach it and would make a healthy lab look unreachable.
+        response = httpx.get(url, timeout=timeout, trust_env=False)
     except httpx.HTTPError as err:
         return EndpointCheck("open-webui-health", False, f"unreachable: {url} ({type(err).__name__})")
     ok = response.status_code == 200

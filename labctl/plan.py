@@ -12,7 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -49,7 +49,9 @@ class StepSpec(BaseModel):
     done_reason: str = "already done"
     run: str
     sudo: bool = True
-    timeout: int = Field(default=300, ge=1, le=7200)
+    timeout: int | str = Field(
+        default=300, description="seconds (1–7200), or a Jinja2 expression for waits that scale with the lab (≤ 86400)"
+    )
     retries: int = Field(default=0, ge=0, le=10)
     network: bool | str = Field(
         default=False,
@@ -227,9 +229,12 @@ def template_context(spec: LabSpec, *, cache: Any = None) -> dict[str, Any]:
 
     ``cache`` is the warm cache given to ``create --cache`` (a ``labctl.cache.CacheInfo``) or None;
     steps that only make sense with a cache say ``when: cache``."""
+    from labctl.manifests import pull_job_name
     from labctl.versions import PINS, kubernetes_minor
 
     return {
+        # The model download Job of this model list (its name changes with the list): waits follow it by name.
+        "model_pull_job": pull_job_name(list(spec.apps.ollama.models)),
         "spec": spec,
         "versions": PINS,
         "k8s_minor": kubernetes_minor(),
@@ -289,7 +294,7 @@ def template_sources(books: Iterable[Playbook]) -> set[str]:
     for book in books:
         for st in book.spec.steps:
             texts = [st.check, st.run, st.title, st.purpose, st.done_reason]
-            texts += [_when_template(expr) for expr in (st.when, st.node_when, st.network) if isinstance(expr, str) and expr]
+            texts += [_when_template(expr) for expr in (st.when, st.node_when, st.network, st.timeout) if isinstance(expr, str) and expr]
             out.update(text for text in texts if text and has_markup(text))
     return out
 
@@ -323,6 +328,19 @@ def _precompiled_loader() -> Any:
 
     folder = precompiled_templates_dir()
     return jinja2.ModuleLoader(str(folder)) if folder is not None else None
+
+
+def _step_timeout(value: int | str, render: Callable[[str], str], where: str = "") -> int:
+    """A step's timeout: a number of seconds as written, or an expression such as the model
+    download's, which grows with the number of models. Out of range is a playbook error."""
+    limit = 7200 if isinstance(value, int) else 86400
+    try:
+        seconds = value if isinstance(value, int) else int(render(value).strip())
+    except ValueError:
+        raise PlaybookError(f"{where}: timeout {value!r} does not render to a whole number of seconds") from None
+    if not 1 <= seconds <= limit:
+        raise PlaybookError(f"{where}: timeout {value!r} is {seconds}s — it must be between 1 and {limit}")
+    return seconds
 
 
 def build_plan(
@@ -382,6 +400,7 @@ def build_plan(
                 # ("Install containerd {{ versions.containerd }}"): rendered with the commands' context.
                 title = template(st.title).render(base)
                 purpose = template(st.purpose).render(base) if st.purpose else ""
+                timeout = _step_timeout(st.timeout, lambda e: template(_when_template(e)).render(base), where)
                 # e.g. "not (cache and cache.debs)": a package install needs the internet only without a warm cache
                 network = st.network if isinstance(st.network, bool) else holds(st.network, base)
                 done_reason = template(st.done_reason).render(base)
@@ -407,7 +426,7 @@ def build_plan(
                     kind="remote",
                     commands=tuple(cmds),
                     sudo=st.sudo,
-                    timeout=st.timeout,
+                    timeout=timeout,
                     retries=st.retries,
                     network=network,
                     capture=st.capture,

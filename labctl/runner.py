@@ -35,7 +35,7 @@ from pathlib import Path
 from typing import Literal
 
 from labctl.artefacts import Artefact
-from labctl.errors import LabctlError
+from labctl.errors import ExitCode, LabctlError, exit_code_for_cause
 from labctl.logs import Redactor, RunLog, indent
 from labctl.plan import HostCommands, Plan, PlannedStep, fact_variable
 from labctl.transport.base import Host, Result, Transport
@@ -97,9 +97,13 @@ class RunReport:
 
 
 class StepFailed(LabctlError):
-    """A step failed on at least one host. ``str()`` is a complete diagnosis: no need to re-run."""
+    """A step failed on at least one host. ``str()`` is a complete diagnosis: no need to re-run.
 
-    exit_code = 5
+    ``exit_code`` is labctl's, from the cause (errors.CAUSE_EXIT_CODES: step failed, unreachable,
+    login refused, timeout, interrupted); the remote command's own code is ``remote_exit_code`` and
+    appears in the message only."""
+
+    exit_code: int = ExitCode.STEP_FAILED
 
     def __init__(
         self,
@@ -116,13 +120,16 @@ class StepFailed(LabctlError):
         timed_out: bool = False,
         timeout: float | None = None,
         error: str = "",
+        cause: str = "",
         report: RunReport | None = None,
     ) -> None:
         self.step_id = step_id
         self.title = title
         self.host = host
         self.command = command
-        self.exit_code = exit_code
+        self.remote_exit_code = exit_code
+        self.cause = "timeout" if timed_out else cause
+        self.exit_code = exit_code_for_cause(self.cause)
         self.stderr_tail = stderr_tail
         self.log_path = log_path
         self.succeeded_hosts = succeeded_hosts
@@ -139,7 +146,7 @@ class StepFailed(LabctlError):
         elif self.error:
             what = self.error
         else:
-            what = f"exit code {self.exit_code}"
+            what = f"exit code {self.remote_exit_code}"
         lines = [f"step {self.step_id} ({self.title}) failed on {self.host}: {what}"]
         others = [h for h in self.failed_hosts if h != self.host]
         if others:
@@ -213,6 +220,7 @@ class Runner:
         self.redact = Redactor()
         self._print_lock = threading.Lock()
         self._log: RunLog | None = None
+        self._in_flight: list[Future[_HostRun]] = []
 
     # ---- output
     def _say(self, text: str, style: str | None = None) -> None:
@@ -271,7 +279,8 @@ class Runner:
             return report
         except KeyboardInterrupt:
             report.duration = time.monotonic() - started
-            self._logw(f"INTERRUPTED (Ctrl-C) after {format_duration(report.duration)}; closing connections")
+            self._logw(f"INTERRUPTED (Ctrl-C or SIGTERM) after {format_duration(report.duration)}")
+            self._stop_remote_work()
             with contextlib.suppress(Exception):
                 self._say(f"==> Interrupted after {format_duration(report.duration)} (log: {self.log_path})", "bold red")
             with contextlib.suppress(Exception):
@@ -280,6 +289,20 @@ class Runner:
         finally:
             pool.shutdown(wait=False, cancel_futures=True)
             self._log.close()
+
+    def _stop_remote_work(self) -> None:
+        """Interrupted: stop the command running on each host (the transport kills its process group
+        there), wait a little for the hosts to report, and log each one as interrupted."""
+        interrupt = getattr(self.transport, "interrupt", None)
+        stopped: list[str] = []
+        if interrupt is not None:
+            with contextlib.suppress(Exception):
+                stopped = interrupt()
+        self._logw(f"stopped the running command on: {', '.join(stopped) or 'no host (nothing was running)'}")
+        for future in self._in_flight:
+            with contextlib.suppress(Exception):
+                run = future.result(timeout=5)
+                self._logw(f"{run.outcome.host}: {run.outcome.status} ({run.outcome.reason or 'finished'})")
 
     @staticmethod
     def _host_lines(hosts) -> str:  # type: ignore[no-untyped-def]
@@ -351,12 +374,14 @@ class Runner:
         futures: list[Future[_HostRun]] = [
             pool.submit(self._run_on_host, step, cmd, self.hosts[cmd.host], env) for cmd in step.commands
         ]
+        self._in_flight = futures
         if getattr(self.console, "is_terminal", False):
             # A live spinner on a terminal; host lines print above it as each host finishes.
             with self.console.status(f"{step.title} — {len(futures)} host(s)"):
                 runs = [f.result() for f in futures]
         else:
             runs = [f.result() for f in futures]
+        self._in_flight = []
         for run in runs:
             if run.fact is not None and step.capture:
                 facts[step.capture] = run.fact
@@ -382,7 +407,7 @@ class Runner:
             return _HostRun(
                 HostOutcome(host.name, "failed", reason, time.monotonic() - started),
                 command=cmd.run,
-                result=Result(host.name, -1, error=reason),
+                result=Result(host.name, -1, error=reason, cause=getattr(err, "cause", "")),
             )
 
     def _host_steps(
@@ -443,6 +468,9 @@ class Runner:
             check, run = pair
             return bool((check is not None and check.ok) or (run is not None and run.ok))
 
+        def interrupted(pair: tuple[Result | None, Result | None]) -> bool:
+            return any(r is not None and r.cause == "interrupted" for r in pair)
+
         attempts = step.retries + 1
         if attempts <= 1:
             return attempt()
@@ -461,7 +489,8 @@ class Runner:
         retrying = Retrying(
             stop=stop_after_attempt(attempts),
             wait=wait_exponential(multiplier=self.retry_backoff, max=self.retry_max_wait),
-            retry=retry_if_result(lambda pair: not succeeded(pair)),
+            # An interrupted attempt is not retried: labctl is stopping.
+            retry=retry_if_result(lambda pair: not succeeded(pair) and not interrupted(pair)),
             before_sleep=announce,
             retry_error_callback=lambda state: state.outcome.result(),
             reraise=False,
@@ -502,7 +531,10 @@ class Runner:
 
     def _failed(self, step: PlannedStep, host: Host, script: str, result: Result, started: float) -> _HostRun:
         reason = _failure_reason(result, step.timeout)
-        self._say(f"    {host.name}: FAILED ({reason})", "bold red")
+        if result.cause == "interrupted":
+            self._say(f"    {host.name}: interrupted (its command was stopped on the host)", "bold red")
+        else:
+            self._say(f"    {host.name}: FAILED ({reason})", "bold red")
         return _HostRun(
             HostOutcome(host.name, "failed", reason, time.monotonic() - started),
             command=script,
@@ -526,6 +558,7 @@ class Runner:
             timed_out=result.timed_out,
             timeout=float(step.timeout),
             error=self.redact(result.error),
+            cause=result.failure_cause,
             report=report,
         )
 

@@ -35,6 +35,9 @@ class OllamaTestDouble(ThreadingHTTPServer):
         self.in_flight = 0
         self.max_in_flight = 0
         self.bodies: list[dict] = []
+        # A failure shape for every request: "http500", "junk", "list-chunk", "hang", "negative",
+        # "tags-shape", "tags-500"; "" answers like Ollama.
+        self.shape = ""
 
     @property
     def url(self) -> str:
@@ -58,6 +61,10 @@ class _Handler(BaseHTTPRequestHandler):
     def do_GET(self) -> None:
         if self.path == "/api/version":
             self._json(200, {"version": "0.40.1-test-double"})
+        elif self.path == "/api/tags" and self.server.shape == "tags-shape":
+            self._json(200, {"models": "tiny:1b"})
+        elif self.path == "/api/tags" and self.server.shape == "tags-500":
+            self._json(500, {"error": "internal"})
         elif self.path == "/api/tags":
             self._json(200, {"models": [{"name": m, "model": m} for m in self.server.models]})
         else:
@@ -69,6 +76,9 @@ class _Handler(BaseHTTPRequestHandler):
             return
         body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
         srv = self.server
+        if srv.shape == "http500":
+            self._json(500, {"error": "llama runner process has terminated"})
+            return
         if body.get("model") not in srv.models:
             self._json(404, {"error": f"model '{body.get('model')}' not found"})
             return
@@ -84,18 +94,21 @@ class _Handler(BaseHTTPRequestHandler):
             self.send_header("Content-Type", "application/x-ndjson")
             self.end_headers()
             time.sleep(FIRST_TOKEN_DELAY)
+            if srv.shape in ("junk", "list-chunk"):
+                self.wfile.write(b"<html>proxy error</html>\n" if srv.shape == "junk" else b"[1, 2]\n")
+                return
             if n in srv.fail_requests:
                 self.wfile.write(json.dumps({"error": f"test double failure on request {n}"}).encode() + b"\n")
                 return
             self.wfile.write(json.dumps({"model": body["model"], "response": "Hello", "done": False}).encode() + b"\n")
             self.wfile.flush()
-            time.sleep(REST_DELAY)
+            time.sleep(REST_DELAY if srv.shape != "hang" else 3.0)
             final = {
                 "model": body["model"],
                 "response": "",
                 "done": True,
                 "done_reason": "stop",
-                "eval_count": 10 * n,
+                "eval_count": 10 * n if srv.shape != "negative" else -5,
                 "eval_duration": EVAL_DURATION_NS,
                 "prompt_eval_count": 5,
                 "prompt_eval_duration": 1_000_000,
@@ -217,3 +230,57 @@ def test_cli_json_and_table(ollama_double: OllamaTestDouble) -> None:
     assert bad.exit_code == 2 and "1,2,4,8" in bad.output
     missing = runner.invoke(cli, ["bench", "--url", ollama_double.url, "--model", "nope:1b"])
     assert missing.exit_code == 1 and missing.output.count("error: ") == 1
+
+
+# ---- strict: every failure shape gives a clean error and a non-zero exit -----------------------------
+@pytest.mark.parametrize(
+    ("shape", "first_error"),
+    [
+        ("http500", "HTTP 500: "),
+        ("junk", "JSONDecodeError"),
+        ("list-chunk", "not an Ollama chunk"),
+        ("hang", "ReadTimeout"),
+        ("negative", "nonsense counter in the done chunk: eval_count=-5"),
+    ],
+)
+def test_any_failed_request_exits_1_with_the_count_and_first_error(
+    ollama_double: OllamaTestDouble, shape: str, first_error: str
+) -> None:
+    ollama_double.shape = shape
+    args = ["bench", "--url", ollama_double.url, "--model", "tiny:1b", "--concurrency", "1,2", "--rounds", "1"]
+    result = CliRunner().invoke(cli, [*args, "--no-warmup", "--timeout", "0.5"], env={"COLUMNS": "200"})
+    assert result.exit_code == 1, result.output
+    assert "Traceback" not in result.output
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error: ")]
+    assert len(errors) == 1 and errors[0].startswith("error: 3 of 3 requests failed")
+    assert first_error in errors[0]
+    assert "failed" in result.stdout  # the table's column of failures
+    table_rows = [line for line in result.stdout.splitlines() if "0/1" in line or "0/2" in line]
+    assert len(table_rows) == 2
+
+
+@pytest.mark.parametrize(("shape", "message"), [("tags-shape", "without a list of models"), ("tags-500", "HTTP 500")])
+def test_unexpected_tags_answer_is_a_clean_error(ollama_double: OllamaTestDouble, shape: str, message: str) -> None:
+    ollama_double.shape = shape
+    result = CliRunner().invoke(cli, ["bench", "--url", ollama_double.url, "--model", "tiny:1b", "--no-warmup"])
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    assert result.output.count("error: ") == 1 and message in result.output
+
+
+@pytest.mark.parametrize("value", ["-1", "0", "nan", "inf"])
+def test_nonsense_timeout_is_refused_as_invalid_input(ollama_double: OllamaTestDouble, value: str) -> None:
+    result = CliRunner().invoke(cli, ["bench", "--url", ollama_double.url, "--model", "tiny:1b", "--timeout", value])
+    assert result.exit_code == 2 and "--timeout" in result.output
+    assert ollama_double.generate_count == 0
+    with pytest.raises(BenchError, match="--timeout"):
+        run_bench(ollama_double.url, "tiny:1b", timeout=float(value), warmup=False)
+
+
+def test_bench_ignores_proxy_variables(ollama_double: OllamaTestDouble, monkeypatch: pytest.MonkeyPatch) -> None:
+    # A proxy that does not exist: if bench used it, every request would fail.
+    for name in ("http_proxy", "HTTP_PROXY", "all_proxy", "ALL_PROXY"):
+        monkeypatch.setenv(name, "http://127.0.0.1:9")
+    monkeypatch.delenv("no_proxy", raising=False)
+    monkeypatch.delenv("NO_PROXY", raising=False)
+    report = run_bench(ollama_double.url, "tiny:1b", concurrency=(1,), rounds=1, warmup=False)
+    assert report.levels[0].ok == 1 and not report.failure()

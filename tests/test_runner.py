@@ -75,7 +75,8 @@ def test_failure_stops_after_step_and_names_everything(tmp_path, scripted):
     with pytest.raises(StepFailed) as info:
         r.run(p)
     err = info.value
-    assert (err.step_id, err.host, err.exit_code, err.timed_out) == ("cp.init", "master", 3, False)
+    assert (err.step_id, err.host, err.remote_exit_code, err.timed_out) == ("cp.init", "master", 3, False)
+    assert err.exit_code == 5  # labctl's own code for a failed step, never the remote one
     assert "port 6443 in use" in err.stderr_tail
     assert err.command == "kubeadm init --config x"
     assert err.log_path == tmp_path / "run.log"
@@ -110,12 +111,36 @@ def test_timeout_is_named_as_a_timeout(tmp_path, scripted):
 
 
 def test_connection_error_names_host_and_step(tmp_path, scripted):
-    t = scripted().on("x", host="nfs", error="cannot reach nfs (vagrant@10.251.200.12:22): connection refused")
+    t = scripted().on(
+        "x", host="nfs", exit_code=-1, cause="refused", error="cannot reach nfs (vagrant@10.251.200.12:22): connection refused"
+    )
     r, _ = runner(t, tmp_path)
     with pytest.raises(StepFailed) as info:
         r.run(plan(step("nfs.export", "x")))
     assert "step nfs.export" in str(info.value) and "cannot reach nfs" in str(info.value)
-    assert info.value.exit_code is None
+    # The bug this pins: a transport failure has no remote exit code, and that None became exit 0.
+    assert info.value.remote_exit_code is None and info.value.exit_code == 3
+
+
+@pytest.mark.parametrize(
+    ("answer", "expected"),
+    [
+        ({"exit_code": 3}, 5),  # the remote 3 is reported, never used as labctl's code
+        ({"exit_code": 0, "cause": "", "error": "upload refused"}, 5),
+        ({"exit_code": -1, "cause": "unreachable", "error": "no route"}, 3),
+        ({"exit_code": -1, "cause": "lost", "error": "connection lost"}, 3),
+        ({"exit_code": -1, "cause": "auth", "error": "authentication refused"}, 8),
+        ({"exit_code": -1, "cause": "host-key", "error": "host key CHANGED"}, 8),
+        ({"exit_code": 124, "timed_out": True}, 9),
+        ({"exit_code": 143, "cause": "interrupted", "error": "interrupted"}, 130),
+    ],
+)
+def test_exit_code_comes_from_the_cause_never_from_the_remote_command(tmp_path, scripted, answer, expected):
+    t = scripted().on("x", host="nfs", **answer)
+    r, _ = runner(t, tmp_path)
+    with pytest.raises(StepFailed) as info:
+        r.run(plan(step("nfs.export", "x")))
+    assert info.value.exit_code == expected
 
 
 def test_facts_are_captured_and_handed_over_as_env(tmp_path, scripted):
@@ -213,7 +238,7 @@ def test_retries_exhausted_fail_with_last_result(tmp_path, scripted):
     r, _ = runner(t, tmp_path, retry_backoff=0.01, retry_max_wait=0.01)
     with pytest.raises(StepFailed) as info:
         r.run(plan(step("net.fetch", "curl x", hosts=("master",), retries=2)))
-    assert info.value.exit_code == 22 and len(t.runs()) == 3
+    assert info.value.remote_exit_code == 22 and len(t.runs()) == 3
 
 
 def test_hosts_run_in_parallel(tmp_path, scripted):

@@ -33,10 +33,18 @@ class Result:
     duration: float = 0.0
     timed_out: bool = False
     error: str = ""  # transport-level failure (connection refused, auth), empty when the command ran
+    # Why the command did not finish, when it did not: "refused", "unreachable", "auth", "host-key",
+    # "lost", "interrupted" (or "timeout", which ``timed_out`` also says). errors.CAUSE_EXIT_CODES
+    # maps it to labctl's exit code; "" is a command that ran to its exit code.
+    cause: str = ""
 
     @property
     def ok(self) -> bool:
         return self.exit_code == 0 and not self.timed_out and not self.error
+
+    @property
+    def failure_cause(self) -> str:
+        return "timeout" if self.timed_out else self.cause
 
     def stderr_tail(self, lines: int = 12) -> str:
         return "\n".join(self.stderr.rstrip().splitlines()[-lines:])

@@ -15,7 +15,7 @@ from invoke import Context
 from invoke.exceptions import CommandTimedOut
 
 from labctl.transport.base import Host, Result
-from labctl.transport.script import remote_command, stdin_payload
+from labctl.transport.script import is_timeout, remote_command, stdin_payload
 
 
 class LocalTransport:
@@ -47,7 +47,7 @@ class LocalTransport:
         except CommandTimedOut as err:
             return Result(host.name, -1, err.result.stdout, err.result.stderr, time.monotonic() - started, timed_out=True)
         duration = time.monotonic() - started
-        timed_out = bool(timeout) and res.exited in (124, 137) and duration >= timeout - 1
+        timed_out = bool(timeout) and is_timeout(res.exited, res.stderr)
         return Result(host.name, res.exited, res.stdout, res.stderr, duration, timed_out=timed_out)
 
     def put(self, host: Host, content: bytes, remote_path: str, *, mode: int = 0o644, sudo: bool = True) -> None:

@@ -78,12 +78,59 @@ def split_guarded(text: str, marker: str) -> tuple[str, int | None, str]:
         return text, None, ""
 
 
-def remote_command(*, sudo: bool, timeout: float | None) -> str:
-    """The command line that runs the payload: the step timeout is enforced on the host by coreutils
-    ``timeout``, which kills the script's whole process group (as root under sudo, so it can)."""
-    cmd = "bash -s"
-    if timeout:
-        cmd = f"timeout -k {KILL_GRACE} {int(max(1, round(timeout)))} {cmd}"
+PGID_MARKER = "LABCTL-PGID"
+PGID_LINE = re.compile(rf"^{PGID_MARKER} (\d+)\n", re.MULTILINE)
+# What coreutils `timeout --verbose` prints when it had to signal the script: the proof of a timeout.
+TIMEOUT_NOTICE = "timeout: sending signal"
+
+
+def remote_command(*, sudo: bool, timeout: float | None, announce_pgid: bool = False) -> str:
+    """The command line that runs the payload.
+
+    The step timeout is enforced on the host by coreutils ``timeout``, which puts itself at the head
+    of a new process group and on expiry signals that whole group (as root under sudo, so it can);
+    ``-v`` makes it say so on stderr, which tells a timeout from a script that exits 124 itself
+    (coreutils/coreutils src/timeout.c @01755d36, 2023: ``setpgid (0, 0)`` unless --foreground,
+    ``send_sig (0, sig)`` to the group on expiry or on a SIGTERM it receives, and with -v the notice
+    "sending signal … to command" on stderr; Debian's coreutils 9.1 on the test nodes behaves alike).
+    ``timeout 0`` (no step timeout) still gives the script its own group.
+
+    ``announce_pgid``: the first line on stderr is ``LABCTL-PGID <pid>``, the group's id, so that an
+    interrupted labctl can kill the group over a second channel (``kill_group_command``); the SSH
+    transport strips the line again. The trailing ``; exit $?`` keeps the login shell alive around
+    sudo: when ``timeout -k`` SIGKILLs its group, sudo re-raises the signal on itself and sshd would
+    send only an exit-signal, which paramiko drops (paramiko 5.1.0 channel.py ``_handle_request``
+    knows "exit-status" only); the shell turns the signal into an exit status (128 + signal).
+    """
+    seconds = int(max(1, round(timeout))) if timeout else 0
+    cmd = f"timeout -v -k {KILL_GRACE} {seconds} bash -s"
+    if announce_pgid:
+        # $$ of this sh is the pid `exec timeout` keeps, and timeout makes it its group's id.
+        cmd = f"sh -c 'echo {PGID_MARKER} $$ >&2; exec {cmd}'"
     if sudo:
         cmd = f"sudo -n {cmd}"
-    return cmd
+    return f"{cmd}; exit $?" if announce_pgid else cmd
+
+
+def kill_group_command(pgid: int, *, sudo: bool) -> str:
+    """Stop a step's process group: SIGTERM, up to 2 s for it to go, then SIGKILL what is left."""
+    # `kill -s SIG -- -PGID`: the POSIX form; dash (Debian's sh) rejects `kill -TERM -- -PGID`.
+    script = (
+        f"kill -s TERM -- -{pgid} 2>/dev/null || exit 0; "
+        f"for i in 1 2 3 4 5 6 7 8 9 10; do kill -s 0 -- -{pgid} 2>/dev/null || exit 0; sleep 0.2; done; "
+        f"kill -s KILL -- -{pgid} 2>/dev/null; exit 0"
+    )
+    return f"sudo -n sh -c '{script}'" if sudo else f"sh -c '{script}'"
+
+
+def split_pgid(stderr: str) -> tuple[int | None, str]:
+    """(the process group announced by ``remote_command``, stderr without that line)."""
+    match = PGID_LINE.search(stderr)
+    if match is None:
+        return None, stderr
+    return int(match.group(1)), stderr[: match.start()] + stderr[match.end() :]
+
+
+def is_timeout(exit_code: int, stderr: str) -> bool:
+    """The host's ``timeout`` ended the script (its notice on stderr, and its exit code)."""
+    return exit_code in TIMEOUT_EXIT_CODES and TIMEOUT_NOTICE in stderr

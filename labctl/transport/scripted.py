@@ -25,6 +25,7 @@ class Rule:
     stderr: str = ""
     timed_out: bool = False
     error: str = ""
+    cause: str = ""
     delay: float = 0.0
     times: int | None = None  # None: unlimited
 
@@ -72,7 +73,8 @@ class ScriptedTransport:
         if rule.delay:
             time.sleep(rule.delay)
         return Result(
-            host.name, rule.exit_code, rule.stdout, rule.stderr, rule.delay, timed_out=rule.timed_out, error=rule.error
+            host.name, rule.exit_code, rule.stdout, rule.stderr, rule.delay, timed_out=rule.timed_out, error=rule.error,
+            cause=rule.cause,
         )
 
     def _match(self, host: str, script: str) -> Rule | None:

@@ -14,37 +14,60 @@ false`` in lab.yaml.
 from __future__ import annotations
 
 import contextlib
+import errno
 import select
 import socket
 import threading
 import time
 import uuid
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 
 import paramiko
 from fabric import Config, Connection
 
-from labctl.errors import LabctlError
+from labctl.errors import LabctlError, exit_code_for_cause
 from labctl.transport.base import Host, Result
 from labctl.transport.script import (
-    TIMEOUT_EXIT_CODES,
+    KILL_GRACE,
     guarded_payload,
+    is_timeout,
+    kill_group_command,
     remote_command,
     split_guarded,
+    split_pgid,
     stdin_payload,
 )
 
 DEFAULT_KNOWN_HOSTS = Path("~/.ssh/known_hosts")
-# Slack on top of the step timeout before labctl gives up on the channel itself: the host's own
-# `timeout` normally ends the script first, and its exit code says so.
+# Slack on top of the step timeout (and timeout's kill grace) before labctl gives up on the channel
+# itself: the host's own `timeout` normally ends the script first, and its exit code says so.
 LOCAL_TIMEOUT_SLACK = 15.0
+# After the exit status, how long to keep reading for the rest of the output: a process the script
+# left in the background may hold stdout open for as long as it lives (issue 19 item 6).
+DRAIN_AFTER_EXIT = 0.5
+# Keepalives that expect an answer (OpenSSH's ServerAliveInterval × ServerAliveCountMax): paramiko's
+# own keepalive asks for no reply (paramiko 5.1.0 transport.py set_keepalive: want_reply False), so
+# a frozen VM behind a live TCP peer (VirtualBox's NAT on loopback) would go unnoticed.
+KEEPALIVE_INTERVAL = 15.0
+KEEPALIVE_DEADLINE = 45.0
 
 
-class HostKeyError(LabctlError):
+class TransportError(LabctlError):
+    """A host could not be reached or refused labctl; ``cause`` picks the exit code (errors.CAUSE_EXIT_CODES)."""
+
+    def __init__(self, message: str, cause: str) -> None:
+        super().__init__(message)
+        self.cause = cause
+        self.exit_code = exit_code_for_cause(cause)
+
+
+class HostKeyError(TransportError):
     """A provider-ssh host's key is not in known_hosts, or has changed."""
 
-    exit_code = 4
+    def __init__(self, message: str) -> None:
+        super().__init__(message, "host-key")
 
 
 class _AcceptWithoutRecording(paramiko.MissingHostKeyPolicy):
@@ -54,18 +77,35 @@ class _AcceptWithoutRecording(paramiko.MissingHostKeyPolicy):
         return None
 
 
+@dataclass
+class _Running:
+    """A command in flight, so that ``interrupt`` can stop its process group on the host."""
+
+    host: Host
+    sudo: bool
+    pgid: int | None = None
+
+
 class SSHTransport:
     def __init__(
         self,
         *,
         known_hosts: Path | None = None,
         connect_timeout: float = 15.0,
+        keepalive_interval: float = KEEPALIVE_INTERVAL,
+        keepalive_deadline: float = KEEPALIVE_DEADLINE,
+        local_timeout_slack: float = LOCAL_TIMEOUT_SLACK,
     ) -> None:
         self.known_hosts = (known_hosts or DEFAULT_KNOWN_HOSTS).expanduser()
         self.connect_timeout = connect_timeout
+        self.keepalive_interval = keepalive_interval
+        self.keepalive_deadline = keepalive_deadline
+        self.local_timeout_slack = local_timeout_slack
         self._connections: dict[str, Connection] = {}
         self._locks: dict[str, threading.Lock] = {}
         self._guard = threading.Lock()
+        self._running: dict[int, _Running] = {}
+        self._interrupted = threading.Event()
         # Do not let ~/.ssh/config rewrite addresses, users or keys behind the lab spec's back.
         self._config = Config(overrides={"load_ssh_configs": False, "run": {"hide": True, "warn": True}})
 
@@ -97,9 +137,7 @@ class SSHTransport:
                 },
             )
             if host.verify_host_key:
-                # Read-only: load_system_host_keys never writes the file back.
-                if self.known_hosts.exists():
-                    conn.client.load_system_host_keys(str(self.known_hosts))
+                _load_known_hosts(conn.client.get_host_keys(), self.known_hosts)
                 conn.client.set_missing_host_key_policy(paramiko.RejectPolicy())
             else:
                 conn.client.set_missing_host_key_policy(_AcceptWithoutRecording())
@@ -122,13 +160,16 @@ class SSHTransport:
                         f"`ssh-keyscan -p {host.port} {host.address} >> {self.known_hosts}` — or, for a throwaway "
                         "lab only, set `provider: {verify_host_keys: false}` in lab.yaml to skip the check."
                     ) from None
-                raise
+                raise TransportError(_connect_error(host, err), _connect_cause(err)) from None
+            except (OSError, EOFError) as err:
+                conn.close()
+                raise TransportError(_connect_error(host, err), _connect_cause(err)) from None
             # paramiko writes small packets; with Nagle's algorithm and the peer's delayed ACK each
             # command then waits ~40 ms for nothing. OpenSSH's own client sets TCP_NODELAY too.
             with contextlib.suppress(OSError, AttributeError):
                 conn.client.get_transport().sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            # A host that vanishes without closing the TCP connection (VM paused, cable pulled) is
-            # noticed by the keepalive instead of hanging a step until its timeout.
+            # Traffic on an idle connection between steps keeps NAT and firewall state alive; the
+            # keepalives that expect an answer are sent while a command runs (``_exec``).
             conn.client.get_transport().set_keepalive(15)
             self._connections[host.name] = conn
             return conn
@@ -171,34 +212,37 @@ class SSHTransport:
         check_err, _, run_err = split_guarded(whole.stderr, marker)
         if check_code is None:  # the check itself timed out or the connection dropped during it
             return Result(host.name, whole.exit_code, check_out, check_err, whole.duration,
-                          timed_out=whole.timed_out, error=whole.error), None  # fmt: skip
+                          timed_out=whole.timed_out, error=whole.error, cause=whole.cause), None  # fmt: skip
         check = Result(host.name, check_code, check_out, check_err, whole.duration if check_code == 0 else 0.0)
         if check_code == 0:
             return check, None
         return check, Result(
-            host.name, whole.exit_code, run_out, run_err, whole.duration, timed_out=whole.timed_out, error=whole.error
+            host.name, whole.exit_code, run_out, run_err, whole.duration, timed_out=whole.timed_out, error=whole.error,
+            cause=whole.cause,
         )
 
     def _run_payload(self, host: Host, payload: bytes, *, sudo: bool, timeout: float | None) -> Result:
         started = time.monotonic()
-        command = remote_command(sudo=sudo, timeout=timeout)
+        if self._interrupted.is_set():
+            return Result(host.name, -1, error=_INTERRUPTED, cause="interrupted")
         try:
             conn = self.connection(host)
-        except HostKeyError:
-            raise
-        except (OSError, paramiko.SSHException, EOFError) as err:
-            return Result(host.name, -1, duration=time.monotonic() - started, error=_connect_error(host, err))
+        except TransportError as err:
+            return Result(host.name, -1, duration=time.monotonic() - started, error=str(err), cause=err.cause)
         try:
-            return self._exec(host, conn, command, payload, timeout, started)
+            return self._exec(host, conn, sudo, payload, timeout, started)
         except (OSError, paramiko.SSHException, EOFError) as err:
             self._drop(host)
+            if self._interrupted.is_set():
+                return Result(host.name, -1, duration=time.monotonic() - started, error=_INTERRUPTED, cause="interrupted")
             return Result(
-                host.name, -1, duration=time.monotonic() - started,
-                error=f"connection to {host.name} ({host.address}) lost during the command: {err or type(err).__name__}",
+                host.name, -1, duration=time.monotonic() - started, cause="lost",
+                error=f"connection to {host.name} ({host.address}) lost during the command: {err or type(err).__name__}"
+                " — check that the host is up and sshd runs, then run the same command again",
             )  # fmt: skip
 
     def _exec(
-        self, host: Host, conn: Connection, command: str, payload: bytes, timeout: float | None, started: float
+        self, host: Host, conn: Connection, sudo: bool, payload: bytes, timeout: float | None, started: float
     ) -> Result:
         transport = conn.client.get_transport()
         if transport is None or not transport.is_active():
@@ -206,56 +250,128 @@ class SSHTransport:
         chan = transport.open_session(timeout=self.connect_timeout)
         out: list[bytes] = []
         err: list[bytes] = []
-        deadline = started + timeout + LOCAL_TIMEOUT_SLACK if timeout else None
+        running = _Running(host, sudo)
+        deadline = started + timeout + KILL_GRACE + self.local_timeout_slack if timeout else None
+        heard = time.monotonic()  # when the host last showed it is alive
+        probe: threading.Event | None = None  # a keepalive waiting for its answer
+        probe_sent = 0.0
+        status_at: float | None = None
 
-        def remaining(cap: float = 1.0) -> float:
-            return cap if deadline is None else min(cap, deadline - time.monotonic())
+        def result(code: int, **kw) -> Result:
+            stderr = _text(err)
+            _, stderr = split_pgid(stderr)
+            return Result(host.name, code, _text(out), stderr, time.monotonic() - started, **kw)
 
-        def lost() -> Result:
+        def lost(why: str = "sshd stopped or the host went down") -> Result:
             self._drop(host)
-            return Result(
-                host.name, -1, _text(out), _text(err), time.monotonic() - started,
-                error=f"connection to {host.name} ({host.address}) lost during the command "
-                "(sshd stopped or the host went down)",
+            if self._interrupted.is_set():
+                return result(-1, error=_INTERRUPTED, cause="interrupted")
+            return result(
+                -1, cause="lost",
+                error=f"connection to {host.name} ({host.address}) lost during the command ({why}) — check that the "
+                "host is up and sshd runs, then run the same command again",
             )  # fmt: skip
 
-        try:
-            chan.exec_command(command)
-            chan.sendall(payload)
-            chan.shutdown_write()
-            # Read until the host closes its end of the output...
-            while not chan.eof_received:
-                while chan.recv_ready():
-                    out.append(chan.recv(65536))
-                while chan.recv_stderr_ready():
-                    err.append(chan.recv_stderr(65536))
-                if chan.eof_received:
-                    break
-                if chan.closed or not transport.is_active():
-                    return lost()
-                wait = remaining()
-                if wait <= 0:
-                    return Result(host.name, -1, _text(out), _text(err), time.monotonic() - started, timed_out=True)
-                select.select([chan], [], [], wait)
+        def drain() -> bool:
+            got = False
             while chan.recv_ready():
                 out.append(chan.recv(65536))
+                got = True
             while chan.recv_stderr_ready():
                 err.append(chan.recv_stderr(65536))
-            # ...then wait for the exit status (it may arrive just before or after the EOF).
-            while not chan.status_event.wait(remaining()):
-                if not transport.is_active():
+                got = True
+            if got and running.pgid is None:
+                running.pgid, _ = split_pgid(_text(err))
+            return got
+
+        key = id(chan)
+        with self._guard:
+            self._running[key] = running
+        try:
+            chan.exec_command(remote_command(sudo=sudo, timeout=timeout, announce_pgid=True))
+            chan.sendall(payload)
+            chan.shutdown_write()
+            while True:
+                now = time.monotonic()
+                if drain():
+                    heard = now
+                if chan.exit_status_ready():
+                    if chan.exit_status == -1:  # closed without an exit status
+                        return lost()
+                    # Stop at the exit status; read what is still on its way, briefly (a process left
+                    # in the background keeps stdout open, and must not hold the step until its timeout).
+                    status_at = status_at or now
+                    if chan.eof_received or now - status_at >= DRAIN_AFTER_EXIT:
+                        drain()
+                        break
+                    select.select([chan], [], [], 0.05)
+                    continue
+                if chan.closed or not transport.is_active():
                     return lost()
-                if remaining() <= 0:
-                    return Result(host.name, -1, _text(out), _text(err), time.monotonic() - started, timed_out=True)
-            code = chan.recv_exit_status()
+                if deadline is not None and now >= deadline:
+                    # The host's `timeout` should have ended the script long ago, and the connection
+                    # is still there: stop the group ourselves and call it what it is, a timeout.
+                    self._kill_group(host, transport, running)
+                    return result(-1, timed_out=True, cause="timeout")
+                if probe is not None and probe.is_set():
+                    heard, probe = now, None
+                elif probe is not None and now - probe_sent >= self.keepalive_deadline:
+                    return lost(f"it stopped answering keepalives for {self.keepalive_deadline:g}s: host frozen or paused?")
+                elif probe is None and now - heard >= self.keepalive_interval:
+                    probe, probe_sent = _send_keepalive(transport), now
+                if chan.eof_received:
+                    chan.status_event.wait(0.1)  # EOF came first; the exit status is on its way
+                else:
+                    select.select([chan], [], [], 0.25)
         finally:
+            with self._guard:
+                self._running.pop(key, None)
             chan.close()
-        if code == -1:  # paramiko's status when the channel closed without an exit status
-            return lost()
-        duration = time.monotonic() - started
-        # The host's `timeout` ended the script: say so instead of reporting a bare exit code 124.
-        timed_out = bool(timeout) and code in TIMEOUT_EXIT_CODES and duration >= timeout - 1
-        return Result(host.name, code, _text(out), _text(err), duration, timed_out=timed_out)
+        code = chan.exit_status
+        if self._interrupted.is_set() and code != 0:
+            return result(code, error=_INTERRUPTED, cause="interrupted")
+        res = result(code)
+        if timeout and is_timeout(code, res.stderr):
+            return result(code, timed_out=True, cause="timeout")
+        return res
+
+    def interrupt(self) -> list[str]:
+        """Stop every command in flight: kill its process group on its host over a second channel
+        of the same connection (SIGTERM, then SIGKILL after 2 s). Returns the hosts it stopped.
+        Commands started afterwards are refused; their hosts report "interrupted"."""
+        self._interrupted.set()
+        deadline = time.monotonic() + 1.0
+        while True:  # a command that just started may not have announced its group yet
+            with self._guard:
+                pending = list(self._running.values())
+            if all(r.pgid is not None for r in pending) or time.monotonic() >= deadline:
+                break
+            time.sleep(0.05)
+        stoppers = []
+        for running in pending:
+            with self._guard:
+                conn = self._connections.get(running.host.name)
+            transport = conn.client.get_transport() if conn is not None else None
+            if running.pgid is None or transport is None or not transport.is_active():
+                continue
+            thread = threading.Thread(target=self._kill_group, args=(running.host, transport, running), daemon=True)
+            thread.start()
+            stoppers.append((running.host.name, thread))
+        for _, thread in stoppers:
+            thread.join(timeout=self.connect_timeout)
+        return [name for name, _ in stoppers]
+
+    def _kill_group(self, host: Host, transport: paramiko.Transport, running: _Running) -> None:
+        if running.pgid is None:
+            return
+        with contextlib.suppress(OSError, paramiko.SSHException, EOFError):
+            chan = transport.open_session(timeout=self.connect_timeout)
+            try:
+                chan.exec_command(kill_group_command(running.pgid, sudo=running.sudo))
+                chan.shutdown_write()
+                chan.status_event.wait(self.connect_timeout)
+            finally:
+                chan.close()
 
     def put(self, host: Host, content: bytes, remote_path: str, *, mode: int = 0o644, sudo: bool = True) -> None:
         """SFTP to a private temporary file in the login user's home, then ``install`` it into place."""
@@ -273,10 +389,13 @@ class SSHTransport:
             env={"HOME_TMP": f"{sftp.normalize('.')}/{tmp}"},
         )
         if not result.ok:
-            raise OSError(
+            message = (
                 f"{host.name}: could not install the upload at {remote_path}: "
                 f"{result.error or result.stderr_tail(3) or f'exit {result.exit_code}'}"
             )
+            if result.failure_cause:  # the host, not the file, is the problem: keep the cause's exit code
+                raise TransportError(message, result.failure_cause)
+            raise OSError(message)
 
     def close(self) -> None:
         with self._guard:
@@ -300,14 +419,91 @@ def _known_name(host: Host) -> str:
     return host.address if host.port == 22 else f"[{host.address}]:{host.port}"
 
 
+_INTERRUPTED = "interrupted: labctl stopped its command on the host (Ctrl-C or SIGTERM)"
+
+
+def _send_keepalive(transport: paramiko.Transport) -> threading.Event:
+    """Ask the host for an answer (any answer: OpenSSH refuses unknown requests, and a refusal is an
+    answer); the event is set when it comes. paramiko's global_request waits without a deadline, so
+    it waits in its own thread and the caller applies the deadline."""
+    answered = threading.Event()
+
+    def ask() -> None:
+        with contextlib.suppress(Exception):
+            transport.global_request("keepalive@openssh.com", wait=True)
+            if transport.is_active():
+                answered.set()
+
+    threading.Thread(target=ask, name="labctl-keepalive", daemon=True).start()
+    return answered
+
+
+def _load_known_hosts(keys: paramiko.HostKeys, path: Path) -> int:
+    """Add the keys of known_hosts to ``keys``, skipping lines that do not parse, as OpenSSH does
+    (paramiko 5.1.0 hostkeys.py ``HostKeys.load`` raises InvalidHostKey on one bad base64 line, which
+    would fail every host). Read-only: nothing is written back. Returns the number of lines skipped."""
+    try:
+        lines = path.read_text(encoding="utf-8", errors="replace").splitlines()
+    except OSError:
+        return 0
+    skipped = 0
+    for number, raw in enumerate(lines, 1):
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        try:
+            entry = paramiko.hostkeys.HostKeyEntry.from_line(line, number)
+        except Exception:  # InvalidHostKey, SSHException, a key type paramiko cannot read
+            entry = None
+        if entry is None:
+            skipped += 1
+            continue
+        for name in entry.hostnames:
+            keys.add(name, entry.key.get_name(), entry.key)
+    return skipped
+
+
+def _connect_cause(err: BaseException) -> str:
+    if isinstance(err, paramiko.AuthenticationException | FileNotFoundError):
+        return "auth"
+    if isinstance(err, paramiko.ssh_exception.NoValidConnectionsError):
+        errnos = {getattr(e, "errno", None) for e in err.errors.values()}
+        return "refused" if errnos <= {errno.ECONNREFUSED} else "unreachable"
+    if isinstance(err, ConnectionRefusedError):
+        return "refused"
+    return "unreachable"
+
+
 def _connect_error(host: Host, err: BaseException) -> str:
+    """One line naming the cause and its fix (fabric/paramiko give a raw repr otherwise)."""
     where = f"{host.user}@{host.address}:{host.port}"
     if isinstance(err, FileNotFoundError):
-        return f"cannot log in to {host.name} ({where}): key file {host.key_file} does not exist"
+        return f"cannot log in to {host.name} ({where}): key file {host.key_file} does not exist — fix ssh_key in lab.yaml"
     if isinstance(err, paramiko.AuthenticationException):
-        return f"cannot log in to {host.name} ({where}): {err} — check the user and key ({host.key_file or 'ssh agent'})"
-    if isinstance(err, socket.timeout | TimeoutError):
-        return f"cannot reach {host.name} ({where}): connection timed out"
-    if isinstance(err, paramiko.ssh_exception.NoValidConnectionsError | ConnectionRefusedError):
-        return f"cannot reach {host.name} ({where}): connection refused (is sshd running?)"
-    return f"cannot reach {host.name} ({where}): {err or type(err).__name__}"
+        return (
+            f"cannot log in to {host.name} ({where}): authentication refused — check the user and that the key "
+            f"({host.key_file or 'ssh agent'}) is in ~{host.user}/.ssh/authorized_keys on the host"
+        )
+    refused = isinstance(err, ConnectionRefusedError)
+    codes: set[int | None] = {getattr(err, "errno", None)}
+    if isinstance(err, paramiko.ssh_exception.NoValidConnectionsError):
+        codes = {getattr(e, "errno", None) for e in err.errors.values()}
+        refused = codes <= {errno.ECONNREFUSED}
+    if refused:
+        return (
+            f"cannot reach {host.name} ({where}): connection refused — the host answers but nothing listens on "
+            f"port {host.port}: start sshd there, or fix the address/port in lab.yaml"
+        )
+    if codes & {errno.EHOSTUNREACH, errno.ENETUNREACH}:
+        return (
+            f"cannot reach {host.name} ({where}): no route to host — it is down or not on this network; "
+            "check that it is running and its address in lab.yaml"
+        )
+    if isinstance(err, socket.timeout | TimeoutError) or codes & {errno.ETIMEDOUT}:
+        return (
+            f"cannot reach {host.name} ({where}): timed out while connecting — nothing answered; check that "
+            "the host is up, its address in lab.yaml, and no firewall drops port " + str(host.port)
+        )
+    if isinstance(err, paramiko.SSHException | EOFError):
+        return f"cannot reach {host.name} ({where}): the SSH handshake failed ({err or type(err).__name__}) — is it an SSH server?"
+    return f"cannot reach {host.name} ({where}): {err.strerror if isinstance(err, OSError) and err.strerror else err}"

@@ -88,7 +88,8 @@ def test_failing_command_stops_with_stderr_tail_later_steps_not_run(lab, tmp_pat
     with pytest.raises(StepFailed) as info:
         runner.run(p)
     err = info.value
-    assert (err.step_id, err.host, err.exit_code, err.timed_out) == ("cp.init", "master", 3, False)
+    assert (err.step_id, err.host, err.remote_exit_code, err.timed_out) == ("cp.init", "master", 3, False)
+    assert err.exit_code == 5  # labctl's own code for a failed step, never the remote one
     assert err.stderr_tail.strip() == "fatal: port 6443 is in use"
     assert "exit code 3" in str(err) and str(tmp_path / "run.log") in str(err)
     log = (tmp_path / "run.log").read_text()
@@ -102,7 +103,7 @@ def test_errexit_a_failing_line_fails_the_step(lab, tmp_path):
     runner, _ = make_runner(nodes, transport, tmp_path / "run.log")
     with pytest.raises(StepFailed) as info:
         runner.run(plan(step("a.two-lines", "false\ntouch /var/tmp/should-not-exist", hosts=("nfs",))))
-    assert info.value.exit_code == 1
+    assert info.value.remote_exit_code == 1
     assert not nodes.path("nfs", "/var/tmp/should-not-exist").exists()
 
 
@@ -113,7 +114,7 @@ def test_one_of_three_hosts_failing_reports_the_other_two_done(lab, tmp_path):
     with pytest.raises(StepFailed) as info:
         runner.run(plan(step("prep.partial", script)))
     err = info.value
-    assert err.host == "worker1" and err.exit_code == 100 and "no space left" in err.stderr_tail
+    assert err.host == "worker1" and err.remote_exit_code == 100 and "no space left" in err.stderr_tail
     assert set(err.succeeded_hosts) == {"master", "nfs"}
     statuses = {o.host: o.status for o in err.report.steps[0].outcomes}
     assert statuses == {"master": "done", "worker1": "failed", "nfs": "done"}

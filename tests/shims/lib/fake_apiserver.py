@@ -144,7 +144,14 @@ def with_status(st: dict, obj: dict) -> dict:
         n = len(st["nodes"])
         obj["status"] = {"desiredNumberScheduled": n, "numberReady": n, "numberAvailable": n}
     elif kind == "Job":
-        obj["status"] = {"succeeded": 1, "conditions": [{"type": "Complete", "status": "True"}]}
+        # A test can make a Job fail or run forever with the annotation fake-apiserver/outcome.
+        outcome = (meta.get("annotations") or {}).get("fake-apiserver/outcome", "Complete")
+        if outcome == "Failed":
+            obj["status"] = {"failed": 4, "conditions": [{"type": "Failed", "status": "True", "reason": "BackoffLimitExceeded"}]}
+        elif outcome == "Running":
+            obj["status"] = {"active": 1}
+        else:
+            obj["status"] = {"succeeded": 1, "conditions": [{"type": "Complete", "status": "True"}]}
     elif kind == "Service":
         spec = obj.setdefault("spec", {})
         spec["clusterIP"] = service_ip(st, meta.get("namespace", ""), meta["name"])
@@ -452,6 +459,35 @@ def do_wait(st: dict, words: list[str], flags: dict, files: list[dict]) -> str:
     return "\n".join(out) + "\n"
 
 
+def do_delete(st: dict, words: list[str], flags: dict, files: list[dict]) -> str:
+    """`delete KIND NAME` / `delete KIND/NAME` (--ignore-not-found, --wait accepted)."""
+    out = []
+    for kind, ns, name, obj in targets(st, words, flags, files):
+        if obj is None:
+            if flags.get("ignore-not-found"):
+                continue
+            raise not_found(kind, name)
+        st["objects"].pop(key(kind, ns, name), None)
+        group = group_of(obj)
+        out.append(f'{kind.lower()}{"." + group if group else ""} "{name}" deleted')
+        calls = st.setdefault("deleted", [])
+        calls.append(f"{kind}/{ns}/{name}")
+    return "".join(line + "\n" for line in out)
+
+
+def do_logs(st: dict, words: list[str], flags: dict, files: list[dict]) -> str:
+    """`logs job/NAME [--tail=N]`: the lines of the Job's annotation fake-apiserver/logs."""
+    if len(words) != 1 or not words[0].startswith("job/"):
+        raise KubectlError("error: the test double supports `logs job/NAME` only")
+    name = words[0].split("/", 1)[1]
+    found = find(st, "Job", flags["n"] or "default", name)
+    if not found:
+        raise not_found("Job", name)
+    lines = (found[0]["metadata"].get("annotations") or {}).get("fake-apiserver/logs", "").splitlines()
+    tail = int(flags.get("tail") or 0)
+    return "".join(line + "\n" for line in (lines[-tail:] if tail else lines))
+
+
 def do_rollout(st: dict, words: list[str], flags: dict, files: list[dict]) -> str:
     if not words or words[0] != "status" or len(words) != 2 or "/" not in words[1]:
         raise KubectlError("error: the test double supports `rollout status KIND/NAME` only")
@@ -485,6 +521,12 @@ def kubectl(argv: list[str], files: list[dict]) -> tuple[int, str, str]:
                 return 0, do_wait(st, rest, flags, files), ""
             if verb == "rollout":
                 return 0, do_rollout(st, rest, flags, files), ""
+            if verb == "delete":
+                out = do_delete(st, rest, flags, files)
+                save(st)
+                return 0, out, ""
+            if verb == "logs":
+                return 0, do_logs(st, rest, flags, files), ""
             if verb == "version":
                 return 0, f"Client Version: {st['version']}\nServer Version: {st['version']}\n", ""
             return 1, "", f"error: the kubectl test double does not implement {verb!r}\n"
