@@ -11,7 +11,6 @@ from __future__ import annotations
 import contextlib
 import fnmatch
 import json
-import os
 import shlex
 import shutil
 import time
@@ -21,6 +20,13 @@ from pathlib import Path
 from typing import Any
 
 from labctl.errors import LabctlError
+from labctl.kubeconfig import (  # noqa: F401  (re-exported: lifecycle.merge_kubeconfig etc. stay valid)
+    merge_kubeconfig,
+    merge_kubeconfig_file,
+    remove_from_kubeconfig,
+    rewrite_kubeconfig,
+    user_kubeconfig_path,
+)
 from labctl.plan import Plan, PlannedStep
 from labctl.spec import LabSpec
 from labctl.transport.base import Host
@@ -121,78 +127,6 @@ def select_steps(plan: Plan, patterns: Sequence[str]) -> Plan:
             s = replace(s, skip_reason=reason)
         steps.append(s)
     return replace(plan, steps=tuple(steps))
-
-
-# ---- kubeconfig (pure) -------------------------------------------------------------------------
-def rewrite_kubeconfig(admin_conf: str, lab: str, server: str) -> str:
-    """kubeadm's admin.conf with the server at the lab address and every name made lab-specific
-    (``labctl-<lab>``), so kubeconfigs of several labs merge into one file without clashing."""
-    import yaml
-
-    data = yaml.safe_load(admin_conf)
-    if not isinstance(data, dict) or not data.get("clusters") or not data.get("users"):
-        raise LifecycleError(f"{ADMIN_CONF} on the master is not a kubeconfig (no clusters/users)")
-    name = f"labctl-{lab}"
-    cluster = dict(data["clusters"][0]["cluster"])
-    cluster["server"] = server
-    user = dict(data["users"][0]["user"])
-    out = {
-        "apiVersion": "v1",
-        "kind": "Config",
-        "preferences": {},
-        "clusters": [{"name": name, "cluster": cluster}],
-        "users": [{"name": f"{name}-admin", "user": user}],
-        "contexts": [{"name": name, "context": {"cluster": name, "user": f"{name}-admin"}}],
-        "current-context": name,
-    }
-    return yaml.safe_dump(out, sort_keys=False)
-
-
-def merge_kubeconfig(existing: str | None, lab_config: str) -> str:
-    """``lab_config``'s cluster, user and context added to (or replacing same-named ones in) ``existing``.
-    The current context is only set when the file had none: merging never switches a user's context."""
-    import yaml
-
-    base = yaml.safe_load(existing) if existing and existing.strip() else None
-    if base is None:
-        base = {"apiVersion": "v1", "kind": "Config", "preferences": {}, "clusters": [], "users": [], "contexts": []}
-    if not isinstance(base, dict):
-        raise LifecycleError("~/.kube/config is not a kubeconfig mapping — fix or move it, then run again")
-    new = yaml.safe_load(lab_config)
-    for key in ("clusters", "users", "contexts"):
-        incoming = {item["name"]: item for item in new.get(key) or []}
-        kept = [item for item in base.get(key) or [] if item.get("name") not in incoming]
-        base[key] = kept + list(incoming.values())
-    if not base.get("current-context"):
-        base["current-context"] = new.get("current-context", "")
-    return yaml.safe_dump(base, sort_keys=False)
-
-
-def remove_from_kubeconfig(existing: str, lab: str) -> str | None:
-    """``existing`` without the lab's entries; None when it held none of them (leave the file alone)."""
-    import yaml
-
-    data = yaml.safe_load(existing) if existing.strip() else None
-    if not isinstance(data, dict):
-        return None
-    name = f"labctl-{lab}"
-    names = {name, f"{name}-admin"}
-    changed = False
-    for key in ("clusters", "users", "contexts"):
-        items = data.get(key) or []
-        kept = [i for i in items if i.get("name") not in names]
-        changed |= len(kept) != len(items)
-        data[key] = kept
-    if data.get("current-context") == name:
-        data["current-context"] = ""
-        changed = True
-    return yaml.safe_dump(data, sort_keys=False) if changed else None
-
-
-def user_kubeconfig_path() -> Path:
-    env = os.environ.get("KUBECONFIG", "")
-    first = env.split(os.pathsep)[0] if env else ""
-    return Path(first).expanduser() if first else Path.home() / ".kube" / "config"
 
 
 # ---- status probe (pure parts) -----------------------------------------------------------------
@@ -578,16 +512,6 @@ def fetch_kubeconfig(lab: Lab, transport: Any, hosts: dict[str, Host], *, merge_
     if merge_into is not None:
         merge_kubeconfig_file(lab, merge_into)
     return lab.kubeconfig
-
-
-def merge_kubeconfig_file(lab: Lab, target: Path) -> Path:
-    from labctl.state import write_private
-
-    if not lab.kubeconfig.exists():
-        raise LifecycleError(f"{lab.kubeconfig} does not exist yet — run `labctl create` first")
-    existing = target.read_text(encoding="utf-8") if target.exists() else None
-    write_private(target, merge_kubeconfig(existing, lab.kubeconfig.read_text(encoding="utf-8")))
-    return target
 
 
 def _summary(
