@@ -14,7 +14,9 @@ false`` in lab.yaml.
 from __future__ import annotations
 
 import contextlib
+import re
 import select
+import shlex
 import socket
 import threading
 import time
@@ -54,6 +56,19 @@ class _AcceptWithoutRecording(paramiko.MissingHostKeyPolicy):
         return None
 
 
+def expand_proxy_command(host: Host) -> str:
+    """``ProxyCommand`` with OpenSSH's tokens filled in (ssh_config(5) TOKENS: %h host, %p port,
+    %r user, %% a percent sign); paramiko's ProxyCommand runs the string as it is given."""
+    values = {"h": host.address, "p": str(host.port), "r": host.user, "%": "%"}
+    return re.sub(r"%([hpr%])", lambda m: values[m.group(1)], host.proxy_command)
+
+
+def _proxy_sock(host: Host) -> paramiko.ProxyCommand:
+    # OpenSSH runs ProxyCommand with the user's shell (`exec` + the line); paramiko 5.1.0
+    # (paramiko/proxy.py) shlex-splits the string and runs it without one, so give it `sh -c`.
+    return paramiko.ProxyCommand(shlex.join(["/bin/sh", "-c", "exec " + expand_proxy_command(host)]))
+
+
 class SSHTransport:
     def __init__(
         self,
@@ -89,7 +104,8 @@ class SSHTransport:
                 config=self._config,
                 connect_timeout=int(self.connect_timeout),
                 connect_kwargs={
-                    "key_filename": [str(host.key_file)] if host.key_file else None,
+                    "key_filename": [str(k) for k in host.key_files or ([host.key_file] if host.key_file else [])] or None,
+                    **({"sock": _proxy_sock(host)} if host.proxy_command else {}),
                     "look_for_keys": host.key_file is None,
                     "allow_agent": host.key_file is None,
                     "banner_timeout": self.connect_timeout,
