@@ -110,10 +110,10 @@ def _lock_path(target: Path) -> Path:
 
 
 @contextlib.contextmanager
-def kubeconfig_lock(target: Path, wait: float = LOCK_WAIT) -> Iterator[None]:
+def kubeconfig_lock(target: Path, wait: float | None = None) -> Iterator[None]:
     lock = _lock_path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
-    deadline = time.monotonic() + wait
+    deadline = time.monotonic() + (LOCK_WAIT if wait is None else wait)
     while True:
         try:
             fd = os.open(lock, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
