@@ -64,7 +64,7 @@ def expand_proxy_command(host: Host) -> str:
 
 
 def _proxy_sock(host: Host) -> paramiko.ProxyCommand:
-    # OpenSSH runs ProxyCommand with the user's shell (`exec` + the line); paramiko 5.1.0
+    # OpenSSH runs `exec <ProxyCommand>` with a shell (sshconnect.c); paramiko 5.1.0
     # (paramiko/proxy.py) shlex-splits the string and runs it without one, so give it `sh -c`.
     return paramiko.ProxyCommand(shlex.join(["/bin/sh", "-c", "exec " + expand_proxy_command(host)]))
 
