@@ -303,3 +303,23 @@ def test_create_refuses_to_run_steps_on_a_stale_vm(tmp_path, fake_vagrant):  # n
 def test_fake_vagrant_is_a_test_double():
     assert "TEST DOUBLE" in (BIN / "vagrant").read_text()
     assert textwrap.dedent((BIN / "vagrant").read_text()).startswith("#!/usr/bin/env python3")
+
+
+@pytest.mark.validators
+@pytest.mark.skipif(shutil.which("vagrant") is None, reason="vagrant is not installed")
+def test_real_vagrant_in_a_hostile_environment_sees_the_labs_machines(tmp_path, monkeypatch):
+    """Real Vagrant (2.3.4 here): with VAGRANT_CWD/VAGRANT_DOTFILE_PATH/VAGRANT_VAGRANTFILE pointing at
+    another project, `vagrant status` through the provider still lists the lab's machines — the
+    unscrubbed variables would make it list that project's `db` instead."""
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "Vagrantfile").write_text('Vagrant.configure("2") { |c| c.vm.define "db" }\n')
+    monkeypatch.setenv("VAGRANT_CWD", str(other))
+    monkeypatch.setenv("VAGRANT_DOTFILE_PATH", str(other / ".dot"))
+    monkeypatch.setenv("VAGRANT_VAGRANTFILE", "Vagrantfile")
+    monkeypatch.setenv("LIBVIRT_DEFAULT_URI", "qemu:///session")
+    monkeypatch.setenv("VAGRANT_HOME", str(tmp_path / "vagrant-home"))
+    monkeypatch.setenv("VAGRANT_CHECKPOINT_DISABLE", "1")
+    p = provider(tmp_path / "lab", LabSpec.from_dict({"provider": {"type": "libvirt"}}))
+    assert [(m.name, m.state) for m in p.status()] == [("nfs", "not_created"), ("master", "not_created"), ("worker1", "not_created")]
+    assert not (other / ".dot").exists()
