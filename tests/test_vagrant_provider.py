@@ -165,8 +165,8 @@ with LabLock(root, "llm-lab", "labctl create"):
 
 def test_ctrl_c_waits_for_vagrants_clean_up_holding_the_lock(tmp_path, fake_vagrant, monkeypatch):  # noqa: F811
     """A terminal's Ctrl-C goes to the whole foreground process group: here labctl runs in a group of
-    its own and the test signals that group, as the terminal would. Vagrant (own session) gets one
-    SIGINT from labctl, cleans up for 1.5 s, and labctl keeps the lock and the log until it exits."""
+    its own and the test signals that group, as the terminal would, twice. Vagrant (own session) gets
+    one SIGINT from labctl, cleans up for 1.5 s, and labctl keeps the lock and the log until it exits."""
     from labctl.lablock import LabBusy, LabLock
 
     root = tmp_path / "lab"
@@ -188,7 +188,9 @@ def test_ctrl_c_waits_for_vagrants_clean_up_holding_the_lock(tmp_path, fake_vagr
         assert "Creating image" in log.read_text()
         os.killpg(proc.pid, signal.SIGINT)  # the terminal's Ctrl-C
         signalled = time.time()
-        time.sleep(0.5)
+        time.sleep(0.3)
+        os.killpg(proc.pid, signal.SIGINT)  # impatient: a second Ctrl-C is not passed on
+        time.sleep(0.2)
         assert proc.poll() is None, "labctl must not exit while Vagrant cleans up"
         with pytest.raises(LabBusy):
             LabLock(root, "llm-lab").acquire()
@@ -201,7 +203,7 @@ def test_ctrl_c_waits_for_vagrants_clean_up_holding_the_lock(tmp_path, fake_vagr
     assert signalled < cleaned <= released  # the lock was kept until Vagrant had cleaned up
     assert proc.returncode != 0
     assert "VagrantInterrupted" in err and "interrupted" in err
-    assert "labctl keeps the lab lock" in out
+    assert "labctl keeps the lab lock" in out and "still waiting for Vagrant" in out
     text = log.read_text()
     assert "Waiting for cleanup before exiting" in text and "Removing domain" in text  # logged to the end
     assert text.count("SIGINT sent once") == 1

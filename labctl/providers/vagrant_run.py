@@ -28,7 +28,7 @@ import subprocess
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
@@ -161,6 +161,36 @@ def run_vagrant(
     arrival order, stderr marked), and to ``on_piece`` for the console. Returns the outcome;
     ``interrupted`` is True when a Ctrl-C was forwarded (the caller raises after its own clean-up)."""
     exe = find_vagrant(env)
+    with _interrupts_counted() as interrupts:
+        return _run(exe, args, cwd, env, log, on_piece, notice, interrupts)
+
+
+@contextlib.contextmanager
+def _interrupts_counted() -> Iterator[list[int]]:
+    """While Vagrant runs, a Ctrl-C (SIGINT) is counted instead of raising KeyboardInterrupt wherever
+    labctl happens to be: the loop below acts on it at a point of its choosing. Only the main thread
+    receives signals and can set a handler (labctl calls Vagrant from it)."""
+    counted: list[int] = []
+    if threading.current_thread() is not threading.main_thread():
+        yield counted
+        return
+    previous = signal.signal(signal.SIGINT, lambda signum, frame: counted.append(signum))
+    try:
+        yield counted
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def _run(
+    exe: str,
+    args: list[str],
+    cwd: Path,
+    env: Mapping[str, str],
+    log: Callable[[str], None],
+    on_piece: Callable[[Piece], None] | None,
+    notice: Callable[[str], None] | None,
+    interrupts: list[int],
+) -> Outcome:
     started = time.monotonic()
     log(f"---- {time.strftime('%Y-%m-%d %H:%M:%S')} vagrant {' '.join(args)} (in {cwd})")
     proc = subprocess.Popen(
@@ -187,7 +217,28 @@ def run_vagrant(
     last_logged_redraw = -1e9
     pending_redraw: Piece | None = None
     exited_at: float | None = None
+    handled = 0
+
+    def interrupt() -> None:
+        nonlocal interrupted
+        if not interrupted:
+            interrupted = True
+            log(f"[{time.monotonic() - started:8.2f}s] labctl: Ctrl-C — SIGINT sent once to vagrant (PID {proc.pid})")
+            if notice:
+                notice(
+                    f"==> Interrupted: Vagrant (PID {proc.pid}) is cleaning up; labctl keeps the lab lock and "
+                    "waits for it to exit"
+                )
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGINT)
+        elif notice:
+            # A second SIGINT would make Vagrant quit without cleaning up: it is not forwarded.
+            notice(f"    still waiting for Vagrant (PID {proc.pid}) to finish its clean-up…")
+
     while open_streams or proc.poll() is None:
+        while handled < len(interrupts):
+            handled += 1
+            interrupt()
         if proc.poll() is not None:
             # A child Vagrant left behind (an ssh ControlMaster, say) may hold the pipes open:
             # read what is there, then stop waiting for an end of file that may never come.
@@ -195,46 +246,33 @@ def run_vagrant(
             if time.monotonic() - exited_at > 5 and events.empty():
                 break
         try:
-            try:
-                item = events.get(timeout=0.2)
-            except queue.Empty:
-                continue
-            if isinstance(item, str):
-                open_streams -= 1
-                continue
-            if item.redraw:
-                # A progress meter redraws many times a second: the log keeps one every 5 s.
-                if item.seconds - last_logged_redraw >= 5:
-                    log(f"[{item.seconds:8.2f}s] {item.text.strip()}")
-                    last_logged_redraw, pending_redraw = item.seconds, None
-                else:
-                    pending_redraw = item
+            item = events.get(timeout=0.2)
+        except queue.Empty:
+            continue
+        if isinstance(item, str):
+            open_streams -= 1
+            continue
+        if item.redraw:
+            # A progress meter redraws many times a second: the log keeps one every 5 s.
+            if item.seconds - last_logged_redraw >= 5:
+                log(f"[{item.seconds:8.2f}s] {item.text.strip()}")
+                last_logged_redraw, pending_redraw = item.seconds, None
             else:
-                if pending_redraw is not None:
-                    log(f"[{pending_redraw.seconds:8.2f}s] {pending_redraw.text.strip()}")
-                    pending_redraw = None
-                mark = " stderr:" if item.stream == "stderr" else ""
-                log(f"[{item.seconds:8.2f}s]{mark} {item.text}")
-                if item.stream == "stdout":
-                    stdout.append(item.text)
-                elif item.text.strip():
-                    stderr_tail.append(f"[{item.seconds:7.1f}s] {item.text.strip()}")
-            if on_piece is not None:
-                on_piece(item)
-        except KeyboardInterrupt:
-            if not interrupted:
-                interrupted = True
-                log(f"[{time.monotonic() - started:8.2f}s] labctl: Ctrl-C — SIGINT sent once to vagrant (PID {proc.pid})")
-                if notice:
-                    notice(
-                        f"==> Interrupted: Vagrant (PID {proc.pid}) is cleaning up; labctl keeps the lab lock and "
-                        "waits for it to exit"
-                    )
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(proc.pid, signal.SIGINT)
-            elif notice:
-                # A second SIGINT would make Vagrant quit without cleaning up: it is not forwarded.
-                notice(f"    still waiting for Vagrant (PID {proc.pid}) to finish its clean-up…")
+                pending_redraw = item
+        else:
+            if pending_redraw is not None:
+                log(f"[{pending_redraw.seconds:8.2f}s] {pending_redraw.text.strip()}")
+                pending_redraw = None
+            mark = " stderr:" if item.stream == "stderr" else ""
+            log(f"[{item.seconds:8.2f}s]{mark} {item.text}")
+            if item.stream == "stdout":
+                stdout.append(item.text)
+            elif item.text.strip():
+                stderr_tail.append(f"[{item.seconds:7.1f}s] {item.text.strip()}")
+        if on_piece is not None:
+            on_piece(item)
+    if pending_redraw is not None:
+        log(f"[{pending_redraw.seconds:8.2f}s] {pending_redraw.text.strip()}")
     for t in readers:
         t.join(timeout=1)
     returncode = proc.wait()
