@@ -12,7 +12,8 @@ Here both streams are read as they come, split on ``\\n`` and ``\\r``, stamped w
 the command started and written to the log in the order they arrived; the stderr tail goes into the
 error. Vagrant runs in its own session (``start_new_session``), so a terminal's Ctrl-C reaches labctl
 only: labctl forwards exactly one SIGINT to Vagrant's process group (Vagrant's "Waiting for cleanup
-before exiting…"; a second SIGINT would make it exit without cleaning up), keeps reading and logging,
+before exiting…"; a second SIGINT would make it abort with "Exiting immediately, without cleanup!" —
+Vagrant 2.3.4 ``lib/vagrant/action/runner.rb`` ``int_callback``), keeps reading and logging,
 and returns only when Vagrant has exited. The caller holds the lab lock for that whole time.
 """
 
