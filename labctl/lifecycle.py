@@ -737,9 +737,9 @@ def destroy(lab: Lab, console: Console, *, keep_data: bool = False) -> None:
         raise LifecycleError(
             "destroy could not remove " + "; ".join(leaked) + f" — their records stay in {lab.state_dir / '.vagrant'}"
         )
+    done = f"==> Lab {spec.name!r} destroyed in {_format_duration(seconds)}" if seconds else f"==> Lab {spec.name!r} cleaned up"
     console.say(
-        f"==> Lab {spec.name!r} destroyed in {_format_duration(seconds)}"
-        + (" — data kept: `labctl create` reuses it" if keep_data else f"; nothing of it is left in {lab.state_dir.parent}"),
+        done + (" — data kept: `labctl create` reuses it" if keep_data else f"; nothing of it is left in {lab.state_dir.parent}"),
         "bold green",
     )
 
