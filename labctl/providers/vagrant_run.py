@@ -19,6 +19,7 @@ and returns only when Vagrant has exited. The caller holds the lab lock for that
 
 from __future__ import annotations
 
+import codecs
 import contextlib
 import os
 import queue
@@ -125,12 +126,14 @@ def split_pieces(buffer: str) -> tuple[list[tuple[str, bool]], str]:
 
 def _reader(stream: IO[bytes], name: str, started: float, events: queue.Queue[Piece | str]) -> None:
     rest = ""
+    decoder = codecs.getincrementaldecoder("utf-8")("replace")  # a character split across two reads stays whole
     try:
         while True:
             chunk = os.read(stream.fileno(), 65536)
             if not chunk:
+                rest += decoder.decode(b"", final=True)
                 break
-            pieces, rest = split_pieces(rest + chunk.decode("utf-8", "replace"))
+            pieces, rest = split_pieces(rest + decoder.decode(chunk))
             now = time.monotonic() - started
             for text, redraw in pieces:
                 clean = ANSI.sub("", text).rstrip()
