@@ -91,9 +91,9 @@ def test_box_download_progress_reaches_the_console(tmp_path, fake_vagrant, monke
     monkeypatch.setenv("FAKE_VAGRANT_PROGRESS", "1")
     shown: list[str] = []
     provider(tmp_path / "lab", echo=shown.append).up()
-    progress = [line for line in shown if "box download" in line]
-    assert progress[0].startswith("    box: box download 0% (Rate: 9.9M/s")
-    assert progress[-1].startswith("    box: box download 100%")
+    progress = [line for line in shown if "Progress:" in line]
+    assert progress[0].startswith("    box: Progress: 0% (Rate: 9.9M/s")
+    assert progress[-1].startswith("    box: Progress: 100%")
     assert len(progress) >= 5  # one per 10 % step crossed: 0, 13, 26, 51, 77, 100
     assert not any("\x1b" in line or "\r" in line for line in shown)
     log = (tmp_path / "lab" / "logs" / "test.log").read_text()

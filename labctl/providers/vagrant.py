@@ -281,7 +281,9 @@ class VagrantProvider:
 
 
 class _ProgressEcho:
-    """Box download progress for the console: a line per 10 % step, or every 15 s."""
+    """A progress meter (the box download, Vagrant 2.3.4 curl_helper.rb; vagrant-libvirt 0.11.2's
+    upload of the box into the pool, handle_box_image.rb) for the console: a line per 10 % step, or
+    every 15 s. The headline before it says what is progressing."""
 
     def __init__(self, echo: Callable[[str], None]) -> None:
         self.echo = echo
@@ -293,10 +295,12 @@ class _ProgressEcho:
         if not m:
             return
         pct = int(m.group("pct"))
+        if pct < self.last_pct:  # the next meter (download done, upload starting)
+            self.last_pct = -10
         if pct // 10 > self.last_pct // 10 or piece.seconds - self.last_time >= 15:
             self.last_pct, self.last_time = pct, piece.seconds
-            who = m.group("machine") or "box"
-            self.echo(f"    {who}: box download {pct}%{m.group('rest')}")
+            who = m.group("machine") or "vagrant"
+            self.echo(f"    {who}: Progress: {pct}%{m.group('rest')}")
 
 
 def format_ssh_config(config: dict[str, dict[str, str]]) -> str:
