@@ -430,8 +430,13 @@ def _output(argv: Sequence[str], timeout: float = 20) -> tuple[str | None, str]:
     """(stdout, stderr) of a command; stdout None when it is missing or failed."""
     if shutil.which(argv[0]) is None:
         return None, f"{argv[0]} not found"
+    env = None
+    if argv[0] == "vagrant":  # never with a variable that points Vagrant at another project
+        from labctl.providers.vagrant_run import scrubbed_env
+
+        env = scrubbed_env(os.environ)
     try:
-        proc = subprocess.run(list(argv), capture_output=True, text=True, timeout=timeout, check=False)
+        proc = subprocess.run(list(argv), capture_output=True, text=True, timeout=timeout, check=False, env=env)
     except (OSError, subprocess.TimeoutExpired) as err:
         return None, str(err)
     if proc.returncode != 0:

@@ -325,3 +325,15 @@ def test_real_vagrant_in_a_hostile_environment_sees_the_labs_machines(tmp_path, 
     p = provider(tmp_path / "lab", LabSpec.from_dict({"provider": {"type": "libvirt"}}))
     assert [(m.name, m.state) for m in p.status()] == [("nfs", "not_created"), ("master", "not_created"), ("worker1", "not_created")]
     assert not (other / ".dot").exists()
+
+
+def test_doctor_runs_vagrant_without_the_hostile_variables(tmp_path, fake_vagrant, monkeypatch):  # noqa: F811
+    from labctl import doctor
+
+    for key, value in HOSTILE.items():
+        monkeypatch.setenv(key, value)
+    doctor.run_doctor(LabSpec.from_dict({"provider": {"type": "libvirt"}}), tmp_path / "lab")
+    calls = fake_vagrant.calls()
+    assert calls, "doctor asked vagrant nothing"
+    for call in calls:
+        assert not set(call["env"]) & set(SCRUBBED_ENV), call

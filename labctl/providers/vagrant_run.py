@@ -69,13 +69,20 @@ class VagrantInterrupted(LabctlError):
     exit_code = 130
 
 
-def vagrant_env(base: Mapping[str, str], provider: str, extra: Mapping[str, str] | None = None) -> dict[str, str]:
-    """The environment Vagrant gets: the user's, less what could redirect it, with the lab's provider
-    as the default (so `status` of machines not created yet names the right one) and no colour."""
+def scrubbed_env(base: Mapping[str, str], extra: Mapping[str, str] | None = None) -> dict[str, str]:
+    """``base`` (and ``extra``) less every variable that could redirect Vagrant: for any `vagrant`
+    labctl runs, including `vagrant --version` and `vagrant plugin list` in doctor."""
     env = {k: v for k, v in base.items() if k not in SCRUBBED_ENV}
     env.update(extra or {})
     for name in SCRUBBED_ENV:  # an explicit ``extra`` cannot bring one back either
         env.pop(name, None)
+    return env
+
+
+def vagrant_env(base: Mapping[str, str], provider: str, extra: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The environment Vagrant gets: the user's, less what could redirect it, with the lab's provider
+    as the default (so `status` of machines not created yet names the right one) and no colour."""
+    env = scrubbed_env(base, extra)
     env["VAGRANT_DEFAULT_PROVIDER"] = provider
     env["VAGRANT_NO_COLOR"] = "1"
     return env
