@@ -54,3 +54,22 @@ def test_a_healthy_status_keeps_no_log_and_a_failing_one_does(tmp_path, default_
     checks[:] = [lifecycle.EndpointCheck("x", False, "broken")]
     lifecycle.lab_status(lab)
     assert len(list((lab.state_dir / "logs").glob("status-*.log"))) == 1
+
+
+def test_a_create_stopped_by_preflight_announces_no_log(tmp_path, default_spec, monkeypatch):
+    """Issue #15 item 4: the log path is printed once preflight passed; before, no file is written."""
+    import io
+
+    import pytest
+    from rich.console import Console as RichConsole
+
+    from labctl import doctor, lifecycle
+
+    monkeypatch.setattr(doctor, "run_doctor", lambda *a, **k: [doctor.Check("vagrant", "fail", "not installed")])
+    out = io.StringIO()
+    lab = lifecycle.Lab.of(default_spec, state_dir=tmp_path / "lab")
+    with pytest.raises(doctor.PreflightFailed):
+        lifecycle.create(lab, lifecycle.Console(RichConsole(file=out, width=200)))
+    text = out.getvalue()
+    assert "state in" in text and "log:" not in text and ".log" not in text
+    assert not list((tmp_path / "lab").glob("logs/*.log"))
