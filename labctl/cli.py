@@ -307,9 +307,16 @@ def destroy(lab_file: Path | None, keep_data: bool, yes: bool) -> None:
     from labctl import lifecycle
 
     lab = _lab(lab_file)
-    if not yes:
+    # Only a lab with VMs (or, for provider ssh, a kubeconfig) is worth a question; a lab that never
+    # existed is cleaned up (a state folder `render` left) without asking anything.
+    if not yes and lifecycle.lab_exists(lab):
         what = "every VM except the NFS VM" if keep_data else "every VM, the lab's state folder and its secrets"
-        click.confirm(f"Destroy lab {lab.spec.name!r} ({what})?", abort=True)
+        try:
+            sure = click.confirm(f"Destroy lab {lab.spec.name!r} ({what})?")
+        except click.Abort:  # end of input: no terminal, nobody to answer
+            fail(f"destroy lab {lab.spec.name!r}: nobody answered the question (no terminal) — run `labctl destroy --yes`")
+        if not sure:
+            raise click.Abort()
     lifecycle.destroy(lab, lifecycle.Console(), keep_data=keep_data)
 
 

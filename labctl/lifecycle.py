@@ -11,7 +11,6 @@ from __future__ import annotations
 import contextlib
 import fnmatch
 import json
-import os
 import shlex
 import shutil
 import time
@@ -21,6 +20,13 @@ from pathlib import Path
 from typing import Any
 
 from labctl.errors import ExitCode, LabctlError
+from labctl.kubeconfig import (  # noqa: F401  (re-exported: lifecycle.merge_kubeconfig etc. stay valid)
+    merge_kubeconfig,
+    merge_kubeconfig_file,
+    remove_from_kubeconfig,
+    rewrite_kubeconfig,
+    user_kubeconfig_path,
+)
 from labctl.plan import Plan, PlannedStep
 from labctl.spec import LabSpec
 from labctl.transport.base import Host
@@ -29,6 +35,7 @@ ADMIN_CONF = "/etc/kubernetes/admin.conf"
 # Steps `labctl resume` re-runs after `vagrant up`: swap comes back after a halt on some boxes.
 RESUME_STEPS = ("node-prep.disable-swap",)
 APPS_NAMESPACE = "llm"
+NOT_CREATED = "not created yet — run `labctl create`"
 
 
 class LifecycleError(LabctlError):
@@ -88,8 +95,9 @@ class Lab:
         return f"labctl-{self.spec.name}"
 
     def new_log(self, command: str) -> Path:
-        stamp = time.strftime("%Y%m%d-%H%M%S")
-        return self.state_dir / "logs" / f"{command}-{stamp}.log"
+        from labctl.logs import new_log_path
+
+        return new_log_path(self.state_dir / "logs", command)
 
     def provider(self, log_path: Path, console: Console | None = None):  # type: ignore[no-untyped-def]
         from labctl.providers.vagrant import VagrantProvider
@@ -121,78 +129,6 @@ def select_steps(plan: Plan, patterns: Sequence[str]) -> Plan:
             s = replace(s, skip_reason=reason)
         steps.append(s)
     return replace(plan, steps=tuple(steps))
-
-
-# ---- kubeconfig (pure) -------------------------------------------------------------------------
-def rewrite_kubeconfig(admin_conf: str, lab: str, server: str) -> str:
-    """kubeadm's admin.conf with the server at the lab address and every name made lab-specific
-    (``labctl-<lab>``), so kubeconfigs of several labs merge into one file without clashing."""
-    import yaml
-
-    data = yaml.safe_load(admin_conf)
-    if not isinstance(data, dict) or not data.get("clusters") or not data.get("users"):
-        raise LifecycleError(f"{ADMIN_CONF} on the master is not a kubeconfig (no clusters/users)")
-    name = f"labctl-{lab}"
-    cluster = dict(data["clusters"][0]["cluster"])
-    cluster["server"] = server
-    user = dict(data["users"][0]["user"])
-    out = {
-        "apiVersion": "v1",
-        "kind": "Config",
-        "preferences": {},
-        "clusters": [{"name": name, "cluster": cluster}],
-        "users": [{"name": f"{name}-admin", "user": user}],
-        "contexts": [{"name": name, "context": {"cluster": name, "user": f"{name}-admin"}}],
-        "current-context": name,
-    }
-    return yaml.safe_dump(out, sort_keys=False)
-
-
-def merge_kubeconfig(existing: str | None, lab_config: str) -> str:
-    """``lab_config``'s cluster, user and context added to (or replacing same-named ones in) ``existing``.
-    The current context is only set when the file had none: merging never switches a user's context."""
-    import yaml
-
-    base = yaml.safe_load(existing) if existing and existing.strip() else None
-    if base is None:
-        base = {"apiVersion": "v1", "kind": "Config", "preferences": {}, "clusters": [], "users": [], "contexts": []}
-    if not isinstance(base, dict):
-        raise LifecycleError("~/.kube/config is not a kubeconfig mapping — fix or move it, then run again")
-    new = yaml.safe_load(lab_config)
-    for key in ("clusters", "users", "contexts"):
-        incoming = {item["name"]: item for item in new.get(key) or []}
-        kept = [item for item in base.get(key) or [] if item.get("name") not in incoming]
-        base[key] = kept + list(incoming.values())
-    if not base.get("current-context"):
-        base["current-context"] = new.get("current-context", "")
-    return yaml.safe_dump(base, sort_keys=False)
-
-
-def remove_from_kubeconfig(existing: str, lab: str) -> str | None:
-    """``existing`` without the lab's entries; None when it held none of them (leave the file alone)."""
-    import yaml
-
-    data = yaml.safe_load(existing) if existing.strip() else None
-    if not isinstance(data, dict):
-        return None
-    name = f"labctl-{lab}"
-    names = {name, f"{name}-admin"}
-    changed = False
-    for key in ("clusters", "users", "contexts"):
-        items = data.get(key) or []
-        kept = [i for i in items if i.get("name") not in names]
-        changed |= len(kept) != len(items)
-        data[key] = kept
-    if data.get("current-context") == name:
-        data["current-context"] = ""
-        changed = True
-    return yaml.safe_dump(data, sort_keys=False) if changed else None
-
-
-def user_kubeconfig_path() -> Path:
-    env = os.environ.get("KUBECONFIG", "")
-    first = env.split(os.pathsep)[0] if env else ""
-    return Path(first).expanduser() if first else Path.home() / ".kube" / "config"
 
 
 # ---- status probe (pure parts) -----------------------------------------------------------------
@@ -299,9 +235,12 @@ class LabStatus:
     nodes: list[dict[str, Any]] = field(default_factory=list)
     pods: list[dict[str, Any]] = field(default_factory=list)
     endpoints: list[EndpointCheck] = field(default_factory=list)
+    created: bool = True  # False: no Vagrantfile and no VM ids in the state folder (never created)
 
     def checks(self, spec: LabSpec) -> list[EndpointCheck]:
         """Everything `verify` requires, each with a one-line reason."""
+        if not self.created:
+            return [EndpointCheck("lab-created", False, NOT_CREATED)]
         out = []
         not_running = [v["name"] for v in self.vms if v["state"] != "running"]
         out.append(
@@ -334,6 +273,7 @@ class LabStatus:
             "lab": self.lab,
             "provider": self.provider,
             "vms": self.vms,
+            "created": self.created,
             "cluster_error": self.cluster_error,
             "nodes": self.nodes,
             "pods": self.pods,
@@ -400,6 +340,8 @@ def _json_field(text: str, key: str) -> str | None:
 
 
 def format_status(status: LabStatus, spec: LabSpec) -> str:
+    if not status.created:
+        return f"Lab {status.lab} (provider {status.provider}): {NOT_CREATED}\n"
     lines = [f"Lab {status.lab} (provider {status.provider})", "", "VMs:"]
     for vm in status.vms:
         lines.append(f"  {vm['name']:<12} {vm['state']}")
@@ -460,9 +402,13 @@ def bring_up_hosts(lab: Lab, provider: Any, console: Console, step: PlannedStep)
     # The VM layer's time counts everything labctl adds around `vagrant up` (status, ssh-config).
     started = time.monotonic()
     states = provider.status()
+    stale = provider.stale_machines([s.name for s in states if s.state != "not_created"])
+    if stale:  # `vagrant up` would not apply these: running steps on a stale VM helps nobody
+        raise LifecycleError("lab.yaml no longer matches VMs that exist:\n  " + "\n  ".join(stale))
     pending = [s.name for s in states if not s.running]
     if pending:
         provider.up(None if len(pending) == len(states) else pending)
+    provider.record_applied([s.name for s in states])
     # `vagrant up` succeeded, so every machine runs: no second `vagrant status` needed.
     config = provider.ssh_config(running=[s.name for s in states])
     seconds = time.monotonic() - started
@@ -499,7 +445,7 @@ def create(
     started = time.monotonic()
     spec = lab.spec
     log_path = lab.new_log("create")
-    console.say(f"==> Lab {spec.name!r}: state in {lab.state_dir}, log {log_path}", "bold")
+    console.say(f"==> Lab {spec.name!r}: state in {lab.state_dir}", "bold")
     # Planning is pure and cheap: a bad --only is refused before doctor or anything else runs.
     plan = select_steps(build_plan(spec, state_dir=lab.state_dir, cache=cache), only)
     with LabLock(lab.state_dir, spec.name, "labctl create"):
@@ -509,6 +455,7 @@ def create(
             running_mib = _running_mib(spec, provider.status())
         cache_dir = Path(cache.host_dir) if cache is not None else None
         preflight(lab, console, running_vm_mib=running_mib, cache_dir=cache_dir)
+        console.say(f"    log: {log_path}")  # only now: a run that stops at preflight writes none
         artefacts = build_artefacts(spec, lab.state_dir)
         if provider is not None:
             if cache_dir is not None:  # the box from the warm cache, before `vagrant up` looks for it
@@ -604,16 +551,6 @@ def fetch_kubeconfig(lab: Lab, transport: Any, hosts: dict[str, Host], *, merge_
     return lab.kubeconfig
 
 
-def merge_kubeconfig_file(lab: Lab, target: Path) -> Path:
-    from labctl.state import write_private
-
-    if not lab.kubeconfig.exists():
-        raise LifecycleError(f"{lab.kubeconfig} does not exist yet — run `labctl create` first")
-    existing = target.read_text(encoding="utf-8") if target.exists() else None
-    write_private(target, merge_kubeconfig(existing, lab.kubeconfig.read_text(encoding="utf-8")))
-    return target
-
-
 def _summary(
     lab: Lab,
     console: Console,
@@ -659,11 +596,25 @@ def _webui_health(spec: LabSpec, timeout: float = 5.0) -> EndpointCheck:
 
 
 def lab_status(lab: Lab, *, transport_factory: Callable[[], Any] | None = None) -> LabStatus:
+    spec = lab.spec
+    status = LabStatus(spec.name, spec.provider.type)
+    if spec.provider.type != "ssh" and not lab_exists(lab):
+        status.created = False  # nothing to ask Vagrant or the network: say so in one line
+        status.vms = [{"name": n.name, "state": "not_created"} for _, n in spec.all_nodes()]
+        return status
+    # A read-only command keeps its log only when something failed (see the end): a healthy lab's
+    # `status` every minute must not fill the logs folder.
+    log_path = lab.new_log("status")
+    status = _probe_status(lab, status, log_path, transport_factory)
+    if all(c.ok for c in status.checks(spec)):
+        log_path.unlink(missing_ok=True)
+    return status
+
+
+def _probe_status(lab: Lab, status: LabStatus, log_path: Path, transport_factory: Callable[[], Any] | None) -> LabStatus:
     from labctl.providers.vagrant import VagrantError, hosts_from_ssh_config
 
     spec = lab.spec
-    log_path = lab.new_log("status")
-    status = LabStatus(spec.name, spec.provider.type)
     hosts: dict[str, Host] = {}
     if spec.provider.type == "ssh":
         from labctl.providers.ssh import hosts_from_spec
@@ -766,60 +717,107 @@ def resume(lab: Lab, console: Console, *, transport_factory: Callable[[], Any] |
     return total
 
 
+def lab_exists(lab: Lab) -> bool:
+    """Whether the lab has anything `destroy` would remove: VMs Vagrant knows of (its ids survive a
+    deleted Vagrantfile), a Vagrantfile, or, for provider ssh, a kubeconfig or merged context."""
+    if any((lab.state_dir / ".vagrant" / "machines").glob("*/*/id")) or (lab.state_dir / "Vagrantfile").exists():
+        return True
+    if lab.spec.provider.type == "ssh":
+        from labctl.kubeconfig import MERGED_RECORD
+
+        return lab.kubeconfig.exists() or (lab.state_dir / MERGED_RECORD).exists()
+    return False
+
+
 def destroy(lab: Lab, console: Console, *, keep_data: bool = False) -> None:
-    """Remove the lab's VMs (all, or all but the NFS VM). Safe to run again: nothing there, nothing to do."""
+    """Remove the lab's VMs (all, or all but the NFS VM with ``keep_data``) and everything labctl
+    keeps for the lab: merged kubeconfig context, kubeconfig, ssh-config, secrets, logs, the state
+    folder. Safe to run again, and it finishes the clean-up when the VMs are already gone (deleted by
+    hand, or an earlier destroy interrupted after `vagrant destroy`)."""
     from labctl.lablock import LabLock
 
     spec = lab.spec
-    if spec.provider.type == "ssh":
-        console.say("provider ssh: the machines are yours and stay as they are; labctl forgets its state for this lab")
-        _forget(lab, keep_secrets=keep_data)
-        return
-    if not (lab.state_dir / "Vagrantfile").exists():
+    if not lab.state_dir.exists():
         _drop_merged_context(lab, console)
-        console.say(f"lab {spec.name!r}: nothing to destroy (no Vagrantfile in {lab.state_dir})")
+        console.say(f"lab {spec.name!r}: nothing to destroy ({lab.state_dir} does not exist)")
         return
-    log_path = lab.new_log("destroy")
-    with LabLock(lab.state_dir, spec.name, "labctl destroy"):
-        provider = lab.provider(log_path, console)
-        keep = [spec.nodes.nfs.name] if keep_data else []
-        left = [m.name for m in provider.status() if m.state != "not_created" and m.name not in keep]
-        if not left:
-            console.say(f"lab {spec.name!r}: nothing to destroy (no VM left" + (f" besides {keep[0]})" if keep else ")"))
-            return
-        console.say(f"==> Destroying lab {spec.name!r}" + (f" (keeping {keep[0]} and its exports)" if keep else ""), "bold")
-        seconds = provider.destroy(keep=keep)
-        if keep:
-            from labctl.snapshots import delete_all_on
-
-            delete_all_on(provider, keep, console)
-        _drop_merged_context(lab, console)
-        if not keep_data:
-            _forget(lab, keep_secrets=False)
+    seconds = 0.0
+    leaked: list[str] = []
+    with LabLock(lab.state_dir, spec.name, "labctl destroy") as lock:
+        if spec.provider.type == "ssh":
+            console.say("provider ssh: the machines are yours and stay as they are; labctl forgets its state for this lab")
         else:
+            seconds, leaked = _destroy_vms(lab, console, keep_data)
+        _drop_merged_context(lab, console)
+        if keep_data:
             for path in (lab.kubeconfig, lab.ssh_config):
                 path.unlink(missing_ok=True)
-    console.say(f"==> Destroyed in {_format_duration(seconds)}" + (" — data kept: `labctl create` reuses it" if keep_data else ""), "bold green")
+        else:
+            _forget(lab, keep=(".lock", ".vagrant") if leaked else (".lock",))
+            if not leaked:
+                lock.discard()  # the lock file goes with the folder, while still held
+    if not keep_data and not leaked:
+        with contextlib.suppress(OSError):
+            lab.state_dir.rmdir()
+    if leaked:
+        raise LifecycleError(
+            "destroy could not remove " + "; ".join(leaked) + f" — their records stay in {lab.state_dir / '.vagrant'}"
+        )
+    done = f"==> Lab {spec.name!r} destroyed in {_format_duration(seconds)}" if seconds else f"==> Lab {spec.name!r} cleaned up"
+    console.say(
+        done + (" — data kept: `labctl create` reuses it" if keep_data else f"; nothing of it is left in {lab.state_dir.parent}"),
+        "bold green",
+    )
+
+
+def _destroy_vms(lab: Lab, console: Console, keep_data: bool) -> tuple[float, list[str]]:
+    """`vagrant destroy -f` every VM that exists (but the NFS VM with ``keep_data``). Returns the
+    seconds it took and, for VMs Vagrant knows but lab.yaml no longer names, what to do by hand."""
+    spec = lab.spec
+    provider = lab.provider(lab.new_log("destroy"), console)
+    ids = provider.machine_ids()
+    if ids and not provider.vagrantfile.exists():
+        # Vagrant needs the Vagrantfile to act on machines its .vagrant folder still lists.
+        provider.render(lab.source)
+        console.say(f"    {provider.vagrantfile} was missing; rendered it again to remove {', '.join(sorted(ids))}")
+    names = {n.name for _, n in spec.all_nodes()}
+    leaked = [
+        f"VM {name} (provider id {ident}) is not in lab.yaml any more: remove it with "
+        + (f"`virsh undefine --remove-all-storage {ident}`" if spec.provider.type == "libvirt" else f"`VBoxManage unregistervm {ident} --delete`")
+        for name, ident in sorted(ids.items())
+        if name not in names
+    ]
+    keep = [spec.nodes.nfs.name] if keep_data else []
+    if not provider.vagrantfile.exists():
+        console.say(f"lab {spec.name!r}: no VM to destroy (no Vagrantfile, no VM recorded)")
+        return 0.0, leaked
+    left = [m.name for m in provider.status() if m.state != "not_created" and m.name not in keep]
+    if not left:
+        console.say(f"lab {spec.name!r}: no VM left to destroy" + (f" besides {keep[0]}" if keep else "") + "; cleaning up")
+        return 0.0, leaked
+    console.say(f"==> Destroying lab {spec.name!r}" + (f" (keeping {keep[0]} and its exports)" if keep else ""), "bold")
+    seconds = provider.destroy(keep=keep)
+    provider.forget_applied(left)
+    if keep:
+        from labctl.snapshots import delete_all_on
+
+        delete_all_on(provider, keep, console)
+    return seconds, leaked
 
 
 def _drop_merged_context(lab: Lab, console: Console) -> None:
-    from labctl.state import write_private
+    from labctl.kubeconfig import remove_merged_contexts
 
-    target = user_kubeconfig_path()
-    if not target.exists():
-        return
-    updated = remove_from_kubeconfig(target.read_text(encoding="utf-8"), lab.spec.name)
-    if updated is not None:
-        write_private(target, updated)
+    for target in remove_merged_contexts(lab):
         console.say(f"    removed context {lab.context} from {target}")
 
 
-def _forget(lab: Lab, *, keep_secrets: bool) -> None:
-    if keep_secrets or not lab.state_dir.exists():
+def _forget(lab: Lab, *, keep: tuple[str, ...] = (".lock",)) -> None:
+    if not lab.state_dir.exists():
         return
     # The lock file is held open by this process: empty the folder's other entries, then the folder.
     for entry in lab.state_dir.iterdir():
-        if entry.name == ".lock":
+        if entry.name in keep:
             continue
         if entry.is_dir() and not entry.is_symlink():
             shutil.rmtree(entry)

@@ -108,5 +108,32 @@ class RunLog:
                 self._file.close()
 
 
+# Logs kept per command (create-*.log, destroy-*.log, …): enough to compare the last few runs.
+KEEP_LOGS = 10
+
+
+def new_log_path(folder: Path, command: str, keep: int = KEEP_LOGS) -> Path:
+    """The path for a new ``<command>-<stamp>.log`` in ``folder``, after removing the oldest logs of
+    that command so at most ``keep`` remain with the new one. The file itself is created by its
+    first write, so a command that stops before logging anything leaves no empty file behind."""
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    path = folder / f"{command}-{stamp}.log"
+    n = 1
+    while path.exists():  # two runs in one second keep both logs
+        n += 1
+        path = folder / f"{command}-{stamp}-{n}.log"
+    if folder.is_dir():
+        old = sorted(
+            (p for p in folder.glob(f"{command}-*.log") if _LOG_NAME.fullmatch(p.name[len(command) + 1 :])),
+            key=lambda p: (p.stat().st_mtime, p.name),
+        )
+        for stale in old[: max(0, len(old) - (keep - 1))]:
+            stale.unlink(missing_ok=True)
+    return path
+
+
+_LOG_NAME = re.compile(r"\d{8}-\d{6}(?:-\d+)?\.log")
+
+
 def indent(text: str, prefix: str = "    ") -> str:
     return "\n".join(prefix + line for line in text.rstrip("\n").splitlines())

@@ -22,12 +22,29 @@ def home(tmp_path, monkeypatch):
 
 def test_destroy_asks_first_and_does_nothing_on_no(home):
     state = home / "labs" / "llm-lab"
-    state.mkdir(parents=True)
+    (state / ".vagrant" / "machines" / "master" / "libvirt").mkdir(parents=True)
+    (state / ".vagrant" / "machines" / "master" / "libvirt" / "id").write_text("0b1c")  # a VM exists
     (state / "secrets.json").write_text("{}")
     result = CliRunner().invoke(cli, ["destroy"], input="n\n")
     assert result.exit_code == 1
     assert "Destroy lab 'llm-lab'" in result.output
     assert (state / "secrets.json").exists()
+    # Without a terminal (no answer at all): a clear one-line refusal, not click's bare "Aborted!".
+    result = CliRunner().invoke(cli, ["destroy"], input="")
+    assert result.exit_code == 1 and "run `labctl destroy --yes`" in result.output
+    assert (state / "secrets.json").exists()
+
+
+def test_destroy_of_a_lab_that_only_render_touched_asks_nothing_and_leaves_nothing(home):
+    """Issue #15 item 2: no VM, so no question (and no "Aborted!" without a terminal); the state
+    folder and secrets.json that `render` made are gone afterwards."""
+    state = home / "labs" / "llm-lab"
+    state.mkdir(parents=True)
+    (state / "secrets.json").write_text("{}")
+    result = CliRunner().invoke(cli, ["destroy"], input="")
+    assert result.exit_code == 0, result.output
+    assert "Destroy lab" not in result.output
+    assert not state.exists()
 
 
 def test_destroy_of_a_lab_that_never_existed_is_a_no_op(home):
@@ -76,13 +93,18 @@ def test_create_with_an_unknown_only_pattern_touches_nothing(home):
 
 
 def test_status_of_a_lab_that_was_never_created_is_honest_and_offline(home):
+    """Issue #15 item 4: one line saying what to do, not a wall of FAIL lines; and no log file."""
     import json
 
     result = CliRunner().invoke(cli, ["status", "--output", "json"])
     assert result.exit_code == 0, result.output
     report = json.loads(result.output)
+    assert report["created"] is False
     assert {v["state"] for v in report["vms"]} == {"not_created"}
-    checks = {c["name"]: c for c in report["checks"]}
-    assert checks["vms-running"]["ok"] is False
-    assert checks["open-webui-health"]["detail"] == "unreachable: none of the lab's VMs is running"
-    assert CliRunner().invoke(cli, ["verify"]).exit_code == 7
+    assert [c["name"] for c in report["checks"]] == ["lab-created"]
+    text = CliRunner().invoke(cli, ["status"])
+    assert text.exit_code == 0
+    assert text.output == "Lab llm-lab (provider virtualbox): not created yet — run `labctl create`\n"
+    verify = CliRunner().invoke(cli, ["verify"])
+    assert verify.exit_code == 7 and "not created yet — run `labctl create`" in verify.output
+    assert not (home / "labs" / "llm-lab" / "logs").exists()

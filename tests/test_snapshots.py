@@ -5,13 +5,13 @@ The real thing (libvirt VMs: save, damage, restore) is in tests/e2e/test_vm_life
 from __future__ import annotations
 
 import json
-import sys
 import time
 from pathlib import Path
 from typing import Any
 
 import pytest
 from click.testing import CliRunner
+from fake_vagrant import fake_vagrant  # noqa: F401  (fixture)
 
 from labctl import lifecycle, snapshots
 from labctl.cli import cli
@@ -20,41 +20,37 @@ from labctl.spec import LabSpec
 from labctl.transport.base import Host
 from labctl.transport.scripted import ScriptedTransport
 
-DOUBLE = Path(__file__).resolve().parent / "doubles" / "vagrant_snapshot_double.py"
 VMS = ("master", "worker1", "nfs")
 
 
 class Vms:
-    def __init__(self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, *, created: bool = True) -> None:
-        bin_dir = tmp_path / "bin"
-        bin_dir.mkdir()
-        (bin_dir / "vagrant").write_text(f'#!/bin/sh\nexec "{sys.executable}" "{DOUBLE}" "$@"\n')
-        (bin_dir / "vagrant").chmod(0o755)
-        self.state_path = tmp_path / "vagrant.json"
-        self.log = tmp_path / "vagrant.log"
-        self.write({"machines": {vm: {"state": "running" if created else "not_created", "snapshots": [], "files": []}
-                                 for vm in VMS}})
-        monkeypatch.setenv("PATH", f"{bin_dir}:/usr/bin:/bin")
-        monkeypatch.setenv("VAGRANT_DOUBLE_STATE", str(self.state_path))
-        monkeypatch.setenv("VAGRANT_DOUBLE_LOG", str(self.log))
+    """The seed lab's VMs, made by the fake `vagrant` (tests/doubles/fakevagrant/vagrant) on PATH."""
+
+    def __init__(self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fake: Any) -> None:
         monkeypatch.setenv("LABCTL_HOME", str(tmp_path / "home"))
         monkeypatch.chdir(tmp_path)
+        self.fake = fake
         self.lab = lifecycle.Lab.of(LabSpec.default())
-        self.lab.state_dir.mkdir(parents=True)
-        (self.lab.state_dir / "Vagrantfile").write_text("# rendered by the test\n")
+        provider = self.lab.provider(tmp_path / "setup.log", lifecycle.Console())
+        provider.render(self.lab.source)
+        provider.up()
+        self.machines = self.lab.state_dir / ".vagrant" / "machines"
 
-    def write(self, state: dict[str, Any]) -> None:
-        self.state_path.write_text(json.dumps(state))
+    def snapshots(self, machine: str) -> list[str]:
+        f = self.machines / machine / "virtualbox" / "snapshots.json"
+        return list(json.loads(f.read_text())) if f.exists() else []
 
-    @property
-    def state(self) -> dict[str, Any]:
-        return json.loads(self.state_path.read_text())
-
-    def calls(self) -> list[list[str]]:
-        return [json.loads(line) for line in self.log.read_text().splitlines()] if self.log.exists() else []
+    def uncreate(self, machine: str) -> None:
+        for f in (self.machines / machine / "virtualbox").iterdir():
+            f.unlink()
 
     def mutating(self) -> list[list[str]]:
-        return [c for c in self.calls() if c[:2] in (["snapshot", "save"], ["snapshot", "restore"], ["snapshot", "delete"])]
+        return [c for c in self.fake.commands() if c[:2] in (["snapshot", "save"], ["snapshot", "restore"], ["snapshot", "delete"])]
+
+
+@pytest.fixture
+def vms(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fake_vagrant: Any) -> Vms:
+    return Vms(tmp_path, monkeypatch, fake_vagrant)
 
 
 def run(*args: str) -> Any:
@@ -70,12 +66,11 @@ def test_parse_snapshot_list_tells_names_from_the_none_hint() -> None:
     assert parse_snapshot_list(text) == {"master": ["ready", "before-lab-3"], "nfs": [], "worker1": ["with,comma"]}
 
 
-def test_save_list_restore_delete(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    vms = Vms(tmp_path, monkeypatch)
+def test_save_list_restore_delete(vms: Vms, monkeypatch: pytest.MonkeyPatch) -> None:
     saved = run("snapshot", "save", "before-lab-3")
     assert saved.exit_code == 0, saved.output
     assert "Snapshot 'before-lab-3' saved" in saved.output and "17 GiB" in saved.output  # 8 + 8 + 1 GiB of memory
-    assert all(m["snapshots"] == ["before-lab-3"] for m in vms.state["machines"].values())
+    assert all(vms.snapshots(m) == ["before-lab-3"] for m in VMS)
 
     listed = run("snapshot", "list", "--output", "json")
     assert json.loads(listed.output) == {"before-lab-3": ["master", "nfs", "worker1"]}
@@ -88,29 +83,25 @@ def test_save_list_restore_delete(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
     monkeypatch.setattr(snapshots, "sync_clocks", lambda transport, hosts, console: clocks.append([h.name for h in hosts]))
     restored = run("snapshot", "restore", "before-lab-3", "--only", "nfs-server.*")
     assert restored.exit_code == 0, restored.output
-    assert ["snapshot", "restore", "--no-provision", "before-lab-3"] in vms.calls()
+    assert ["snapshot", "restore", "--no-provision", "before-lab-3"] in vms.fake.commands()
     assert sorted(clocks[0]) == sorted(VMS) and recheck[0]["only"] == ("nfs-server.*",)
 
     deleted = run("snapshot", "delete", "before-lab-3")
     assert deleted.exit_code == 0, deleted.output
-    assert all(m["snapshots"] == [] for m in vms.state["machines"].values())
+    assert all(vms.snapshots(m) == [] for m in VMS)
     assert "has no snapshots" in run("snapshot", "list").output
 
 
-def test_restore_of_a_name_that_is_not_there_changes_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    vms = Vms(tmp_path, monkeypatch)
-    state = vms.state
-    state["machines"]["master"]["snapshots"] = ["ready"]
-    state["machines"]["worker1"]["snapshots"] = ["ready"]
-    vms.write(state)
+def test_restore_of_a_name_that_is_not_there_changes_nothing(vms: Vms) -> None:
+    for machine in ("master", "worker1"):
+        (vms.machines / machine / "virtualbox" / "snapshots.json").write_text('{"ready": "running"}')
     result = run("snapshot", "restore", "ready")
     assert result.exit_code == 1
     assert "snapshot 'ready' does not exist on nfs — nothing was restored; snapshots of this lab: ready" in result.output
     assert vms.mutating() == []
 
 
-def test_save_refuses_to_overwrite_without_force(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    vms = Vms(tmp_path, monkeypatch)
+def test_save_refuses_to_overwrite_without_force(vms: Vms) -> None:
     assert run("snapshot", "save", "x").exit_code == 0
     again = run("snapshot", "save", "x")
     assert again.exit_code == 1 and "already exists on master, nfs, worker1 — pass --force" in again.output
@@ -128,14 +119,11 @@ def test_save_refuses_to_overwrite_without_force(tmp_path: Path, monkeypatch: py
         ("created", ("delete", "nope"), "snapshot 'nope' does not exist in lab 'llm-lab'"),
     ],
 )
-def test_clear_errors(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, setup: str, args: tuple, needle: str) -> None:
-    vms = Vms(tmp_path, monkeypatch)
+def test_clear_errors(vms: Vms, setup: str, args: tuple, needle: str) -> None:
     if setup == "not-created":
         (vms.lab.state_dir / "Vagrantfile").unlink()
     if setup == "half":
-        state = vms.state
-        state["machines"]["nfs"]["state"] = "not_created"
-        vms.write(state)
+        vms.uncreate("nfs")
     result = run("snapshot", *args)
     assert result.exit_code != 0
     assert needle in result.output, result.output
@@ -154,19 +142,13 @@ def test_provider_ssh_cannot_snapshot(tmp_path: Path, monkeypatch: pytest.Monkey
     assert result.exit_code == 1 and "provider ssh: the machines are not labctl's VMs" in result.output
 
 
-def test_destroy_keep_data_leaves_no_snapshot_on_the_kept_vm(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    vms = Vms(tmp_path, monkeypatch)
-    state = vms.state
-    for m in state["machines"].values():
-        m["snapshots"] = ["ready", "before-lab-3"]
-    vms.write(state)
-    calls: list[list[str]] = []
-    monkeypatch.setattr(
-        "labctl.providers.vagrant.VagrantProvider.destroy", lambda self, keep=None: calls.append(keep) or 1.0
-    )
+def test_destroy_keep_data_leaves_no_snapshot_on_the_kept_vm(vms: Vms) -> None:
+    assert run("snapshot", "save", "ready").exit_code == 0
+    assert run("snapshot", "save", "before-lab-3").exit_code == 0
+    assert vms.snapshots("nfs") == ["ready", "before-lab-3"]
     lifecycle.destroy(vms.lab, lifecycle.Console(), keep_data=True)
-    assert calls == [["nfs"]]
-    assert vms.state["machines"]["nfs"]["snapshots"] == []
+    assert ["destroy", "-f", "master", "worker1"] in vms.fake.commands()
+    assert vms.snapshots("nfs") == []
 
 
 def test_clocks_are_set_from_this_host_and_checked() -> None:

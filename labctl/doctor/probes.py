@@ -9,6 +9,7 @@ with Apple Silicon, an Intel Mac, a Linux laptop with KVM loaded). The recording
 from __future__ import annotations
 
 import json
+import os
 import platform
 import shutil
 import subprocess
@@ -48,8 +49,13 @@ class HostProbes:
     def run(self, argv: Sequence[str], timeout: float = 20) -> tuple[str | None, str]:
         if shutil.which(argv[0]) is None:
             return None, f"{argv[0]} not found"
+        env = None
+        if argv[0] == "vagrant":  # never with a variable that points Vagrant at another project
+            from labctl.providers.vagrant_run import scrubbed_env
+
+            env = scrubbed_env(os.environ)
         try:
-            proc = subprocess.run(list(argv), capture_output=True, text=True, timeout=timeout, check=False)
+            proc = subprocess.run(list(argv), capture_output=True, text=True, timeout=timeout, check=False, env=env)
         except (OSError, subprocess.TimeoutExpired) as err:
             return None, str(err)
         if proc.returncode != 0:

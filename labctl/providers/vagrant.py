@@ -1,23 +1,30 @@
-"""The Vagrant provider: VirtualBox or libvirt VMs from the rendered Vagrantfile, via python-vagrant.
+"""The Vagrant provider: VirtualBox or libvirt VMs from the rendered Vagrantfile.
 
 The Vagrantfile lives in the lab's state folder (one folder per lab name), so `vagrant` commands a
 student types by hand in that folder see exactly the VMs labctl made. Vagrant's full output goes to
-the run log; the console gets one line per notable event.
+the run log; the console gets one line per notable event, the box download's progress, and Vagrant's
+own error when a command fails. How the `vagrant` process is run: ``labctl.providers.vagrant_run``.
 """
 
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import re
-import subprocess
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO
 
-from labctl.errors import LabctlError
+from labctl.providers.vagrant_run import (
+    PROGRESS,
+    Piece,
+    VagrantError,
+    VagrantInterrupted,
+    failure_message,
+    run_vagrant,
+    vagrant_env,
+)
 from labctl.spec import LabSpec
 from labctl.transport.base import Host
 
@@ -25,12 +32,6 @@ from labctl.transport.base import Host
 HEADLINE = re.compile(r"^==> (?P<machine>[\w.-]+): (?P<text>.*)$")
 # vagrant-libvirt prints the whole domain definition as `==> master:  -- Name: ...`: log only.
 DETAIL = re.compile(r"^==> [\w.-]+:\s+-- ")
-
-
-class VagrantError(LabctlError):
-    """A vagrant command failed. The message names the command, the log and the last lines."""
-
-    exit_code = 5
 
 
 @dataclass(frozen=True)
@@ -45,7 +46,11 @@ class MachineState:
 
 
 def parse_ssh_config(text: str) -> dict[str, dict[str, str]]:
-    """`vagrant ssh-config` output (one ``Host <machine>`` block each) → machine → {Key: value}."""
+    """`vagrant ssh-config` output (one ``Host <machine>`` block each) → machine → {Key: value}.
+
+    The first value of a key wins, as in OpenSSH, except ``IdentityFile``: Vagrant prints one line per
+    private key it may use (Vagrant 2.3.4 ``templates/commands/ssh_config/config.erb`` loops over
+    ``private_key_path``) and OpenSSH tries each, so all are kept, joined by newlines in file order."""
     machines: dict[str, dict[str, str]] = {}
     current: dict[str, str] | None = None
     for raw in text.splitlines():
@@ -53,10 +58,16 @@ def parse_ssh_config(text: str) -> dict[str, dict[str, str]]:
         if not line or line.startswith("#"):
             continue
         key, _, value = line.partition(" ")
+        value = value.strip()
         if key == "Host":
-            current = machines.setdefault(value.strip(), {})
+            current = machines.setdefault(value, {})
         elif current is not None:
-            current.setdefault(key, value.strip().strip('"'))
+            if value.startswith('"') and value.endswith('"') and len(value) >= 2:
+                value = value[1:-1]
+            if key == "IdentityFile" and key in current:
+                current[key] += "\n" + value
+            else:
+                current.setdefault(key, value)
     return machines
 
 
@@ -103,12 +114,17 @@ class VagrantProvider:
         self.root = Path(root)
         self.log_path = Path(log_path)
         self.echo = echo or (lambda _line: None)
-        self.env = {**os.environ, **(env or {})}
+        # Never the caller's environment as it is: see vagrant_run.SCRUBBED_ENV.
+        self.env = vagrant_env(os.environ, spec.provider.type, env)
 
     # ---- files ------------------------------------------------------------------------------------
     @property
     def vagrantfile(self) -> Path:
         return self.root / "Vagrantfile"
+
+    @property
+    def applied_file(self) -> Path:
+        return self.root / "machines.json"
 
     def render(self, source: str = "the built-in default lab", cache_dir: Path | str | None = None) -> Path:
         """Write the Vagrantfile; with ``cache_dir`` (create --cache) every VM sees the warm cache."""
@@ -120,68 +136,70 @@ class VagrantProvider:
             self.vagrantfile.write_text(text, encoding="utf-8")
         return self.vagrantfile
 
+    def machine_ids(self) -> dict[str, str]:
+        """Machines Vagrant made here, from ``.vagrant/machines/<name>/<provider>/id`` (Vagrant's own
+        record; it outlives a deleted Vagrantfile)."""
+        out: dict[str, str] = {}
+        for id_file in sorted((self.root / ".vagrant" / "machines").glob("*/*/id")):
+            with contextlib.suppress(OSError):
+                ident = id_file.read_text(encoding="utf-8").strip()
+                if ident:
+                    out[id_file.parent.parent.name] = ident
+        return out
+
     # ---- plumbing ---------------------------------------------------------------------------------
-    @contextlib.contextmanager
-    def _log(self) -> Iterator[IO[str]]:
+    def _write_log(self, text: str) -> None:
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         fd = os.open(self.log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
-        with os.fdopen(fd, "a", encoding="utf-8", buffering=1) as fh:
-            yield fh
-
-    def _vagrant(self):  # type: ignore[no-untyped-def]
-        import vagrant
-
-        log = self._log
-        return vagrant.Vagrant(str(self.root), env=self.env, out_cm=log, err_cm=log)
+        with os.fdopen(fd, "a", encoding="utf-8") as fh:
+            fh.write(text.rstrip("\n") + "\n")
 
     def _need_vagrantfile(self) -> None:
         if not self.vagrantfile.exists():
             raise VagrantError(f"{self.vagrantfile} does not exist — run `labctl create` first")
 
-    def _stream(self, what: str, lines: Callable[[], Iterator[str]]) -> float:
-        """Run a streaming vagrant command: every line to the log, headlines to the console."""
-        start = time.monotonic()
+    def _run(self, args: list[str], *, console: bool = False) -> str:
+        """Run one vagrant command to its end; its stdout, or VagrantError with Vagrant's own words.
+        ``console``: headlines and download progress go to the console as they come."""
         tail: list[str] = []
-        with self._log() as log:
-            log.write(f"\n---- {time.strftime('%Y-%m-%d %H:%M:%S')} vagrant {what} (in {self.root})\n")
-        try:
-            for line in lines():
-                with self._log() as log:
-                    # Seconds since the command started: shows which Vagrant phase took the time.
-                    log.write(f"[{time.monotonic() - start:8.2f}s] {line.rstrip()}\n")
-                tail = [*tail, line.rstrip()][-15:]
-                shown = console_line(line)
+        progress = _ProgressEcho(self.echo)
+
+        def on_piece(piece: Piece) -> None:
+            if piece.stream == "stdout" and not piece.redraw and piece.text.strip():
+                tail[:] = [*tail, f"[{piece.seconds:7.1f}s] {piece.text.strip()}"][-8:]
+            if not console:
+                return
+            if piece.redraw or PROGRESS.match(piece.text):
+                progress(piece)
+            elif piece.stream == "stdout":
+                shown = console_line(piece.text)
                 if shown:
                     self.echo(shown)
-        except subprocess.CalledProcessError as err:
-            detail = "\n".join(f"  {t}" for t in tail[-8:])
-            raise VagrantError(
-                f"`vagrant {what}` failed (exit {err.returncode}) in {self.root} — full output in {self.log_path}\n"
-                f"{detail}"
-            ) from None
-        except FileNotFoundError:
-            raise VagrantError("`vagrant` is not installed — run `labctl doctor`") from None
-        return time.monotonic() - start
+
+        what = " ".join(args)
+        outcome = run_vagrant(args, cwd=self.root, env=self.env, log=self._write_log, on_piece=on_piece, notice=self.echo)
+        if outcome.interrupted:
+            raise VagrantInterrupted(
+                f"interrupted: `vagrant {what}` stopped after its clean-up (exit {outcome.returncode}); "
+                f"the log is {self.log_path} — run the command again to resume"
+            )
+        if outcome.returncode != 0:
+            raise VagrantError(failure_message(what, outcome, self.root, self.log_path, tail))
+        self.last_seconds = outcome.seconds
+        return outcome.stdout
 
     # ---- lifecycle --------------------------------------------------------------------------------
     def up(self, machines: list[str] | None = None) -> float:
-        """`vagrant up` (all machines unless named). Vagrant itself brings machines up in parallel
-        where the provider supports it (libvirt) and one after the other otherwise (VirtualBox).
-        Returns the wall time in seconds."""
+        """`vagrant up` (all machines unless named), in one call so that libvirt boots them in
+        parallel (VirtualBox goes one after the other). Returns the wall time in seconds."""
         self._need_vagrantfile()
-        v = self._vagrant()
-        provider = self.spec.provider.type
-        if machines:
-            # python-vagrant takes one name; several names go through one `vagrant up` call so
-            # libvirt still boots them in parallel.
-            args = ["up", *machines, f"--provider={provider}"]
-            return self._stream("up " + " ".join(machines), lambda: v._stream_vagrant_command(args))
-        return self._stream("up", lambda: v.up(provider=provider, stream_output=True))
+        self._run(["up", *(machines or []), f"--provider={self.spec.provider.type}"], console=True)
+        return self.last_seconds
 
     def halt(self) -> float:
         self._need_vagrantfile()
-        v = self._vagrant()
-        return self._stream("halt", lambda: v._stream_vagrant_command(["halt"]))
+        self._run(["halt"], console=True)
+        return self.last_seconds
 
     def destroy(self, keep: list[str] | None = None) -> float:
         """Destroy every machine except those in ``keep`` (e.g. the NFS VM with --keep-data)."""
@@ -191,19 +209,13 @@ class VagrantProvider:
         targets = [m.name for m in self.status() if m.name not in keep and m.state != "not_created"]
         if not targets:
             return 0.0
-        v = self._vagrant()
-        return self._stream(
-            "destroy -f " + " ".join(targets), lambda: v._stream_vagrant_command(["destroy", "-f", *targets])
-        )
+        self._run(["destroy", "-f", *targets], console=True)
+        return self.last_seconds
 
     def status(self) -> list[MachineState]:
         if not self.vagrantfile.exists():
             return [MachineState(n.name, "not_created", self.spec.provider.type) for _, n in self.spec.all_nodes()]
-        try:
-            out = self._vagrant()._run_vagrant_command(["status", "--machine-readable"])
-        except subprocess.CalledProcessError as err:
-            raise VagrantError(f"`vagrant status` failed (exit {err.returncode}) in {self.root} — see {self.log_path}") from None
-        return parse_machine_readable_status(out)
+        return parse_machine_readable_status(self._run(["status", "--machine-readable"]))
 
     def ssh_config(self, running: list[str] | None = None) -> dict[str, dict[str, str]]:
         """One `vagrant ssh-config` call for all running machines (each vagrant call costs seconds).
@@ -212,13 +224,7 @@ class VagrantProvider:
             running = [m.name for m in self.status() if m.running]
         if not running:
             return {}
-        try:
-            out = self._vagrant()._run_vagrant_command(["ssh-config", *running])
-        except subprocess.CalledProcessError as err:
-            raise VagrantError(
-                f"`vagrant ssh-config` failed (exit {err.returncode}) in {self.root} — see {self.log_path}"
-            ) from None
-        return parse_ssh_config(out)
+        return parse_ssh_config(self._run(["ssh-config", *running]))
 
     def hosts(self) -> dict[str, Host]:
         """The lab's nodes as Hosts, addressed the way `vagrant ssh` reaches them."""
@@ -228,39 +234,109 @@ class VagrantProvider:
     def snapshot_list(self) -> dict[str, list[str]]:
         """Snapshot names per created machine."""
         self._need_vagrantfile()
-        try:
-            out = self._vagrant()._run_vagrant_command(["snapshot", "list", "--machine-readable"])
-        except subprocess.CalledProcessError as err:
-            raise VagrantError(f"`vagrant snapshot list` failed (exit {err.returncode}) in {self.root} — see {self.log_path}") from None
-        return parse_snapshot_list(out)
+        return parse_snapshot_list(self._run(["snapshot", "list", "--machine-readable"]))
 
     def snapshot_save(self, name: str, *, force: bool = False) -> float:
         """One snapshot of every machine, all under the same name."""
-        v = self._vagrant()
-        args = ["snapshot", "save", *(["--force"] if force else []), name]
-        return self._stream(" ".join(args), lambda: v._stream_vagrant_command(args))
+        self._run(["snapshot", "save", *(["--force"] if force else []), name], console=True)
+        return self.last_seconds
 
     def snapshot_restore(self, name: str) -> float:
-        v = self._vagrant()
-        args = ["snapshot", "restore", "--no-provision", name]
-        return self._stream(" ".join(args), lambda: v._stream_vagrant_command(args))
+        self._run(["snapshot", "restore", "--no-provision", name], console=True)
+        return self.last_seconds
 
     def snapshot_delete(self, name: str, machines: list[str]) -> float:
         """Delete ``name`` on each of ``machines`` (Vagrant refuses a machine that lacks it)."""
-        v = self._vagrant()
         total = 0.0
         for machine in machines:
-            args = ["snapshot", "delete", machine, name]
-            total += self._stream(" ".join(args), lambda args=args: v._stream_vagrant_command(args))
+            self._run(["snapshot", "delete", machine, name], console=True)
+            total += self.last_seconds
         return total
+
+    # ---- what each existing VM was made with (lab.yaml edits are not applied by `vagrant up`) ------
+    def wanted(self) -> dict[str, dict[str, object]]:
+        return {n.name: {"cpus": n.cpus, "memory_mib": n.memory_mib, "ip": str(n.ip)} for _, n in self.spec.all_nodes()}
+
+    def record_applied(self, machines: list[str]) -> None:
+        """After a successful `vagrant up`: what these machines now have."""
+        applied = self._applied()
+        wanted = self.wanted()
+        applied.update({m: wanted[m] for m in machines if m in wanted})
+        self.applied_file.write_text(json.dumps(applied, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+
+    def forget_applied(self, machines: list[str]) -> None:
+        applied = self._applied()
+        for m in machines:
+            applied.pop(m, None)
+        self.applied_file.write_text(json.dumps(applied, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+
+    def _applied(self) -> dict[str, dict[str, object]]:
+        try:
+            data = json.loads(self.applied_file.read_text(encoding="utf-8"))
+        except (FileNotFoundError, json.JSONDecodeError):
+            return {}
+        return data if isinstance(data, dict) else {}
+
+    def stale_machines(self, existing: list[str]) -> list[str]:
+        """For each existing machine whose CPUs, memory or address in lab.yaml differ from what it
+        was made with: one line saying what changed and what to do. `vagrant up` skips a running
+        machine and applies none of these to a stopped one's running cluster (its address is in the
+        cluster's certificates and join configuration)."""
+        applied, wanted = self._applied(), self.wanted()
+        problems = []
+        for name in existing:
+            had, want = applied.get(name), wanted.get(name)
+            if not had or not want:
+                continue
+            changed = [f"{k} {had.get(k)} → {want[k]}" for k in ("cpus", "memory_mib", "ip") if had.get(k) != want[k]]
+            if not changed:
+                continue
+            if had.get("ip") != want["ip"]:
+                fix = (
+                    f"destroy that VM (`cd {self.root} && vagrant destroy -f {name}`) and run `labctl create` again "
+                    "— a node's address is part of the cluster"
+                    + (" (for the master: `labctl destroy` the whole lab)" if name == self.spec.nodes.master.name else "")
+                )
+            else:
+                fix = f"apply it with `cd {self.root} && vagrant reload {name}`, then run `labctl create` again"
+            problems.append(f"{name}: lab.yaml changed ({', '.join(changed)}) since the VM was made — {fix}")
+        return problems
+
+
+class _ProgressEcho:
+    """A progress meter (the box download, Vagrant 2.3.4 curl_helper.rb; vagrant-libvirt 0.11.2's
+    upload of the box into the pool, handle_box_image.rb) for the console: a line per 10 % step, or
+    every 15 s. The headline before it says what is progressing."""
+
+    def __init__(self, echo: Callable[[str], None]) -> None:
+        self.echo = echo
+        self.last_pct = -10
+        self.last_time = -1e9
+
+    def __call__(self, piece: Piece) -> None:
+        m = PROGRESS.match(piece.text)
+        if not m:
+            return
+        pct = int(m.group("pct"))
+        if pct < self.last_pct:  # the next meter (download done, upload starting)
+            self.last_pct = -10
+        if pct // 10 > self.last_pct // 10 or piece.seconds - self.last_time >= 15:
+            self.last_pct, self.last_time = pct, piece.seconds
+            who = m.group("machine") or "vagrant"
+            self.echo(f"    {who}: Progress: {pct}%{m.group('rest')}")
 
 
 def format_ssh_config(config: dict[str, dict[str, str]]) -> str:
-    """The parsed ssh-config written back for OpenSSH (`ssh -F`); values with spaces are quoted."""
+    """The parsed ssh-config written back for OpenSSH (`ssh -F`), as Vagrant writes it: one
+    ``IdentityFile`` line per key, paths with spaces in double quotes, and ``ProxyCommand`` as it is
+    (OpenSSH hands the rest of that line to the shell, so quotes around it would be taken literally)."""
     lines = []
     for machine, keys in config.items():
         lines.append(f"Host {machine}")
-        lines.extend(f'  {k} "{v}"' if " " in v else f"  {k} {v}" for k, v in keys.items())
+        for k, v in keys.items():
+            for value in v.split("\n") if k == "IdentityFile" else [v]:
+                quote = " " in value and k != "ProxyCommand"
+                lines.append(f'  {k} "{value}"' if quote else f"  {k} {value}")
     return "\n".join(lines) + "\n"
 
 
@@ -272,14 +348,16 @@ def hosts_from_ssh_config(spec: LabSpec, config: dict[str, dict[str, str]]) -> d
         if keys is None:
             missing.append(node.name)
             continue
-        identity = keys.get("IdentityFile")
+        identities = tuple(Path(p) for p in keys.get("IdentityFile", "").split("\n") if p)
         hosts[node.name] = Host(
             name=node.name,
             address=keys.get("HostName", ""),
             roles=spec.roles_of(node),
             port=int(keys.get("Port", "22")),
             user=keys.get("User", "vagrant"),
-            key_file=Path(identity) if identity else None,
+            key_file=identities[0] if identities else None,
+            key_files=identities,
+            proxy_command=keys.get("ProxyCommand", ""),
             verify_host_key=False,  # fresh host keys on every rebuild; see Host
             lab_ip=str(node.ip),
         )

@@ -22,6 +22,10 @@ class Host:
     # ignore warnings; existing hosts (provider ssh) are checked against known_hosts.
     verify_host_key: bool = False
     lab_ip: str = ""  # the node's address on the lab network (address may be a forwarded port)
+    # Every key `vagrant ssh-config` lists (one IdentityFile line each; key_file is the first), and
+    # its ProxyCommand (vagrant-libvirt on a remote libvirt host), with OpenSSH's %h %p %r tokens.
+    key_files: tuple[Path, ...] = ()
+    proxy_command: str = ""
 
 
 @dataclass(frozen=True)

@@ -15,7 +15,9 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import re
 import select
+import shlex
 import socket
 import threading
 import time
@@ -77,6 +79,19 @@ class _AcceptWithoutRecording(paramiko.MissingHostKeyPolicy):
         return None
 
 
+def expand_proxy_command(host: Host) -> str:
+    """``ProxyCommand`` with OpenSSH's tokens filled in (ssh_config(5) TOKENS: %h host, %p port,
+    %r user, %% a percent sign); paramiko's ProxyCommand runs the string as it is given."""
+    values = {"h": host.address, "p": str(host.port), "r": host.user, "%": "%"}
+    return re.sub(r"%([hpr%])", lambda m: values[m.group(1)], host.proxy_command)
+
+
+def _proxy_sock(host: Host) -> paramiko.ProxyCommand:
+    # OpenSSH runs `exec <ProxyCommand>` with a shell (sshconnect.c); paramiko 5.1.0
+    # (paramiko/proxy.py) shlex-splits the string and runs it without one, so give it `sh -c`.
+    return paramiko.ProxyCommand(shlex.join(["/bin/sh", "-c", "exec " + expand_proxy_command(host)]))
+
+
 @dataclass
 class _Running:
     """A command in flight, so that ``interrupt`` can stop its process group on the host."""
@@ -129,7 +144,8 @@ class SSHTransport:
                 config=self._config,
                 connect_timeout=int(self.connect_timeout),
                 connect_kwargs={
-                    "key_filename": [str(host.key_file)] if host.key_file else None,
+                    "key_filename": [str(k) for k in host.key_files or ([host.key_file] if host.key_file else [])] or None,
+                    **({"sock": _proxy_sock(host)} if host.proxy_command else {}),
                     "look_for_keys": host.key_file is None,
                     "allow_agent": host.key_file is None,
                     "banner_timeout": self.connect_timeout,
