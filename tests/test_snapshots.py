@@ -49,7 +49,7 @@ class Vms:
 
 
 @pytest.fixture
-def vms(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fake_vagrant: Any) -> Vms:
+def vms(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fake_vagrant: Any) -> Vms:  # noqa: F811
     return Vms(tmp_path, monkeypatch, fake_vagrant)
 
 
