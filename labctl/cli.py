@@ -9,17 +9,15 @@ from __future__ import annotations
 import contextlib
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, NoReturn
+from typing import NoReturn
 
 import click
 
 from labctl import __version__
+from labctl.cli_common import DEFAULT_FILE, lab_file_option, load_spec
+from labctl.cli_common import lab_of as _lab
+from labctl.cli_common import lab_source as _lab_source
 from labctl.completion import complete_node, complete_step
-
-if TYPE_CHECKING:
-    from labctl.spec import LabSpec
-
-DEFAULT_FILE = "lab.yaml"
 
 
 def fail(message: str, code: int = 1) -> NoReturn:
@@ -54,30 +52,6 @@ class LabctlGroup(click.Group):
 
 def _raise_interrupt(signum: int, frame: object) -> None:
     raise KeyboardInterrupt(f"signal {signum}")
-
-
-def lab_file_option(f):  # type: ignore[no-untyped-def]
-    return click.option(
-        "-f",
-        "--file",
-        "lab_file",
-        type=click.Path(dir_okay=False, path_type=Path),
-        default=None,
-        help=f"The lab spec. Default: ./{DEFAULT_FILE} if it exists, else the built-in seed lab.",
-    )(f)
-
-
-def load_spec(lab_file: Path | None, *, quiet: bool = False) -> LabSpec:
-    """The lab from --file, ./lab.yaml, or the built-in default — and its warnings on stderr."""
-    from labctl.spec import LabSpec
-
-    if lab_file is None and Path(DEFAULT_FILE).exists():
-        lab_file = Path(DEFAULT_FILE)
-    spec = LabSpec.load(lab_file) if lab_file is not None else LabSpec.default()
-    if not quiet:
-        for warning in spec.warnings():
-            click.echo(f"warning: {warning}", err=True)
-    return spec
 
 
 @click.group(cls=LabctlGroup, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -279,18 +253,6 @@ def create(lab_file: Path | None, dry_run: bool, output: str, cache_dir: Path | 
         from labctl import snapshots
 
         snapshots.save(lab, console, snapshots.READY, force=True)
-
-
-def _lab_source(lab_file: Path | None) -> str:
-    if lab_file is None and Path(DEFAULT_FILE).exists():
-        return DEFAULT_FILE
-    return str(lab_file) if lab_file is not None else "the built-in default lab"
-
-
-def _lab(lab_file: Path | None, *, quiet: bool = False):  # type: ignore[no-untyped-def]
-    from labctl import lifecycle
-
-    return lifecycle.Lab.of(load_spec(lab_file, quiet=quiet), _lab_source(lab_file))
 
 
 @cli.command()

@@ -8,6 +8,8 @@ from pathlib import Path
 
 import click
 
+from labctl.cli_common import load_spec
+
 KUBECONFIG_HELP = "The cluster's admin kubeconfig (its content is never printed or copied)."
 
 
@@ -77,13 +79,7 @@ def class_create(
     """
     from labctl import classroom
 
-    spec = None
-    if with_apps:
-        from labctl.spec import LabSpec
-
-        if lab_file is None and Path("lab.yaml").exists():
-            lab_file = Path("lab.yaml")
-        spec = LabSpec.load(lab_file) if lab_file is not None else LabSpec.default()
+    spec = load_spec(lab_file) if with_apps else None
     result = classroom.create(
         roster,
         kubeconfig=kubeconfig,

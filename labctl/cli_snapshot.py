@@ -7,29 +7,9 @@ from pathlib import Path
 
 import click
 
-FILE_HELP = "The lab spec. Default: ./lab.yaml if it exists, else the built-in seed lab."
-
-
-def _lab(lab_file: Path | None, *, quiet: bool = False):  # type: ignore[no-untyped-def]
-    from labctl.cli import _lab as lab_of  # the CLI's one way to turn -f into a Lab
-
-    return lab_of(lab_file, quiet=quiet)
-
-
-def _file_option(f):  # type: ignore[no-untyped-def]
-    return click.option("-f", "--file", "lab_file", type=click.Path(dir_okay=False, path_type=Path), default=None,
-                        help=FILE_HELP)(f)
-
-
-def _complete_snapshot(ctx: click.Context, _param: click.Parameter, incomplete: str) -> list[str]:
-    """Shell completion: the names of the lab's snapshots (nothing when the lab is not there)."""
-    try:
-        from labctl import lifecycle, snapshots
-
-        lab = _lab(ctx.params.get("lab_file"), quiet=True)
-        return [n for n in snapshots.list_snapshots(lab, lifecycle.Console()) if n.startswith(incomplete)]
-    except Exception:  # completion must never print a traceback into the user's shell
-        return []
+from labctl.cli_common import lab_file_option as _file_option
+from labctl.cli_common import lab_of as _lab
+from labctl.completion import complete_snapshot
 
 
 @click.group("snapshot")
@@ -64,7 +44,7 @@ def snapshot_save(lab_file: Path | None, name: str, force: bool) -> None:
 
 @snapshot_group.command("restore")
 @_file_option
-@click.argument("name", shell_complete=_complete_snapshot)
+@click.argument("name", shell_complete=complete_snapshot)
 @click.option("--only", "only", multiple=True, metavar="STEP_GLOB",
               help="Re-check only these steps after the restore, as `labctl create --only` would run them.")
 def snapshot_restore(lab_file: Path | None, name: str, only: tuple[str, ...]) -> None:
@@ -107,7 +87,7 @@ def snapshot_list(lab_file: Path | None, output: str) -> None:
 
 @snapshot_group.command("delete")
 @_file_option
-@click.argument("name", shell_complete=_complete_snapshot)
+@click.argument("name", shell_complete=complete_snapshot)
 def snapshot_delete(lab_file: Path | None, name: str) -> None:
     """Delete snapshot NAME from every VM that has it (frees its disk space).
 

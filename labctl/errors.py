@@ -86,3 +86,9 @@ class PlaybookError(LabctlError):
     """A playbook file in ansible-free-playbooks/ is malformed or fails to render."""
 
     exit_code = ExitCode.INVALID_INPUT
+
+
+class LifecycleError(LabctlError):
+    """A lab command cannot do what was asked (no such node, lab not created, kubeconfig unusable)."""
+
+    exit_code = ExitCode.FAILED

@@ -12,6 +12,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from labctl.errors import LifecycleError
+
 if TYPE_CHECKING:
     from labctl.lifecycle import Lab
 
@@ -19,9 +21,6 @@ ADMIN_CONF = "/etc/kubernetes/admin.conf"  # kubeadm's path; lifecycle reads the
 
 
 def _error(message: str) -> Exception:
-    # LifecycleError lives in lifecycle, which imports this module: import it when needed.
-    from labctl.lifecycle import LifecycleError
-
     return LifecycleError(message)
 
 

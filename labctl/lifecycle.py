@@ -19,7 +19,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from labctl.errors import ExitCode, LabctlError
+from labctl.errors import ExitCode, LabctlError, LifecycleError
 from labctl.kubeconfig import (  # noqa: F401  (re-exported: lifecycle.merge_kubeconfig etc. stay valid)
     merge_kubeconfig,
     merge_kubeconfig_file,
@@ -36,10 +36,6 @@ ADMIN_CONF = "/etc/kubernetes/admin.conf"
 RESUME_STEPS = ("node-prep.disable-swap",)
 APPS_NAMESPACE = "llm"
 NOT_CREATED = "not created yet — run `labctl create`"
-
-
-class LifecycleError(LabctlError):
-    exit_code = 1
 
 
 class VerifyFailed(LabctlError):
@@ -798,10 +794,8 @@ def _destroy_vms(lab: Lab, console: Console, keep_data: bool) -> tuple[float, li
     console.say(f"==> Destroying lab {spec.name!r}" + (f" (keeping {keep[0]} and its exports)" if keep else ""), "bold")
     seconds = provider.destroy(keep=keep)
     provider.forget_applied(left)
-    if keep:
-        from labctl.snapshots import delete_all_on
-
-        delete_all_on(provider, keep, console)
+    # The kept NFS VM's snapshots would bring back an NFS server whose clients are gone.
+    provider.delete_snapshots_of(keep)
     return seconds, leaked
 
 

@@ -189,13 +189,3 @@ def delete(lab: Lab, console: Console, name: str) -> list[str]:
         provider.snapshot_delete(name, have)
     console.say(f"==> Snapshot {name!r} deleted from {', '.join(have)}", "bold green")
     return have
-
-
-def delete_all_on(provider: VagrantProvider, machines: list[str], console: Console) -> None:
-    """Every snapshot of ``machines`` (destroy --keep-data: the NFS VM stays, its snapshots do not —
-    they would restore an NFS VM whose clients are gone)."""
-    listed = provider.snapshot_list()
-    for machine in machines:
-        for name in listed.get(machine, []):
-            provider.snapshot_delete(name, [machine])
-            console.say(f"    deleted snapshot {name!r} of {machine}")

@@ -1,7 +1,7 @@
 """`labctl completion bash|zsh|fish` is Click's own completion, and it completes what the user has:
 node names for `labctl ssh`, step ids (and 'playbook.*' globs) for `create --only` — from the lab
-the command line names with -f, else ./lab.yaml, else the default lab. (Snapshot names: labctl has
-no snapshot command yet, so there is nothing to complete.)"""
+the command line names with -f, else ./lab.yaml, else the default lab; snapshot names for
+`snapshot restore|delete` (tests/test_snapshots.py, with the fake vagrant)."""
 
 from __future__ import annotations
 

@@ -208,3 +208,22 @@ def test_a_slow_round_trip_is_not_a_clock_error() -> None:
     ahead = ScriptedTransport().on("date -u -s", stdout=str(int(time.time()) + 3600))
     with pytest.raises(snapshots.SnapshotError, match=r"clock still 3\d\d\d s off"):
         snapshots.sync_clocks(ahead, hosts, lifecycle.Console())
+
+
+def test_restore_and_delete_complete_the_labs_snapshot_names(vms: Vms) -> None:
+    import os
+    import subprocess
+    import sys
+
+    assert run("snapshot", "save", "before-lab-3").exit_code == 0
+    assert run("snapshot", "save", "ready").exit_code == 0
+
+    def complete(words: str) -> list[str]:
+        env = {**os.environ, "_LABCTL_COMPLETE": "bash_complete", "COMP_WORDS": words,
+               "COMP_CWORD": str(len(words.split(" ")) - 1)}
+        out = subprocess.run([sys.executable, "-m", "labctl.cli"], env=env, capture_output=True, text=True,
+                             check=True, timeout=60).stdout
+        return [line.split(",", 1)[1] for line in out.splitlines() if line.startswith("plain,")]
+
+    assert complete("labctl snapshot restore ") == ["before-lab-3", "ready"]
+    assert complete("labctl snapshot delete be") == ["before-lab-3"]

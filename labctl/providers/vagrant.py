@@ -245,6 +245,16 @@ class VagrantProvider:
         self._run(["snapshot", "restore", "--no-provision", name], console=True)
         return self.last_seconds
 
+    def delete_snapshots_of(self, machines: list[str]) -> None:
+        """Every snapshot of ``machines`` (what `destroy --keep-data` keeps must not be put back later)."""
+        if not machines:
+            return
+        listed = self.snapshot_list()
+        for machine in machines:
+            for name in listed.get(machine, []):
+                self.snapshot_delete(name, [machine])
+                self.echo(f"    deleted snapshot {name!r} of {machine}")
+
     def snapshot_delete(self, name: str, machines: list[str]) -> float:
         """Delete ``name`` on each of ``machines`` (Vagrant refuses a machine that lacks it)."""
         total = 0.0
