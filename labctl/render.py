@@ -5,6 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from markupsafe import Markup
+
 from labctl.errors import LabctlError
 from labctl.spec import GpuNode, LabSpec
 
@@ -12,14 +14,20 @@ from labctl.spec import GpuNode, LabSpec
 def _env(folder: Path):
     import jinja2
 
-    return jinja2.Environment(
+    from labctl.escaping import comment, ruby_finalize
+
+    env = jinja2.Environment(
         loader=jinja2.FileSystemLoader(str(folder)),
         undefined=jinja2.StrictUndefined,
         keep_trailing_newline=True,
         trim_blocks=True,
         lstrip_blocks=True,
         autoescape=False,
+        # lab.yaml is untrusted: every {{ }} is a Ruby string literal unless marked (labctl.escaping)
+        finalize=ruby_finalize,
     )
+    env.filters["comment"] = comment
+    return env
 
 
 def vagrant_machines(spec: LabSpec) -> list[dict[str, Any]]:
@@ -48,8 +56,10 @@ ROLE_WORDS = {"control_plane": "Kubernetes control plane", "workers": "Kubernete
 
 
 def ruby_string(text: str) -> str:
-    """A Ruby single-quoted literal: no interpolation, so a path with `#{` or `"` stays a path."""
-    return "'" + text.replace("\\", "\\\\").replace("'", "\\'") + "'"
+    """A Ruby string literal that cannot interpolate (labctl.escaping.ruby_literal)."""
+    from labctl.escaping import ruby_literal
+
+    return ruby_literal(text)
 
 
 # What each VM reads from the warm cache (under /labctl-cache); libvirt copies only that (see the template).
@@ -91,7 +101,7 @@ def render_vagrantfile(
 
         node_dir = NODE_DIR
         # absolute: Vagrant resolves a relative host path against the Vagrantfile's folder (the state dir)
-        cache_literal = ruby_string(str(Path(cache_dir).expanduser().resolve()))
+        cache_literal = str(Path(cache_dir).expanduser().resolve())  # quoted by the template's finalize
         nodes = {n.name: n for _, n in spec.all_nodes()}
         for m in machines:
             m["cache_excludes"] = cache_excludes(spec, nodes[m["name"]])
@@ -101,7 +111,7 @@ def render_vagrantfile(
         source=source,
         labctl_version=__version__,
         provider=provider,
-        provider_var="vb" if provider == "virtualbox" else "libvirt",
+        provider_var=Markup("vb" if provider == "virtualbox" else "libvirt"),  # a Ruby block variable, ours
         machines=machines,
         disks_used=any(m["disk_gib"] for m in machines),
         cache_dir=cache_literal,

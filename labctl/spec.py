@@ -207,7 +207,7 @@ class Options(Model):
     ingress_tls_secret: Name = Field(default="webui-tls", description="kubernetes.io/tls Secret for ingress_tls")
     # The OpenAI-compatible upstream's URL and key never go in lab.yaml: name a Secret (keys
     # OPENAI_API_BASE_URL, OPENAI_API_KEY) created in the apps namespace; empty = no upstream.
-    openai_secret: Annotated[str, AfterValidator(lambda v: v and checks.dns_label(v))] = Field(
+    openai_secret: Name | Literal[""] = Field(
         default="", description="Secret with OPENAI_API_BASE_URL/OPENAI_API_KEY for an upstream API; empty = none"
     )
 
@@ -572,10 +572,21 @@ def _explain(err: ValidationError) -> list[str]:
     lines: list[str] = []
     errors = err.errors(include_url=False)
     typo_targets = _typo_targets(errors)
+    union_locs: set[tuple[int | str, ...]] = set()
     for e in errors:
         if e["type"] == "missing" and tuple(e["loc"]) in typo_targets:
             continue
         loc = tuple(e["loc"])
+        # A union (`Name | Literal[""]`) reports once per branch, under tags like "literal['']":
+        # say it once, under the field's own name.
+        fields = tuple(p for p in loc[:-1] if isinstance(p, int) or "[" not in p) + loc[-1:]
+        if fields and isinstance(fields[-1], str) and "[" in fields[-1] and e["type"] != "extra_forbidden":
+            fields = fields[:-1]
+        if fields != loc:
+            if fields in union_locs:
+                continue
+            union_locs.add(fields)
+            loc = fields
         kind = e["type"]
         msg = e["msg"].removeprefix("Value error, ")
         where = _loc(loc)
