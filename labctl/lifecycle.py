@@ -586,7 +586,8 @@ def merge_kubeconfig_file(lab: Lab, target: Path) -> Path:
     if not lab.kubeconfig.exists():
         raise LifecycleError(f"{lab.kubeconfig} does not exist yet — run `labctl create` first")
     existing = target.read_text(encoding="utf-8") if target.exists() else None
-    write_private(target, merge_kubeconfig(existing, lab.kubeconfig.read_text(encoding="utf-8")))
+    # The user's own kubeconfig may be a link into their dotfiles: update the file it names.
+    write_private(target.resolve(), merge_kubeconfig(existing, lab.kubeconfig.read_text(encoding="utf-8")))
     return target
 
 
@@ -780,7 +781,7 @@ def _drop_merged_context(lab: Lab, console: Console) -> None:
         return
     updated = remove_from_kubeconfig(target.read_text(encoding="utf-8"), lab.spec.name)
     if updated is not None:
-        write_private(target, updated)
+        write_private(target.resolve(), updated)  # a link into the user's dotfiles stays a link
         console.say(f"    removed context {lab.context} from {target}")
 
 

@@ -128,15 +128,23 @@ def render_all(
     lab's Secret). Secrets come from ``state_dir`` (default: the lab's state folder), generated
     there once if the lab has none yet, so a later ``labctl create`` applies the same ones.
     """
-    out_dir.mkdir(parents=True, exist_ok=True)
-    written: list[Path] = []
-    if spec.provider.type in ("virtualbox", "libvirt"):  # provider ssh: the machines already exist
-        written.append(out_dir / "Vagrantfile")
-        written[0].write_text(render_vagrantfile(spec, source=source), encoding="utf-8")
     from labctl.manifests import render_bundles, write_bundles
     from labctl.secrets import load_or_create
-    from labctl.state import lab_dir
+    from labctl.state import lab_dir, write_new
 
-    secrets = load_or_create(state_dir if state_dir is not None else lab_dir(spec.name))
-    written += write_bundles(render_bundles(spec, secrets), out_dir / "manifests")
+    # Everything is rendered before anything is written: a template error leaves no half a folder.
+    vagrantfile = render_vagrantfile(spec, source=source) if spec.provider.type in ("virtualbox", "libvirt") else None
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        secrets = load_or_create(state_dir if state_dir is not None else lab_dir(spec.name))
+        bundles = render_bundles(spec, secrets)
+        written: list[Path] = []
+        if vagrantfile is not None:  # provider ssh: the machines already exist
+            written.append(write_new(out_dir / "Vagrantfile", vagrantfile))
+        written += write_bundles(bundles, out_dir / "manifests")
+    except OSError as err:
+        where = err.filename or out_dir
+        raise LabctlError(
+            f"cannot write {where}: {err.strerror or err} — choose an output folder you can write to (-o DIR)"
+        ) from None
     return written
