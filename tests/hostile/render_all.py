@@ -3,6 +3,7 @@ read it back the way its consumer would: Ruby (with tests/hostile/vagrant_stub.r
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 import shutil
@@ -100,3 +101,49 @@ def contains(value: Any, text: str) -> bool:
     if isinstance(value, dict):
         return any(contains(k, text) or contains(v, text) for k, v in value.items())
     return False
+
+
+# ---- running a script with everything stubbed -------------------------------------------------------
+# A throwaway root holding only bash and its libraries: scripts run there under chroot, with an
+# empty PATH, so every command they name is answered by a recorder (exit 0, no output) and every
+# file they write lands in the throwaway root. What is compared is what bash *saw*: each command's
+# words after quoting, expansion and splitting.
+RECORDER = r"""
+PATH=/nonexistent
+labctl_record() { local IFS=$'\x1f'; builtin printf '%s\x1e' "$*" >>/labctl-record; }
+command_not_found_handle() { labctl_record "$@"; return 0; }
+echo() { labctl_record echo "$@"; }
+printf() { labctl_record printf "$@"; }
+test() { labctl_record test "$@"; return 0; }
+[() { labctl_record [ "$@"; return 0; }
+"""
+
+
+def make_sandbox(root: Path) -> Path:
+    """Copy bash and the libraries it links to into ``root`` (chroot needs nothing else)."""
+    bash = Path(BASH).resolve()
+    out = subprocess.run(["ldd", str(bash)], capture_output=True, text=True, check=True).stdout
+    libs = [Path(p) for p in re.findall(r"(/\S+\.so[.\d]*)", out)]
+    for src in [bash, *libs]:
+        dest = root / str(src).lstrip("/")
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(src.resolve(), dest)
+    (root / "bin").mkdir(exist_ok=True)
+    shutil.copy2(bash, root / "bin" / "bash")
+    for folder in ("dev", "tmp", "etc", "var", "srv"):
+        (root / folder).mkdir(exist_ok=True)
+    return root
+
+
+def seen_by_bash(sandbox: Path, script: str, timeout: float = 5) -> list[list[str]]:
+    """Each command the script ran (its words as bash passed them), in order."""
+    record = sandbox / "labctl-record"
+    record.write_bytes(b"")
+    (sandbox / "labctl-script").write_text(RECORDER + "\n" + script + "\n", encoding="utf-8", errors="surrogateescape")
+    with contextlib.suppress(subprocess.TimeoutExpired):  # a wait-until loop: what ran until then counts
+        subprocess.run(
+            ["chroot", str(sandbox), "/bin/bash", "/labctl-script"],
+            stdin=subprocess.DEVNULL, capture_output=True, timeout=timeout, check=False, cwd=sandbox,
+        )
+    raw = record.read_bytes().decode("utf-8", errors="surrogateescape")
+    return [call.split("\x1f") for call in raw.split("\x1e") if call]

@@ -64,14 +64,20 @@ def _parts(path: str) -> list[str | int]:
 
 def as_data(path: str, value: str) -> dict[str, Any]:
     """lab.yaml data (a dict) for the field's base lab with the field set to ``value``."""
-    data = copy.deepcopy(FIELDS[path])
-    node: Any = LabSpec.default().model_dump(mode="json") | data
-    data = node
+    data = _merged(LabSpec.default().model_dump(mode="json"), copy.deepcopy(FIELDS[path]))
+    node: Any = data
     parts = _parts(path)
     for part in parts[:-1]:
         node = node[part]
     node[parts[-1]] = value
     return data
+
+
+def _merged(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for key, value in over.items():
+        out[key] = _merged(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
+    return out
 
 
 def bypassing_checks(path: str, value: str) -> LabSpec:
