@@ -324,6 +324,8 @@ class LabSpec(Model):
             ) from None
         except yaml.YAMLError as err:
             raise SpecError(source, [f"invalid YAML: {checks.show(str(err))} — fix the file's syntax"]) from None
+        except (ValueError, OverflowError) as err:  # e.g. an integer of 5,000 digits
+            raise SpecError(source, [f"a value YAML cannot turn into a number: {checks.show(str(err))} — write a plain value"]) from None
         except RecursionError:  # check_shape caps the depth; this is the last guard
             raise SpecError(source, ["nested too deeply — check the indentation and brackets"]) from None
         check_keys(data, source)

@@ -216,6 +216,8 @@ def strict_scalar(annotation: Any, value: object) -> None:
         raise ValueError(f"{str(value).lower()} is not a whole number — write digits (true/false is not a number)")
     if bool in args and int not in args and value is not None and not isinstance(value, bool):
         raise ValueError(f"{show(value)} is not true or false — write true or false")
+    if isinstance(value, set | frozenset):
+        raise ValueError("is a set (!!set), not a list — write it as [a, b] or as '- item' lines")
     if str in args and isinstance(value, bytes | bytearray):
         raise ValueError("is binary data (!!binary), not text — write the value as plain text")
 

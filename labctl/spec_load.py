@@ -96,6 +96,12 @@ def check_shape(text: str, source: str) -> None:
                 add(sizes[event.anchor], event.start_mark)
             elif isinstance(event, yaml.ScalarEvent):
                 add(1, event.start_mark)
+                if event.style is None and len(event.value) > 100 and event.value.lstrip("+-").isdigit():
+                    raise SpecError(
+                        source,
+                        [f"line {event.start_mark.line + 1}: a number of {len(event.value)} digits — no lab.yaml "
+                         "number has more than a few; check the value"],
+                    )
                 if event.anchor is not None:
                     sizes[event.anchor] = 1
             elif isinstance(event, yaml.CollectionStartEvent):
