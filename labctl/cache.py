@@ -79,6 +79,15 @@ def model_parts(model: str) -> tuple[str, str, str]:
     return ns or "library", repo, tag or "latest"
 
 
+def inside(root: Path, rel: str) -> Path:
+    """root/rel, refused unless it stays inside root: model names come from lab.yaml and digests
+    from a registry's answer, and neither may write outside the cache (no '..', no absolute path)."""
+    path = root / rel
+    if rel.startswith("/") or ".." in Path(rel).parts or not path.resolve().is_relative_to(root.resolve()):
+        raise CacheError(f"{rel!r} would be written outside the cache folder {root} — refusing it")
+    return path
+
+
 def model_manifest_path(model: str) -> str:
     ns, repo, tag = model_parts(model)
     return f"models/manifests/{OLLAMA_REGISTRY}/{ns}/{repo}/{tag}"
@@ -598,11 +607,11 @@ def fetch_model(source: Source, base: str, model: str, root: Path) -> int:
     data = json.loads(raw)
     written = 0
     for layer in [data["config"], *data["layers"]]:
-        blob = root / "models" / "blobs" / layer["digest"].replace(":", "-")
+        blob = inside(root, "models/blobs/" + layer["digest"].replace(":", "-"))
         if blob.is_file() and blob.stat().st_size == int(layer["size"]):
             continue
         written += source.download(f"{base}/v2/{ns}/{repo}/blobs/{layer['digest']}", blob, sha256=layer["digest"])
-    manifest = root / model_manifest_path(model)
+    manifest = inside(root, model_manifest_path(model))
     manifest.parent.mkdir(parents=True, exist_ok=True)
     manifest.write_bytes(raw)  # last: a manifest only exists when all its blobs do
     return written + len(raw)
@@ -616,12 +625,12 @@ def fetch_model_from_mirror(source: Source, base: str, model: str, root: Path) -
     written = 0
     for layer in [data["config"], *data["layers"]]:
         name = layer["digest"].replace(":", "-")
-        blob = root / "models" / "blobs" / name
+        blob = inside(root, f"models/blobs/{name}")
         if blob.is_file() and blob.stat().st_size == int(layer["size"]):
             continue
         written += source.download(f"{base}/models/blobs/{name}", blob, sha256=layer["digest"])
-    (root / rel).parent.mkdir(parents=True, exist_ok=True)
-    (root / rel).write_bytes(raw)
+    inside(root, rel).parent.mkdir(parents=True, exist_ok=True)
+    inside(root, rel).write_bytes(raw)
     return written + len(raw)
 
 

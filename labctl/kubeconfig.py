@@ -134,7 +134,10 @@ def kubeconfig_lock(target: Path, wait: float | None = None) -> Iterator[None]:
 
 def replace_file(target: Path, text: str) -> None:
     """Write ``text`` to ``target`` through a private temporary file in the same folder and
-    os.replace: a crash leaves the old file or the new one, never an empty or half-written one."""
+    os.replace: a crash leaves the old file or the new one, never an empty or half-written one.
+    A ``target`` that is a link (a kubeconfig kept in the user's dotfiles) stays a link: the file
+    it names is the one replaced."""
+    target = Path(os.path.realpath(target))
     fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
     try:
         os.fchmod(fd, 0o600)

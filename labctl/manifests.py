@@ -23,6 +23,8 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
+from markupsafe import Markup
+
 from labctl.errors import LabctlError
 
 if TYPE_CHECKING:
@@ -186,8 +188,8 @@ def _context(spec: LabSpec, secrets: LabSecrets, target: Target) -> dict[str, An
         metallb_namespace=METALLB_NAMESPACE,
         metallb_pool=f"{first}-{last}",
         pool_name=f"{spec.name}-pool",
-        dashboard_json=dashboard,
-        labels=lambda name, component: _labels(name, component, target.labels),
+        dashboard_json=Markup(dashboard),  # our own file, not lab.yaml: inserted as it is
+        labels=lambda name, component: Markup(_labels(name, component, target.labels)),
     )
     return ctx
 
@@ -206,16 +208,21 @@ def _labels(name: str, component: str, extra: dict[str, str]) -> str:
 def _env():
     import jinja2
 
+    from labctl.escaping import comment, yaml_finalize
     from labctl.resources import manifests_dir
 
-    return jinja2.Environment(
+    env = jinja2.Environment(
         loader=jinja2.FileSystemLoader(str(manifests_dir())),
         undefined=jinja2.StrictUndefined,
         keep_trailing_newline=True,
         trim_blocks=True,
         lstrip_blocks=True,
         autoescape=False,
+        # lab.yaml is untrusted: every {{ }} is one YAML scalar unless marked (labctl.escaping)
+        finalize=yaml_finalize,
     )
+    env.filters["comment"] = comment
+    return env
 
 
 # Template files per bundle, in apply order. Options add their own files (each renders nothing

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
+from markupsafe import Markup
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from labctl.errors import PlaybookError
@@ -236,7 +237,8 @@ def template_context(spec: LabSpec, *, cache: Any = None) -> dict[str, Any]:
         # The model download Job of this model list (its name changes with the list): waits follow it by name.
         "model_pull_job": pull_job_name(list(spec.apps.ollama.models)),
         "spec": spec,
-        "versions": PINS,
+        # Our own pins, not lab.yaml: they go into scripts and manifests as written.
+        "versions": {k: Markup(v) for k, v in PINS.items()},
         "k8s_minor": kubernetes_minor(),
         # Debian's name of the lab's CPU architecture (provider.arch, resolved when the spec loaded):
         # every release archive, image platform and box a step fetches is for this one.
@@ -259,10 +261,23 @@ JINJA_OPTIONS: dict[str, Any] = {
 }
 
 
-def _jinja(loader: Any = None):  # type: ignore[no-untyped-def]
+# Scripts run as root: every {{ }} in `check` and `run` is one shell word (labctl.escaping), so
+# a lab.yaml value can never become shell syntax. Titles, done reasons and conditions are prose
+# and expressions, rendered without it. The name is part of the precompiled templates' key.
+SHELL_FINALIZE = "shell-word-v1"
+
+
+def _jinja(loader: Any = None, *, shell: bool = True):  # type: ignore[no-untyped-def]
     import jinja2
 
-    return jinja2.Environment(undefined=jinja2.StrictUndefined, loader=loader, **JINJA_OPTIONS)
+    from labctl.escaping import comment, shell_finalize, shell_words
+
+    env = jinja2.Environment(
+        undefined=jinja2.StrictUndefined, loader=loader, finalize=shell_finalize if shell else None, **JINJA_OPTIONS
+    )
+    env.filters["words"] = shell_words
+    env.filters["comment"] = comment
+    return env
 
 
 # ---- templates precompiled into the wheel -------------------------------------------------------
@@ -277,10 +292,11 @@ def has_markup(source: str) -> bool:
     return any(mark in source for mark in ("{{", "{%", "{#"))
 
 
-def template_key(source: str) -> str:
+def template_key(source: str, *, shell: bool = True) -> str:
     import jinja2
 
-    flavour = f"jinja2 {getattr(jinja2, '__version__', '?')} {sorted(JINJA_OPTIONS.items())}"
+    kind = SHELL_FINALIZE if shell else "prose"
+    flavour = f"jinja2 {getattr(jinja2, '__version__', '?')} {sorted(JINJA_OPTIONS.items())} {kind}"
     return hashlib.sha256(f"{flavour}\n{source}".encode()).hexdigest()
 
 
@@ -288,13 +304,17 @@ def _when_template(expression: str) -> str:
     return "{{ " + expression + " }}"
 
 
-def template_sources(books: Iterable[Playbook]) -> set[str]:
-    """Every text ``build_plan`` renders as a Jinja template (plain text is never compiled)."""
+def template_sources(books: Iterable[Playbook], *, shell: bool = True) -> set[str]:
+    """Every text ``build_plan`` renders as a Jinja template (plain text is never compiled): the
+    scripts (``shell``: quoted as shell words), or else titles, done reasons and conditions (prose)."""
     out = set()
     for book in books:
         for st in book.spec.steps:
-            texts = [st.check, st.run, st.title, st.purpose, st.done_reason]
-            texts += [_when_template(expr) for expr in (st.when, st.node_when, st.network, st.timeout) if isinstance(expr, str) and expr]
+            if shell:
+                texts = [st.check, st.run]
+            else:
+                texts = [st.title, st.purpose, st.done_reason]
+                texts += [_when_template(e) for e in (st.when, st.node_when, st.network, st.timeout) if isinstance(e, str) and e]
             out.update(text for text in texts if text and has_markup(text))
     return out
 
@@ -303,19 +323,23 @@ def precompile_templates(target: Path, books: list[Playbook] | None = None) -> i
     """Compile every playbook template into ``target`` (one Python module each); the wheel build calls this."""
     import jinja2
 
-    sources = template_sources(load_playbooks() if books is None else books)
-    env = _jinja(jinja2.DictLoader({template_key(s): s for s in sources}))
-    env.compile_templates(str(target), zip=None, ignore_errors=False)
-    return len(sources)
+    books = load_playbooks() if books is None else books
+    count = 0
+    for shell in (True, False):
+        sources = template_sources(books, shell=shell)
+        env = _jinja(jinja2.DictLoader({template_key(s, shell=shell): s for s in sources}), shell=shell)
+        env.compile_templates(str(target), zip=None, ignore_errors=False)
+        count += len(sources)
+    return count
 
 
-def _compile(env: Any, source: str) -> Any:
+def _compile(env: Any, source: str, *, shell: bool = True) -> Any:
     """The precompiled template for exactly this text if the wheel carries one, else compile it now."""
     import jinja2
 
     if env.loader is not None:
         try:
-            return env.get_template(template_key(source))
+            return env.get_template(template_key(source, shell=shell))
         except jinja2.TemplateNotFound:
             pass
     return env.from_string(source)
@@ -358,7 +382,9 @@ def build_plan(
 
     books = load_playbooks() if playbooks is None else playbooks
     env = _jinja(_precompiled_loader())
+    prose_env = _jinja(_precompiled_loader(), shell=False)
     compiled: dict[str, jinja2.Template | _Plain] = {}
+    compiled_prose: dict[str, jinja2.Template | _Plain] = {}
 
     def template(source: str) -> jinja2.Template | _Plain:
         # Compile each script once, not once per host, and text without Jinja markup not at all:
@@ -367,9 +393,15 @@ def build_plan(
             compiled[source] = _compile(env, source) if has_markup(source) else _Plain(source)
         return compiled[source]
 
+    def prose(source: str) -> jinja2.Template | _Plain:
+        """Titles, done reasons and conditions: text and expressions, not shell (no quoting)."""
+        if source not in compiled_prose:
+            compiled_prose[source] = _compile(prose_env, source, shell=False) if has_markup(source) else _Plain(source)
+        return compiled_prose[source]
+
     def holds(expression: str, context: dict[str, Any]) -> bool:
         """A playbook's condition (`when`, `node_when`, a `network` expression) in this context."""
-        return _truthy(template(_when_template(expression)).render(context))
+        return _truthy(prose(_when_template(expression)).render(context))
 
     base = template_context(spec, cache=cache)
     steps: list[PlannedStep] = []
@@ -397,13 +429,13 @@ def build_plan(
                         )
                     )
                 # Titles, purposes and done reasons may name pinned versions or lab addresses
-                # ("Install containerd {{ versions.containerd }}"): rendered with the commands' context.
-                title = template(st.title).render(base)
-                purpose = template(st.purpose).render(base) if st.purpose else ""
-                timeout = _step_timeout(st.timeout, lambda e: template(_when_template(e)).render(base), where)
+                # ("Install containerd {{ versions.containerd }}"): prose, rendered without shell quoting.
+                title = prose(st.title).render(base)
+                purpose = prose(st.purpose).render(base) if st.purpose else ""
+                timeout = _step_timeout(st.timeout, lambda e: prose(_when_template(e)).render(base), where)
                 # e.g. "not (cache and cache.debs)": a package install needs the internet only without a warm cache
                 network = st.network if isinstance(st.network, bool) else holds(st.network, base)
-                done_reason = template(st.done_reason).render(base)
+                done_reason = prose(st.done_reason).render(base)
             except jinja2.TemplateError as err:
                 raise PlaybookError(f"{where}: template error: {err}") from None
             if not cmds:

@@ -5,6 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from markupsafe import Markup
+
 from labctl.errors import LabctlError
 from labctl.secrets import LabSecrets
 from labctl.spec import GpuNode, LabSpec
@@ -20,14 +22,20 @@ PLACEHOLDER_SECRETS = LabSecrets(
 def _env(folder: Path):
     import jinja2
 
-    return jinja2.Environment(
+    from labctl.escaping import comment, ruby_finalize
+
+    env = jinja2.Environment(
         loader=jinja2.FileSystemLoader(str(folder)),
         undefined=jinja2.StrictUndefined,
         keep_trailing_newline=True,
         trim_blocks=True,
         lstrip_blocks=True,
         autoescape=False,
+        # lab.yaml is untrusted: every {{ }} is a Ruby string literal unless marked (labctl.escaping)
+        finalize=ruby_finalize,
     )
+    env.filters["comment"] = comment
+    return env
 
 
 def vagrant_machines(spec: LabSpec) -> list[dict[str, Any]]:
@@ -56,8 +64,10 @@ ROLE_WORDS = {"control_plane": "Kubernetes control plane", "workers": "Kubernete
 
 
 def ruby_string(text: str) -> str:
-    """A Ruby single-quoted literal: no interpolation, so a path with `#{` or `"` stays a path."""
-    return "'" + text.replace("\\", "\\\\").replace("'", "\\'") + "'"
+    """A Ruby string literal that cannot interpolate (labctl.escaping.ruby_literal)."""
+    from labctl.escaping import ruby_literal
+
+    return ruby_literal(text)
 
 
 # What each VM reads from the warm cache (under /labctl-cache); libvirt copies only that (see the template).
@@ -99,7 +109,7 @@ def render_vagrantfile(
 
         node_dir = NODE_DIR
         # absolute: Vagrant resolves a relative host path against the Vagrantfile's folder (the state dir)
-        cache_literal = ruby_string(str(Path(cache_dir).expanduser().resolve()))
+        cache_literal = str(Path(cache_dir).expanduser().resolve())  # quoted by the template's finalize
         nodes = {n.name: n for _, n in spec.all_nodes()}
         for m in machines:
             m["cache_excludes"] = cache_excludes(spec, nodes[m["name"]])
@@ -109,7 +119,7 @@ def render_vagrantfile(
         source=source,
         labctl_version=__version__,
         provider=provider,
-        provider_var="vb" if provider == "virtualbox" else "libvirt",
+        provider_var=Markup("vb" if provider == "virtualbox" else "libvirt"),  # a Ruby block variable, ours
         machines=machines,
         disks_used=any(m["disk_gib"] for m in machines),
         cache_dir=cache_literal,
@@ -133,16 +143,24 @@ def render_all(
     ``secrets`` given (e.g. ``PLACEHOLDER_SECRETS``): used as they are, and the state folder is
     neither read nor written.
     """
-    out_dir.mkdir(parents=True, exist_ok=True)
-    written: list[Path] = []
-    if spec.provider.type in ("virtualbox", "libvirt"):  # provider ssh: the machines already exist
-        written.append(out_dir / "Vagrantfile")
-        written[0].write_text(render_vagrantfile(spec, source=source), encoding="utf-8")
     from labctl.manifests import render_bundles, write_bundles
     from labctl.secrets import load_or_create
-    from labctl.state import lab_dir
+    from labctl.state import lab_dir, write_new
 
-    if secrets is None:
-        secrets = load_or_create(state_dir if state_dir is not None else lab_dir(spec.name))
-    written += write_bundles(render_bundles(spec, secrets), out_dir / "manifests")
+    # Everything is rendered before anything is written: a template error leaves no half a folder.
+    vagrantfile = render_vagrantfile(spec, source=source) if spec.provider.type in ("virtualbox", "libvirt") else None
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        if secrets is None:
+            secrets = load_or_create(state_dir if state_dir is not None else lab_dir(spec.name))
+        bundles = render_bundles(spec, secrets)
+        written: list[Path] = []
+        if vagrantfile is not None:  # provider ssh: the machines already exist
+            written.append(write_new(out_dir / "Vagrantfile", vagrantfile))
+        written += write_bundles(bundles, out_dir / "manifests")
+    except OSError as err:
+        where = err.filename or out_dir
+        raise LabctlError(
+            f"cannot write {where}: {err.strerror or err} — choose an output folder you can write to (-o DIR)"
+        ) from None
     return written

@@ -16,7 +16,18 @@ from typing import Any
 
 from pydantic.json_schema import GenerateJsonSchema
 
-from labctl.spec import DNS_LABEL, MODEL_NAME, PCI_ADDRESS, QUANTITY, LabSpec
+from labctl.spec import LabSpec
+from labctl.spec_checks import (
+    BOX_NAME,
+    BOX_VERSION_PART,
+    DNS_LABEL,
+    KEEP_ALIVE,
+    LIBVIRT_NAME,
+    OLLAMA_NAME,
+    PCI_ADDRESS,
+    POSIX_USER,
+    QUANTITY,
+)
 
 SCHEMA_ID = "https://labctl.dev/schema/lab-v1alpha1.json"
 SCHEMA_FILE = "lab.schema.json"  # what `labctl init` writes beside lab.yaml
@@ -31,13 +42,37 @@ _PATTERNS = {
     "ipv4": rf"^{IPV4}$",
     "ipv4network": rf"^{IPV4}/(3[0-2]|[12]?[0-9])$",
 }
-# A validator's function name → the pattern it enforces on one value (or, for lists, each item).
+
+
+def _whole(pattern: re.Pattern[str] | str, *, empty: bool = False) -> str:
+    """A full-match Python pattern as a JSON Schema ``pattern`` (a search, in ECMAScript syntax):
+    anchored at both ends, without named groups. The end is ``(?![\\s\\S])``, not ``$``: in
+    Python (the jsonschema package) ``$`` also matches before a final newline, and a value ending
+    in one is exactly what must not pass (it would split a rendered command in two)."""
+    text = pattern if isinstance(pattern, str) else pattern.pattern
+    body = re.sub(r"\(\?P<\w+>", "(", text)
+    return "^(?:" + body + ")" + ("?" if empty else "") + r"(?![\s\S])"
+
+
+_LABEL = re.sub(r"\(\?P<\w+>", "(", DNS_LABEL.pattern)
+_VERSION_PART = re.sub(r"\(\?P<\w+>", "(", BOX_VERSION_PART.pattern)
+# A validator's function name (labctl.spec_checks, labctl.spec) → the pattern it enforces on one value.
 _VALIDATOR_PATTERNS = {
-    "_dns_label": DNS_LABEL.pattern,
-    "_quantity": QUANTITY.pattern,
-    "_pci": re.sub(r"\(\?P<\w+>", "(", PCI_ADDRESS.pattern),  # editors speak ECMAScript regex: no named groups
-    "_pool": rf"^\s*{IPV4}\s*-\s*{IPV4}\s*$",
+    "dns_label": _whole(DNS_LABEL),
+    "quantity": _whole(QUANTITY),
+    "posix_user": _whole(POSIX_USER),
+    "box_name": _whole(BOX_NAME, empty=True),
+    "box_version": _whole(rf" *{_VERSION_PART} *(?:, *{_VERSION_PART} *)*", empty=True),
+    "libvirt_name": _whole(LIBVIRT_NAME),
+    "keep_alive": _whole(KEEP_ALIVE),
+    # no '.' or '..' component, no empty one (so no '//' and no trailing '/')
+    "export_path": _whole(r"(?!.*/\.{1,2}(?:/|(?![\s\S])))(?:/[A-Za-z0-9._-]+)+"),
+    "dns_name": _whole(rf"(?=[\s\S]{{1,253}}(?![\s\S])){_LABEL}(?:\.{_LABEL})*"),
+    "key_path": _whole(r"[^\x00-\x1f\x7f]{1,4096}"),
+    "_pci": _whole(PCI_ADDRESS),
+    "_pool": _whole(rf"\s*{IPV4}\s*-\s*{IPV4}\s*"),
 }
+
 
 # Values that show the shape of a key better than its default does (editors offer them).
 EXAMPLES: dict[str, list[Any]] = {
@@ -70,10 +105,13 @@ class _LabSchema(GenerateJsonSchema):
         function = core.get("function", {}).get("function")
         name = getattr(function, "__name__", "") or getattr(getattr(function, "__func__", None), "__name__", "")
         if name == "_models" and out.get("type") == "array":
-            out["items"] = {**out.get("items", {}), "pattern": MODEL_NAME.pattern}
+            out["items"] = {**out.get("items", {}), "pattern": _whole(OLLAMA_NAME)}
             out["uniqueItems"] = True
-        elif name in _VALIDATOR_PATTERNS and out.get("type") == "string":
-            out["pattern"] = _VALIDATOR_PATTERNS[name]
+        elif name in _VALIDATOR_PATTERNS:
+            # An optional value (str | None) is an anyOf: the pattern belongs to its string branch.
+            for branch in [out, *out.get("anyOf", [])]:
+                if branch.get("type") == "string":
+                    branch["pattern"] = _VALIDATOR_PATTERNS[name]
         return out
 
 

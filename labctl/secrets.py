@@ -52,6 +52,9 @@ def load_or_create(state_dir: Path) -> LabSecrets:
     from labctl.state import write_private
 
     path = secrets_path(state_dir)
+    if path.is_symlink():
+        # Planted or not, a link is not where labctl keeps secrets: never read, chmod or write through it.
+        raise SecretsError(f"{path}: is a symbolic link — remove it; labctl keeps the lab's secrets in a plain 0600 file")
     if not path.exists():
         created = LabSecrets.generate()
         write_private(path, json.dumps({f.name: getattr(created, f.name) for f in fields(created)}) + "\n")

@@ -7,9 +7,7 @@ and the fix. With no file, ``LabSpec.default()`` is the seed lab (see README "la
 
 from __future__ import annotations
 
-import difflib
 import ipaddress
-import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -22,11 +20,30 @@ from pydantic import (
     Field,
     PrivateAttr,
     ValidationError,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
 
+from labctl import spec_checks as checks
 from labctl.errors import SpecError
+from labctl.spec_checks import (
+    PCI_ADDRESS,
+    Address,
+    BoxName,
+    BoxVersion,
+    DnsName,
+    ExportPath,
+    KeyPath,
+    LibvirtName,
+    ModelName,
+    Name,
+    OptAddress,
+    OptLibvirtName,
+    Quantity,
+    UserName,
+)
+from labctl.spec_checks import Network as NetworkText
 
 API_VERSION = "labctl.dev/v1alpha1"
 KIND = "Lab"
@@ -34,35 +51,12 @@ KIND = "Lab"
 # Every VirtualBox/libvirt-NAT'd VM has its first NIC here; nothing of ours may overlap it.
 # (Calico's built-in 192.168.0.0/16 pool is not checked: labctl always sets the pod CIDR.)
 VAGRANT_NAT = ipaddress.ip_network("10.0.2.0/24")
-DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
-QUANTITY = re.compile(r"^[1-9][0-9]*(Mi|Gi|Ti)$")
-MODEL_NAME = re.compile(r"^[a-z0-9][a-z0-9._/-]*(:[A-Za-z0-9._-]+)?$")
-PCI_ADDRESS = re.compile(
-    r"^(?P<domain>[0-9a-fA-F]{4}):(?P<bus>[0-9a-fA-F]{2}):(?P<slot>[0-9a-fA-F]{2})\.(?P<function>[0-7])$"
-)
+# Field checks (names, users, boxes, paths, addresses) live in labctl.spec_checks.
+MAX_PROBLEMS = 12  # about a screen: past this (or ~1,200 characters), the rest are counted, not printed
 
 
 class SpecWarning(str):
     """A finding that does not stop the lab (e.g. memory above the host budget)."""
-
-
-def _dns_label(value: str) -> str:
-    if not DNS_LABEL.match(value):
-        raise ValueError(
-            f"{value!r} is not a valid name — use lower-case letters, digits and '-' (max 63), "
-            "starting and ending with a letter or digit"
-        )
-    return value
-
-
-def _quantity(value: str) -> str:
-    if not QUANTITY.match(value):
-        raise ValueError(f"{value!r} is not a size — write it like 20Gi or 512Mi")
-    return value
-
-
-Name = Annotated[str, AfterValidator(_dns_label)]
-Quantity = Annotated[str, AfterValidator(_quantity)]
 
 
 class Model(BaseModel):
@@ -70,10 +64,19 @@ class Model(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
+    @field_validator("*", mode="before")
+    @classmethod
+    def _strict_types(cls, value: object, info: Any) -> object:
+        # Lax pydantic takes `cpus: true` as 1 and "yes" as true; lab.yaml says what it means.
+        field = cls.model_fields.get(info.field_name) if info.field_name else None
+        if field is not None:
+            checks.strict_scalar(field.annotation, value)
+        return value
+
 
 class Node(Model):
     name: Name = Field(description="VM and host name (lower-case letters, digits, '-'); unique in the lab")
-    ip: ipaddress.IPv4Address = Field(description="address on the lab network; unique, inside network.subnet")
+    ip: Address = Field(description="address on the lab network; unique, inside network.subnet")
     cpus: int = Field(ge=1, le=64, description="virtual CPUs")
     memory_mib: int = Field(ge=512, le=262144, description="memory in MiB (8192 = 8 GiB)")
     disk_gib: int | None = Field(
@@ -84,9 +87,9 @@ class Node(Model):
         "null = box size; Vagrant providers only",
     )
     # Only for provider: ssh (machines that already exist).
-    ssh_user: str | None = Field(default=None, description="provider ssh only: login user (needs passwordless sudo)")
+    ssh_user: UserName = Field(default=None, description="provider ssh only: login user (needs passwordless sudo)")
     ssh_port: int = Field(default=22, ge=1, le=65535, description="provider ssh only: SSH port")
-    ssh_key: Path | None = Field(default=None, description="provider ssh only: private key file; null = ssh-agent/default")
+    ssh_key: KeyPath = Field(default=None, description="provider ssh only: private key file; null = ssh-agent/default")
 
 
 class GpuNode(Node):
@@ -97,22 +100,18 @@ class GpuNode(Node):
     def _pci(cls, value: object) -> str:
         if not isinstance(value, str):
             # YAML 1.1 reads an unquoted 0000:01:00.0 as a base-60 number.
-            what = f"the number {value!r}" if isinstance(value, int | float) else f"a {type(value).__name__}"
+            what = f"the number {checks.show(value)}" if isinstance(value, int | float) else f"a {type(value).__name__}"
             raise ValueError(f'YAML read it as {what} — write the PCI address in quotes, e.g. pci: "0000:01:00.0"')
-        if not PCI_ADDRESS.match(value):
-            raise ValueError(
-                f"{value!r} is not a PCI address — write it as DDDD:BB:SS.F, e.g. 0000:01:00.0 (see `lspci -D`)"
-            )
-        return value.lower()
+        return checks.pci_address(value)
 
     def pci_parts(self) -> dict[str, str]:
-        m = PCI_ADDRESS.match(self.pci)
+        m = PCI_ADDRESS.fullmatch(self.pci)
         assert m is not None  # validated on load
         return {k: "0x" + v for k, v in m.groupdict().items()}
 
 
 class NfsNode(Node):
-    export: str = Field(default="/srv/nfs/lab", pattern=r"^/[A-Za-z0-9._/-]+$", description="exported folder on the NFS VM")
+    export: ExportPath = Field(default="/srv/nfs/lab", description="exported folder on the NFS VM")
 
 
 class Nodes(Model):
@@ -130,14 +129,14 @@ class Nodes(Model):
 
 class Libvirt(Model):
     driver: Literal["kvm", "qemu"] = Field(default="kvm", description="qemu = software emulation (no /dev/kvm)")
-    storage_pool: str = Field(default="default", description="libvirt storage pool for the VM disks")
-    management_network: str | None = Field(default=None, description="libvirt network for vagrant's NAT NIC")
+    storage_pool: LibvirtName = Field(default="default", description="libvirt storage pool for the VM disks")
+    management_network: OptLibvirtName = Field(default=None, description="libvirt network for vagrant's NAT NIC")
 
 
 class Provider(Model):
     type: Literal["virtualbox", "libvirt", "ssh"] = "virtualbox"
-    box: str = Field(default="", description="empty = the pinned box (labctl versions)")
-    box_version: str = Field(default="", description="empty = the pinned box version")
+    box: BoxName = Field(default="", description="empty = the pinned box (labctl versions)")
+    box_version: BoxVersion = Field(default="", description="empty = the pinned box version")
     boot_timeout: int = Field(default=900, ge=60, le=7200, description="seconds Vagrant waits for each VM to boot")
     linked_clones: bool = Field(
         default=True, description="VirtualBox: clone VMs from one imported box (libvirt always uses copy-on-write)"
@@ -153,9 +152,9 @@ class Provider(Model):
 
 
 class Network(Model):
-    subnet: ipaddress.IPv4Network = ipaddress.IPv4Network("192.168.33.0/24")
-    pod_cidr: ipaddress.IPv4Network = ipaddress.IPv4Network("10.10.0.0/16")
-    service_cidr: ipaddress.IPv4Network = Field(
+    subnet: Annotated[NetworkText, AfterValidator(checks.private_subnet)] = ipaddress.IPv4Network("192.168.33.0/24")
+    pod_cidr: NetworkText = ipaddress.IPv4Network("10.10.0.0/16")
+    service_cidr: NetworkText = Field(
         default=ipaddress.IPv4Network("10.96.0.0/12"), description="Kubernetes Service addresses (kubeadm default)"
     )
     metallb_pool: str = Field(default="192.168.33.2-192.168.33.5", description="FIRST-LAST, inside the subnet")
@@ -167,16 +166,7 @@ class Network(Model):
     @field_validator("metallb_pool")
     @classmethod
     def _pool(cls, value: str) -> str:
-        first, sep, last = value.partition("-")
-        try:
-            a, b = ipaddress.IPv4Address(first.strip()), ipaddress.IPv4Address(last.strip())
-        except ValueError:
-            raise ValueError(
-                f"{value!r} is not an address range — write it as FIRST-LAST, e.g. 192.168.33.2-192.168.33.5"
-            ) from None
-        if not sep or a > b:
-            raise ValueError(f"{value!r}: the first address must not come after the last — write FIRST-LAST")
-        return f"{a}-{b}"
+        return checks.metallb_pool(value)
 
 
 class Storage(Model):
@@ -188,9 +178,9 @@ class Storage(Model):
 
 
 class Ollama(Model):
-    models: list[str] = Field(default_factory=lambda: ["llama3.2:1b"])
-    keep_alive: str = Field(
-        default="30m", pattern=r"^(-1|0|[0-9]+[smh])$", description="OLLAMA_KEEP_ALIVE: how long a model stays loaded (-1 = forever)"
+    models: list[ModelName] = Field(default_factory=lambda: ["llama3.2:1b"], max_length=50)
+    keep_alive: Annotated[str, AfterValidator(checks.keep_alive)] = Field(
+        default="30m", description="OLLAMA_KEEP_ALIVE: how long a model stays loaded (-1 = forever)"
     )
     num_parallel: int = Field(default=2, ge=1, le=64, description="OLLAMA_NUM_PARALLEL: requests served at once per model")
     max_loaded_models: int = Field(default=1, ge=1, le=16, description="OLLAMA_MAX_LOADED_MODELS: models in memory at once")
@@ -199,9 +189,6 @@ class Ollama(Model):
     @field_validator("models")
     @classmethod
     def _models(cls, value: list[str]) -> list[str]:
-        for m in value:
-            if not MODEL_NAME.match(m):
-                raise ValueError(f"{m!r} is not an Ollama model name — write it like llama3.2:1b")
         if len(set(value)) != len(value):
             raise ValueError("lists a model twice — keep each model once")
         return value
@@ -209,7 +196,7 @@ class Ollama(Model):
 
 class OpenWebUI(Model):
     port: int = Field(default=8080, ge=1, le=65535, description="port of the Open WebUI LoadBalancer service")
-    address: ipaddress.IPv4Address | None = Field(default=None, description="empty = first MetalLB address")
+    address: OptAddress = Field(default=None, description="empty = first MetalLB address")
     auth: bool = Field(default=True, description="WEBUI_AUTH: require a login (the first account becomes admin)")
 
 
@@ -218,7 +205,7 @@ class Options(Model):
     autoscaling: bool = Field(default=False, description="HPA on Ollama: 2-10 replicas on CPU (needs metrics-server)")
     monitoring: bool = Field(default=False, description="Prometheus + Grafana (+ blackbox probe of Ollama), ClusterIP")
     ingress: bool = Field(default=False, description="Open WebUI by host name through an existing NGINX ingress controller")
-    ingress_host: str = Field(default="webui.lab.local", description="host name of the ingress")
+    ingress_host: DnsName = Field(default="webui.lab.local", description="host name of the ingress")
     ingress_tls: bool = Field(default=False, description="serve the ingress over TLS with ingress_tls_secret")
     ingress_tls_secret: Name = Field(default="webui-tls", description="kubernetes.io/tls Secret for ingress_tls")
     # The OpenAI-compatible upstream's URL and key never go in lab.yaml: name a Secret (keys
@@ -304,7 +291,9 @@ class LabSpec(Model):
 
     # ---- cross-field checks ---------------------------------------------------------------------
     @model_validator(mode="after")
-    def _cross_checks(self) -> LabSpec:
+    def _cross_checks(self, info: ValidationInfo) -> LabSpec:
+        if isinstance(info.context, dict) and info.context.get("skip_cross"):
+            return self  # _cross_problems_despite runs them itself, on a repaired copy
         problems = list(_cross_problems(self))
         if problems:
             raise ValueError("\n".join(problems))
@@ -332,19 +321,16 @@ class LabSpec(Model):
 
     @classmethod
     def load(cls, path: Path | str) -> LabSpec:
+        from labctl.spec_load import read_text
+
         path = Path(path)
-        try:
-            text = path.read_text(encoding="utf-8")
-        except FileNotFoundError:
-            raise SpecError(str(path), ["file not found — run `labctl init` to write one, or pass --file"]) from None
-        except UnicodeDecodeError as err:
-            raise SpecError(
-                str(path), [f"not UTF-8 text ({err.reason} at byte {err.start}) — save it as UTF-8"]
-            ) from None
-        return cls.from_yaml(text, source=str(path))
+        return cls.from_yaml(read_text(path), source=str(path))
 
     @classmethod
     def from_yaml(cls, text: str, source: str = "lab.yaml") -> LabSpec:
+        from labctl.spec_load import check_keys, check_shape
+
+        check_shape(text, source)  # depth and alias expansion, before any object is built
         try:
             data = yaml.load(text, Loader=_UniqueKeyLoader)  # a SafeLoader subclass: safe
         except _DuplicateKey as err:
@@ -356,7 +342,12 @@ class LabSpec(Model):
                 source, [f"invalid YAML at {where}: {err.problem} — fix the indentation or quoting there"]
             ) from None
         except yaml.YAMLError as err:
-            raise SpecError(source, [f"invalid YAML: {err}"]) from None
+            raise SpecError(source, [f"invalid YAML: {checks.show(str(err))} — fix the file's syntax"]) from None
+        except (ValueError, OverflowError) as err:  # e.g. an integer of 5,000 digits
+            raise SpecError(source, [f"a value YAML cannot turn into a number: {checks.show(str(err))} — write a plain value"]) from None
+        except RecursionError:  # check_shape caps the depth; this is the last guard
+            raise SpecError(source, ["nested too deeply — check the indentation and brackets"]) from None
+        check_keys(data, source)
         if data is None:
             data = {}
         if not isinstance(data, dict):
@@ -374,7 +365,14 @@ class LabSpec(Model):
         try:
             return cls.model_validate(data)
         except ValidationError as err:
-            raise SpecError(source, _explain(err)) from None
+            from labctl.spec_errors import cross_problems_despite, cut, explain, screenful
+
+            problems = explain(err)
+            # Fields failed, so the cross-field checks never ran: run them on a copy with the bad
+            # fields at their defaults, keeping only findings that do not involve a bad field,
+            # so one run reports everything (a duplicate address next to an unknown key).
+            problems += cross_problems_despite(data, err)
+        raise SpecError(source, screenful([cut(p) for p in problems]))
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -390,10 +388,16 @@ class _UniqueKeyLoader(yaml.SafeLoader):
         first_line: dict[Any, int] = {}
         for key_node, _ in node.value:
             key = self.construct_object(key_node, deep=deep)
-            if isinstance(key, str | int | float | bool) and key in first_line:
+            if not isinstance(key, str | int | float | bool):
                 mark = key_node.start_mark
                 raise _DuplicateKey(
-                    f"line {mark.line + 1}, column {mark.column + 1}: key {key!r} appears twice in the same "
+                    f"line {mark.line + 1}, column {mark.column + 1}: a {type(key).__name__} is used as a key — "
+                    "keys are words like 'name' or 'workers'"
+                )
+            if key in first_line:
+                mark = key_node.start_mark
+                raise _DuplicateKey(
+                    f"line {mark.line + 1}, column {mark.column + 1}: key {checks.show(key)} appears twice in the same "
                     f"mapping (first on line {first_line[key]}) — keep one of them"
                 )
             first_line.setdefault(key, key_node.start_mark.line + 1)
@@ -433,6 +437,11 @@ def _cross_problems(spec: LabSpec) -> Iterator[str]:
     first, last = net.pool_range()
     if first not in subnet or last not in subnet:
         yield f"network.metallb_pool: {net.metallb_pool} is outside the lab subnet {subnet} — use addresses in {subnet}"
+    elif subnet.network_address in (first, last) or subnet.broadcast_address in (first, last):
+        yield (
+            f"network.metallb_pool: {net.metallb_pool} includes the subnet's network or broadcast address — "
+            f"keep it between {subnet.network_address + 2} and {subnet.broadcast_address - 1}"
+        )
     else:
         for path, node in nodes:
             if first <= node.ip <= last:
@@ -463,119 +472,3 @@ def _cross_problems(spec: LabSpec) -> Iterator[str]:
         yield "apps.options.gpu: needs nodes.gpu_worker with the GPU's PCI address — add it or set gpu: false"
     if spec.provider.type != "libvirt" and spec.provider.libvirt != Libvirt():
         yield f"provider.libvirt: only used with provider.type libvirt (it is {spec.provider.type}) — remove the block or change the type"
-
-
-def _field_names(model: type[BaseModel]) -> list[str]:
-    return list(model.model_fields)
-
-
-def _model_at(loc: tuple[int | str, ...]) -> type[BaseModel] | None:
-    """The model class that owns the key at ``loc`` (for did-you-mean suggestions)."""
-    model: type[BaseModel] = LabSpec
-    for part in loc[:-1]:
-        if isinstance(part, int):
-            continue
-        field = model.model_fields.get(str(part))
-        if field is None:
-            return None
-        ann = field.annotation
-        candidates = [ann, *getattr(ann, "__args__", ())]
-        nxt = None
-        for c in candidates:
-            for inner in [c, *getattr(c, "__args__", ())]:
-                if isinstance(inner, type) and issubclass(inner, BaseModel):
-                    nxt = inner
-        if nxt is None:
-            return None
-        model = nxt
-    return model
-
-
-def _loc(loc: tuple[int | str, ...]) -> str:
-    out = ""
-    for part in loc:
-        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
-    return out or "(top level)"
-
-
-def _example_int(loc: tuple[int | str, ...]) -> int:
-    """A plausible value for an integer field, for error messages."""
-    examples = {"cpus": 4, "memory_mib": 8192, "disk_gib": 60, "port": 8080, "boot_timeout": 900}
-    return examples.get(str(loc[-1]) if loc else "", 1)
-
-
-def _typo_targets(errors: list[Any]) -> set[tuple[int | str, ...]]:
-    """Locations of required keys that an unknown key next to them was probably meant to be
-    (``memory: 8192`` for ``memory_mib``); reporting both would say the same thing twice."""
-    targets: set[tuple[int | str, ...]] = set()
-    for e in errors:
-        if e["type"] != "extra_forbidden":
-            continue
-        loc = tuple(e["loc"])
-        owner = _model_at(loc)
-        close = difflib.get_close_matches(str(loc[-1]), _field_names(owner), n=1) if owner else []
-        if close:
-            targets.add((*loc[:-1], close[0]))
-    return targets
-
-
-def _explain(err: ValidationError) -> list[str]:
-    lines: list[str] = []
-    errors = err.errors(include_url=False)
-    typo_targets = _typo_targets(errors)
-    for e in errors:
-        if e["type"] == "missing" and tuple(e["loc"]) in typo_targets:
-            continue
-        loc = tuple(e["loc"])
-        kind = e["type"]
-        msg = e["msg"].removeprefix("Value error, ")
-        where = _loc(loc)
-        if kind == "extra_forbidden":
-            key = str(loc[-1])
-            owner = _model_at(loc)
-            known = _field_names(owner) if owner else []
-            close = difflib.get_close_matches(key, known, n=1)
-            hint = (
-                f"did you mean {close[0]!r}?"
-                if close
-                else f"known keys here: {', '.join(known)}"
-                if known
-                else "remove it"
-            )
-            lines.append(f"{where}: unknown key — {hint}")
-        elif kind == "value_error" and not loc:
-            lines.extend(msg.split("\n"))  # cross-field checks already name their field
-        elif kind == "literal_error":
-            lines.append(f"{where}: {e['input']!r} is not allowed — use {e['ctx']['expected']}")
-        elif kind in ("int_parsing", "int_type", "int_from_float"):
-            lines.append(f"{where}: {e['input']!r} is not a whole number — write digits, e.g. {_example_int(loc)}")
-        elif kind in ("greater_than_equal", "greater_than"):
-            bound = e["ctx"].get("ge", e["ctx"].get("gt"))
-            lines.append(f"{where}: {e['input']!r} is too small — use {bound} or more")
-        elif kind in ("less_than_equal", "less_than"):
-            bound = e["ctx"].get("le", e["ctx"].get("lt"))
-            lines.append(f"{where}: {e['input']!r} is too large — use {bound} or less")
-        elif kind in ("bool_parsing", "bool_type"):
-            lines.append(f"{where}: {e['input']!r} is not true or false — write true or false")
-        elif kind in ("list_type", "tuple_type"):
-            lines.append(f"{where}: expected a list — write it as [a, b] or as '- item' lines")
-        elif kind in ("model_type", "dict_type", "model_attributes_type"):
-            lines.append(f"{where}: expected a mapping of keys — write 'key: value' lines indented under it")
-        elif kind == "string_type":
-            lines.append(f"{where}: {e['input']!r} is not text — write it in quotes")
-        elif kind == "too_long":
-            lines.append(f"{where}: has {e['ctx']['actual_length']} items — at most {e['ctx']['max_length']} are allowed")
-        elif kind == "string_pattern_mismatch":
-            lines.append(f"{where}: {e['input']!r} does not have the expected form — see `labctl init` for an example")
-        elif kind == "ip_v4_address":
-            lines.append(f"{where}: {e['input']!r} is not an IPv4 address — write it like 192.168.33.100")
-        elif kind == "ip_v4_network":
-            lines.append(
-                f"{where}: {e['input']!r} is not an IPv4 network — write it like 192.168.33.0/24 "
-                "(the address part must end in zeros for its prefix)"
-            )
-        elif kind == "missing":
-            lines.append(f"{where}: required — add it (see `labctl init` for an example)")
-        else:
-            lines.append(f"{where}: {msg}")
-    return lines

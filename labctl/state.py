@@ -22,13 +22,29 @@ def lab_dir(name: str) -> Path:
 
 
 def write_private(path: Path, content: str | bytes) -> Path:
-    """Write a file that holds a secret: created 0600 before any byte is written."""
+    """Write a file that holds a secret: 0600 before any byte is written, never through a symlink."""
+    return write_new(path, content, 0o600)
+
+
+def write_new(path: Path, content: str | bytes, mode: int = 0o644) -> Path:
+    """Write ``path`` as a new file: a fresh temporary file beside it (O_EXCL|O_NOFOLLOW, ``mode``
+    from the start) renamed over it. A symlink planted at ``path`` is replaced, never followed, so a
+    secret cannot be written into the file it points to; a reader never sees half a file."""
     path.parent.mkdir(parents=True, exist_ok=True)
     data = content.encode() if isinstance(content, str) else content
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
+    tmp.unlink(missing_ok=True)  # a leftover of a run that died here (unlink removes a link, not its target)
+    fd = os.open(tmp, flags, mode)
     try:
-        os.fchmod(fd, 0o600)  # an existing file keeps its old mode through O_CREAT
-        os.write(fd, data)
-    finally:
+        os.fchmod(fd, mode)  # the umask may have narrowed it
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view) :]
+    except BaseException:
         os.close(fd)
+        tmp.unlink(missing_ok=True)
+        raise
+    os.close(fd)
+    os.replace(tmp, path)
     return path

@@ -430,7 +430,7 @@ def test_create_with_a_cache_adds_the_box_then_renders_the_vagrantfile_with_the_
         lifecycle.create(lab, console, cache=inspect_cache(filled, spec))
     assert [e[0] for e in events] == ["preflight", "prepare", "up"]
     assert events[0][1] == events[1][1] == str(filled.resolve())
-    assert f"config.vm.synced_folder '{filled.resolve()}', \"/labctl-cache\", mount_options: [\"ro\"]" in events[2][1]
+    assert f'config.vm.synced_folder "{filled.resolve()}", "/labctl-cache", mount_options: ["ro"]' in events[2][1]
     assert "Warm cache: box added (test double)" in out.getvalue()
     # without a cache: no box add, no cache folder in the Vagrantfile (a fresh lab folder, so that
     # create does not ask a real `vagrant status` about the Vagrantfile written above)

@@ -129,3 +129,45 @@ def test_missing_file_says_how_to_get_one(tmp_path: Path, monkeypatch: pytest.Mo
     result = CliRunner().invoke(cli, ["validate", "-f", "nope.yaml"])
     assert result.exit_code == 2
     assert result.stderr == "error: nope.yaml: file not found — run `labctl init` to write one, or pass --file\n"
+
+
+def test_every_problem_is_reported_in_one_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Issue #15 item 5: a duplicate or out-of-subnet address is reported together with unknown and
+    missing keys and bad values, not only after they are fixed; findings about a node whose own
+    fields failed are left out (they would be about a stand-in, not about what was written)."""
+    (tmp_path / "lab.yaml").write_text(
+        "colour: blue\n"
+        "nodes:\n"
+        "  master: {name: master, ip: 192.168.33.100, cpus: 4, memory_mib: 8192, memroy: 1}\n"
+        "  workers:\n"
+        "    - {name: worker1, ip: 192.168.33.100, cpus: 4, memory_mib: 8192}\n"
+        "    - {name: worker2, ip: 192.168.34.7, cpus: 4, memory_mib: 8192}\n"
+        "    - {name: Worker3, ip: 192.168.33.7, cpus: 4}\n"
+        "storage: {models_size: 20GB}\n",
+        encoding="utf-8",
+    )
+    monkeypatch.chdir(tmp_path)
+    result = CliRunner().invoke(cli, ["validate"])
+    assert result.exit_code == 2
+    assert result.stderr.splitlines() == [
+        "error: lab.yaml: nodes.master.memroy: unknown key — did you mean 'memory_mib'?",
+        "error: lab.yaml: nodes.workers[2].name: 'Worker3' is not a valid name — use lower-case letters, digits and '-' "
+        "(max 63), starting and ending with a letter or digit",
+        "error: lab.yaml: nodes.workers[2].memory_mib: required — add it (see `labctl init` for an example)",
+        "error: lab.yaml: storage.models_size: '20GB' is not a size — write it like 20Gi or 512Mi",
+        "error: lab.yaml: colour: unknown key — known keys here: apiVersion, kind, name, offline, provider, network, "
+        "nodes, storage, apps",
+        "error: lab.yaml: nodes.workers[0].ip: 192.168.33.100 is already used by nodes.master — give each node its own "
+        "address",
+        "error: lab.yaml: nodes.workers[1].ip: 192.168.34.7 is outside the lab subnet 192.168.33.0/24 — use an address "
+        "in 192.168.33.0/24",
+    ]
+
+
+def test_a_flood_of_problems_fits_on_a_screen(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    (tmp_path / "lab.yaml").write_text("".join(f"key{i}: {'x' * 300}\n" for i in range(500)), encoding="utf-8")
+    monkeypatch.chdir(tmp_path)
+    result = CliRunner().invoke(cli, ["validate"])
+    assert result.exit_code == 2
+    assert len(result.stderr) < 1500
+    assert result.stderr.splitlines()[-1].startswith("error: lab.yaml: ... and ")

@@ -120,7 +120,7 @@ def test_gpu_lab_passes_the_pci_device_through_on_libvirt() -> None:
     assert 'libvirt.storage_pool_name = "default"' in text
     assert 'libvirt.management_network_name = "vagrant-libvirt"' in text
     gpu_block = text.split('config.vm.define "gpu1" do |node|', 1)[1]
-    assert "libvirt.pci :domain => '0x0000', :bus => '0x01', :slot => '0x00', :function => '0x0'" in gpu_block
+    assert 'libvirt.pci :domain => "0x0000", :bus => "0x01", :slot => "0x00", :function => "0x0"' in gpu_block
     assert "libvirt.machine_virtual_size = 100" in gpu_block
     assert text.count("libvirt.pci ") == 1  # only the GPU worker gets the device
     assert "vb." not in text and "VAGRANT_EXPERIMENTAL" not in text
@@ -168,12 +168,12 @@ def test_a_warm_cache_is_mounted_read_only_on_virtualbox() -> None:
 
     text = rendered("default-with-cache")
     folders = [ln.strip() for ln in text.splitlines() if "synced_folder" in ln and "/labctl-cache" in ln]
-    assert folders == ["config.vm.synced_folder '/srv/labctl-cache', \"/labctl-cache\", mount_options: [\"ro\"]"]
+    assert folders == ['config.vm.synced_folder "/srv/labctl-cache", "/labctl-cache", mount_options: ["ro"]']
     # the cache only adds lines: everything else is the lab without a cache, line for line
     diff = list(difflib.ndiff(rendered("default").splitlines(), text.splitlines()))
     assert not [d for d in diff if d.startswith("- ")]
     assert 0 < len([d for d in diff if d.startswith("+ ")]) <= 9
-    assert "if File.directory?('/srv/labctl-cache')" in text  # a vanished cache must not break halt/up/destroy
+    assert 'if File.directory?("/srv/labctl-cache")' in text  # a vanished cache must not break halt/up/destroy
     assert "labctl-cache" not in rendered("default")
 
 
@@ -183,7 +183,7 @@ def test_a_warm_cache_is_copied_by_rsync_on_libvirt_with_only_what_each_vm_reads
     def folder_line(name: str) -> str:
         block = text.split(f'config.vm.define "{name}" do |node|', 1)[1].split("\n  end\n", 1)[0]
         (line,) = [ln for ln in block.splitlines() if "rsync__exclude" in ln]
-        assert "node.vm.synced_folder '/srv/labctl-cache', \"/labctl-cache\", type: \"rsync\"," in block
+        assert 'node.vm.synced_folder "/srv/labctl-cache", "/labctl-cache", type: "rsync",' in block
         return line
 
     assert folder_line("nfs").endswith('rsync__exclude: ["boxes/", "debs/", "images/", "addons/"]')
@@ -196,7 +196,7 @@ def test_a_warm_cache_is_copied_by_rsync_on_libvirt_with_only_what_each_vm_reads
 def test_cache_folder_path_is_an_uninterpolated_ruby_string(tmp_path: Path) -> None:
     odd = tmp_path / "it's #{ENV['HOME']} \\ cache"
     text = render_vagrantfile(LabSpec.default(), cache_dir=odd)
-    literal = "'" + str(odd.resolve()).replace("\\", "\\\\").replace("'", "\\'") + "'"
+    literal = '"' + str(odd.resolve()).replace("\\", "\\\\").replace("#", "\\#") + '"'
     assert f"config.vm.synced_folder {literal}, " in text
     relative = render_vagrantfile(LabSpec.default(), cache_dir=Path("labcache"))
-    assert f"synced_folder '{Path('labcache').resolve()}'" in relative  # absolute: the Vagrantfile lives elsewhere
+    assert f'synced_folder "{Path("labcache").resolve()}"' in relative  # absolute: the Vagrantfile lives elsewhere

@@ -145,7 +145,7 @@ def test_vagrantfile_with_a_warm_cache_passes_vagrant_validate(
     cache = tmp_path / "labcache"
     cache.mkdir()
     text = render_vagrantfile(spec, cache_dir=cache)
-    assert f"'{cache}', \"/labctl-cache\"" in text
+    assert f'"{cache}", "/labctl-cache"' in text
     result = vagrant_validate(vagrant, text, spec.provider.type, tmp_path / "run", shim_bin)
     assert result.returncode == 0, f"vagrant validate failed for {case}:\n{result.stdout}\n{result.stderr}"
     assert "Vagrantfile validated successfully." in result.stdout
@@ -156,7 +156,7 @@ def test_vagrantfile_with_a_warm_cache_passes_vagrant_validate(
     assert gone.returncode == 0, f"{gone.stdout}\n{gone.stderr}"
     # ...and that is the File.directory? guard's doing: without it, validate checks the folder and fails
     unguarded = re.sub(r"if File\.directory\?\(.*\)$", "if true", text, flags=re.M)
-    assert "File.directory?" not in unguarded and "synced_folder '" in unguarded
+    assert "File.directory?" not in unguarded and f'synced_folder "{cache}"' in unguarded
     broken = vagrant_validate(vagrant, unguarded, spec.provider.type, tmp_path / "run-unguarded", shim_bin)
     assert broken.returncode != 0, broken.stdout
     assert "host path of the shared folder is missing" in broken.stdout + broken.stderr
