@@ -49,7 +49,7 @@ NODE_DIR = "/labctl-cache"  # where each node sees the cache (read-only mount)
 OLLAMA_REGISTRY = "registry.ollama.ai"
 DEB_ARCH = "amd64"
 # Dependencies the pinned packages pull in from the same repositories (versions follow the repo).
-DEB_DEPENDENCIES = {"kubernetes-cni": "*", "cri-tools": "*", "runc": "*"}
+DEB_DEPENDENCIES = {"kubernetes-cni": "*", "runc": "*"}
 SAFE_NAME = re.compile(r"^[A-Za-z0-9._+~%-]+$")
 CHUNK = 1 << 20
 

@@ -129,13 +129,14 @@ def versions() -> None:
     Example:
       labctl versions
     """
-    from labctl.versions import all_pins
+    from labctl.versions import all_pins, expiry_note
 
     pins = all_pins()
     width = max(len(p.key) for p in pins)
     vwidth = max(len(p.version) for p in pins)
     for p in pins:
-        click.echo(f"{p.key:<{width}}  {p.version:<{vwidth}}  {p.what}")
+        expiry = expiry_note(p)
+        click.echo(f"{p.key:<{width}}  {p.version:<{vwidth}}  checked {p.checked}  {p.what}" + (f" — {expiry}" if expiry else ""))
 
 
 @cli.command()

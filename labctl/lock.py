@@ -111,7 +111,8 @@ def packages() -> dict[str, str]:
     from labctl.versions import PINS
 
     k8s = f"{PINS['kubernetes']}-{PINS['kubernetes_deb_revision']}"
-    return {"kubeadm": k8s, "kubelet": k8s, "kubectl": k8s, "containerd": PINS["containerd"]}
+    cri = f"{PINS['cri_tools']}-{PINS['kubernetes_deb_revision']}"  # installed explicitly since 1.32
+    return {"kubeadm": k8s, "kubelet": k8s, "kubectl": k8s, "cri-tools": cri, "containerd": PINS["containerd"]}
 
 
 def resolve(spec: LabSpec) -> dict[str, str]:

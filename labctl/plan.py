@@ -60,6 +60,9 @@ class StepSpec(BaseModel):
     secret: bool = Field(default=False, description="the captured fact is a secret: never logged or shown")
     uses: tuple[str, ...] = ()
     upload: tuple[str, ...] = Field(default=(), description="artefacts (labctl.artefacts) copied to the host first")
+    reboot: bool = Field(
+        default=False, description="after a successful run, reboot the host, wait for it, and run the check again"
+    )
 
     @field_validator("hosts")
     @classmethod
@@ -117,6 +120,7 @@ class PlannedStep:
     upload: tuple[str, ...] = ()
     done_reason: str = "already done"
     skip_reason: str = ""  # set when the whole step is skipped by the profile (offline)
+    reboot: bool = False  # the runner reboots each host after its run and waits for it (runner.reboot_and_wait)
 
     @property
     def hosts(self) -> tuple[str, ...]:
@@ -159,6 +163,8 @@ class Plan:
                 extras.append(f"captures {s.capture}" + (" (secret)" if s.secret else ""))
             if s.upload:
                 extras.append("uploads " + ", ".join(s.upload))
+            if s.reboot:
+                extras.append("reboots the host after its run, then checks again")
             out.append(f"    [{'; '.join(extras)}]")
             for hosts, cmd in _group(s.commands):
                 label = ", ".join(hosts)
@@ -240,6 +246,7 @@ def template_context(spec: LabSpec, *, cache: Any = None) -> dict[str, Any]:
         "nfs": spec.nodes.nfs,
         "fact_var": fact_variable,
         "cache": cache,
+        "arch": "amd64",  # Debian architecture name, used in every download URL
     }
 
 
@@ -412,6 +419,7 @@ def build_plan(
                     upload=st.upload,
                     done_reason=done_reason,
                     skip_reason=skip,
+                    reboot=st.reboot,
                 )
             )
     hosts = tuple(

@@ -3,11 +3,20 @@
 Nothing else in the tree names a version: templates, playbooks and manifests read these through
 ``PINS`` (rendered as ``versions.<key>``), and ``labctl versions`` prints this table. Change a pin
 here and the Vagrantfile, the playbooks, the manifests and the handout all follow.
+
+Every pin carries the date it was last checked at its upstream source (``checked``): pins rot — a
+tag is deleted, a box version is cleaned up, an apt pocket moves on. ``labctl versions --check``
+(labctl/upstream_check.py) re-checks them all against the live upstreams; docs/upstream.md records
+how each one was checked.
 """
 
 from __future__ import annotations
 
+import datetime as _dt
 from dataclasses import dataclass
+
+# The day the pins below were last checked against their upstream sources (docs/upstream.md).
+CHECKED = "2026-12-03"
 
 
 @dataclass(frozen=True)
@@ -16,6 +25,7 @@ class Pin:
     version: str
     what: str
     source: str
+    checked: str = CHECKED  # ISO date this pin was last confirmed at its source
 
 
 _PINS: tuple[Pin, ...] = (
@@ -56,10 +66,21 @@ _PINS: tuple[Pin, ...] = (
         "kubeadm config images list",
     ),
     Pin("pause", "3.10.2", "image registry.k8s.io/pause (kubeadm's default for 1.36)", "kubeadm config images list"),
+    # Since Kubernetes 1.32 kubeadm's package no longer depends on cri-tools, so crictl (used by the
+    # image pre-pull check) is installed explicitly, from the same pkgs.k8s.io repository; cri-tools
+    # follows the Kubernetes minor (kubernetes-sigs/cri-tools tag v1.36.0).
+    Pin(
+        "cri_tools",
+        "1.36.0",
+        "crictl (apt cri-tools from pkgs.k8s.io, held)",
+        "https://github.com/kubernetes-sigs/cri-tools/releases",
+    ),
     Pin("containerd", "2.2.1-*", "container runtime (Ubuntu 24.04 package containerd, held)", "Ubuntu noble-updates"),
+    # 3.33.1 could not be confirmed by any public record (2026-12-03); v3.33.0's manifests/calico.yaml is
+    # used by many public installs. Newest tag in a projectcalico/calico snapshot of 2026-08: v3.32.1.
     Pin(
         "calico",
-        "3.33.1",
+        "3.33.0",
         "CNI (plain manifest, pod CIDR and autodetection set)",
         "https://github.com/projectcalico/calico/releases",
     ),
@@ -69,9 +90,11 @@ _PINS: tuple[Pin, ...] = (
         "LoadBalancer for bare metal (native manifest, L2 mode)",
         "https://github.com/metallb/metallb/releases",
     ),
+    # 4.13.5 is not a tag upstream; v4.13.4 is the newest, with its deploy/v4.13.4/ manifests
+    # (kubernetes-csi/csi-driver-nfs, tags checked 2026-12-03).
     Pin(
         "csi_driver_nfs",
-        "4.13.5",
+        "4.13.4",
         "NFS CSI driver and its StorageClass",
         "https://github.com/kubernetes-csi/csi-driver-nfs/releases",
     ),
@@ -93,6 +116,16 @@ _PINS: tuple[Pin, ...] = (
         "0.20.0",
         "NVIDIA k8s-device-plugin (GPU option)",
         "https://github.com/NVIDIA/k8s-device-plugin/releases",
+    ),
+    # The GPU worker's driver: Ubuntu's signed, prebuilt "server" (datacenter) branch for 24.04, installed
+    # headless with `ubuntu-drivers install --gpgpu nvidia:<branch>` plus nvidia-utils-<branch> for
+    # nvidia-smi. 580 is the branch Ubuntu's noble archive moves the older server branches onto
+    # (nvidia-utils-565-server is a transitional package depending on nvidia-utils-580-server).
+    Pin(
+        "nvidia_driver",
+        "580-server",
+        "NVIDIA driver branch on the GPU worker (Ubuntu restricted, GPU option)",
+        "https://packages.ubuntu.com/noble-updates/nvidia-utils-580-server",
     ),
     Pin(
         "prometheus",
@@ -119,6 +152,33 @@ PINS: dict[str, str] = {p.key: p.version for p in _PINS}
 
 def all_pins() -> tuple[Pin, ...]:
     return _PINS
+
+
+# The cloud-image box project deletes a version once 10 newer ones exist, or once 5 newer ones exist and
+# it is older than 183 days (FACTS.md #24). Its versions are build dates (20260814.0.0).
+BOX_CLEANUP_DAYS = 183
+
+
+def box_version_date(version: str) -> _dt.date | None:
+    """``20260814.0.0`` -> 2026-08-14; None for a version that is not a build date (bento's 202510.26.0)."""
+    head = version.split(".", 1)[0]
+    if len(head) != 8 or not head.isdigit():
+        return None
+    try:
+        return _dt.date(int(head[:4]), int(head[4:6]), int(head[6:]))
+    except ValueError:
+        return None
+
+
+def expiry_note(pin: Pin) -> str:
+    """When a pinned box version may disappear upstream ("" for pins that do not expire by policy)."""
+    if pin.key != "box_libvirt_version":
+        return ""
+    built = box_version_date(pin.version)
+    if built is None:
+        return ""
+    gone = built + _dt.timedelta(days=BOX_CLEANUP_DAYS)
+    return f"may be deleted upstream from {gone.isoformat()} (cloud-image clean-up: >{BOX_CLEANUP_DAYS} days old and 5 newer)"
 
 
 def kubernetes_minor(version: str | None = None) -> str:

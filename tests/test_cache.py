@@ -24,6 +24,7 @@ from labctl.cache import (
 from labctl.cli import cli
 from labctl.plan import build_plan, load_playbooks
 from labctl.spec import LabSpec
+from labctl.versions import PINS
 from tests.fakeupstream import FakeUpstream, Serving
 
 
@@ -105,7 +106,7 @@ def test_fill_caches_kubeadms_images_and_those_named_in_the_addon_manifests(fill
     for ref in ADDON_ONLY_IMAGES:
         assert (filled / "images" / f"{ref.replace('/', '_').replace(':', '_')}.tar").is_file()
     # an image both pinned and named in a manifest is fetched once, under its pinned key
-    nfsplugin = [r for r in scan(spec, filled) if r.item.name == "registry.k8s.io/sig-storage/nfsplugin:v4.13.5"]
+    nfsplugin = [r for r in scan(spec, filled) if r.item.name == f"registry.k8s.io/sig-storage/nfsplugin:v{PINS['csi_driver_nfs']}"]
     assert [r.item.key for r in nfsplugin] == ["images.csi-nfsplugin"]
     # the seeding step imports them all on every Kubernetes node
     assert {f.name for f in inspect_cache(filled, spec).images} == names
@@ -238,7 +239,7 @@ def test_plan_has_seeding_steps_only_with_a_cache(filled: Path) -> None:
     assert "/srv/nfs/lab/llm/ollama-models" in seed.commands[0].run
     place = warm.step("warm-cache-seed.place-addon-manifests")
     assert place.hosts == ("master",)
-    assert "place 'csi-driver-nfs-v4.13.5/csi-nfs-node.yaml'" in place.commands[0].run
+    assert f"place 'csi-driver-nfs-v{PINS['csi_driver_nfs']}/csi-nfs-node.yaml'" in place.commands[0].run
 
 
 def test_inspect_refuses_a_missing_folder(tmp_path: Path) -> None:

@@ -55,7 +55,11 @@ EXPECTED_STEPS = [
     "verify.ollama-answers",
     "verify.open-webui-answers",
 ]
-GPU_STEPS = ["node-prep.add-nvidia-container-toolkit-repository", "node-prep.install-nvidia-container-toolkit"]
+GPU_STEPS = [
+    "node-prep.install-nvidia-driver",
+    "node-prep.add-nvidia-container-toolkit-repository",
+    "node-prep.install-nvidia-container-toolkit",
+]
 
 
 def three_workers() -> LabSpec:
@@ -132,7 +136,7 @@ def test_gpu_steps_only_with_the_gpu_option_and_only_on_the_gpu_worker(plans):
         step = plans["gpu-libvirt"].step(step_id)
         assert step.hosts == ("gpu1",)
         assert step.network
-    assert "nvidia-ctk runtime configure --runtime=containerd" in plans["gpu-libvirt"].step(GPU_STEPS[1]).commands[0].run
+    assert "nvidia-ctk runtime configure --runtime=containerd" in plans["gpu-libvirt"].step(GPU_STEPS[2]).commands[0].run
     assert not set(GPU_STEPS) & {s.id for s in plans["default"].steps}
     # The GPU worker is a worker like the others: it is prepared, joins, and its kubelet gets its address.
     assert "gpu1" in plans["gpu-libvirt"].step("workers.join-cluster").hosts
@@ -198,7 +202,7 @@ def test_a_lab_without_workers_untaints_the_control_plane_and_joins_nobody(plans
     # Done = the NoSchedule taint is absent; kubectl failing (API down) fails the check, not passes it.
     assert "taints=$(kubectl get node master -o jsonpath=" in cmd.check
     assert "if grep -qxF node-role.kubernetes.io/control-plane:NoSchedule <<<\"$taints\"; then exit 1; fi" in cmd.check
-    assert cmd.run.endswith("kubectl taint node master node-role.kubernetes.io/control-plane:NoSchedule-")
+    assert "kubectl taint node master node-role.kubernetes.io/control-plane:NoSchedule-" in cmd.run
     assert "KUBECONFIG=/etc/kubernetes/admin.conf" in cmd.check and "KUBECONFIG=/etc/kubernetes/admin.conf" in cmd.run
     # With any worker (a GPU worker counts) the control plane keeps its taint: the step is not in the plan.
     for lab in ("default", "three-workers", "gpu-libvirt", "offline"):
@@ -391,12 +395,12 @@ def test_with_cached_packages_node_prep_uses_only_the_local_repository():
     for step in warm.steps:
         if step.id.startswith("node-prep."):
             for c in step.commands:
-                assert "apt-get update" not in c.run and "pkgs.k8s.io" not in c.run, step.id
-    assert "apt-get update -q" in cold.step("node-prep.install-containerd").commands[0].run
+                assert "Timeout=600 update" not in c.run and "pkgs.k8s.io" not in c.run, step.id
+    assert "apt-get -o DPkg::Lock::Timeout=600 update -q" in cold.step("node-prep.install-containerd").commands[0].run
     # a cache without .debs (05-warm-cache-packages does not run): packages come from the network as usual
     no_debs = build_plan(lab, include_provider=False, cache=CacheInfo(host_dir="/srv/labctl-cache"))
     assert "node-prep.add-kubernetes-apt-repository" in {s.id for s in no_debs.steps}
-    assert "apt-get update -q" in no_debs.step("node-prep.install-containerd").commands[0].run
+    assert "apt-get -o DPkg::Lock::Timeout=600 update -q" in no_debs.step("node-prep.install-containerd").commands[0].run
 
 
 def test_an_offline_lab_with_cached_packages_installs_them_instead_of_skipping():
@@ -446,3 +450,58 @@ def test_a_fact_must_be_captured_by_an_earlier_step_the_lab_runs(tmp_path):
         "a.make",
         "b.use",
     ]
+
+
+def test_a_lab_without_workers_also_drops_the_exclude_from_load_balancers_label(plans):
+    """kubeadm labels the control plane node.kubernetes.io/exclude-from-external-load-balancers
+    (kubernetes/kubernetes@v1.36.4: cmd/kubeadm/app/phases/markcontrolplane/markcontrolplane.go,
+    labelsToAdd) and MetalLB's speaker skips nodes with that label unless --ignore-exclude-lb is set
+    (metallb/metallb@v0.16.1: speaker/main.go flag, speaker/layer2_controller.go shouldAnnounce).
+    Without workers the step removes it, and the check fails while the label is there."""
+    (cmd,) = plans["no-workers"].step(TAINT_STEP).commands
+    label = "node.kubernetes.io/exclude-from-external-load-balancers"
+    assert f"kubectl label node master {label}-" in cmd.run
+    assert f"if grep -qF '\"{label}\"' <<<\"$labels\"; then exit 1; fi" in cmd.check
+    # the run verifies its own result: the label must be gone afterwards
+    assert cmd.run.rstrip().endswith("fi") and "still carries" in cmd.run
+
+
+def test_every_apt_call_waits_for_the_dpkg_lock(plans):
+    """Cloud-image boxes keep unattended-upgrades (FACTS.md #22): an apt call that does not wait for
+    the dpkg lock fails at random on first boot. Every apt-get in every rendered script waits."""
+    seen = 0
+    for plan in plans.values():
+        for step in plan.steps:
+            for c in step.commands:
+                for line in (c.check + "\n" + c.run).splitlines():
+                    if re.search(r"\bapt-get\s", line):
+                        seen += 1
+                        assert "-o DPkg::Lock::Timeout=600" in line, f"{step.id}: {line.strip()}"
+    assert seen >= 8
+
+
+def test_crictl_is_installed_explicitly_and_held(plans):
+    """Since Kubernetes 1.32 the pkgs.k8s.io kubeadm package no longer depends on cri-tools
+    (FACTS.md #18), so the image pre-pull check (`crictl inspecti`) would never pass."""
+    run = plans["default"].step("node-prep.install-kubernetes-packages").commands[0].run
+    assert f"'cri-tools={PINS['cri_tools']}-{PINS['kubernetes_deb_revision']}'" in run
+    assert "apt-mark hold kubeadm kubelet kubectl cri-tools" in run
+    check = plans["default"].step("node-prep.install-kubernetes-packages").commands[0].check
+    assert "cri-tools 2>/dev/null" in check and "grep -qx cri-tools" in check
+
+
+def test_the_gpu_worker_gets_the_driver_and_a_reboot_before_the_toolkit(plans):
+    """The device plugin needs the host driver's libnvidia-ml (FACTS.md #17); the toolkit is not the
+    driver. The driver step is the only one that reboots, and nvidia-smi is its check."""
+    plan = plans["gpu-libvirt"]
+    ids = [s.id for s in plan.steps]
+    assert ids.index("node-prep.install-nvidia-driver") < ids.index("node-prep.install-nvidia-container-toolkit")
+    step = plan.step("node-prep.install-nvidia-driver")
+    assert step.reboot and step.hosts == ("gpu1",) and step.network
+    (cmd,) = step.commands
+    assert "nvidia-smi -L" in cmd.check
+    assert f"ubuntu-drivers install --gpgpu nvidia:{PINS['nvidia_driver']}" in cmd.run
+    assert f"nvidia-utils-{PINS['nvidia_driver']}" in cmd.run
+    assert [s.id for s in plan.steps if s.reboot] == ["node-prep.install-nvidia-driver"]
+    assert "reboots the host after its run" in plan.to_text()
+    assert not any(s.reboot for s in plans["default"].steps)

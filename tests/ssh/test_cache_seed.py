@@ -32,6 +32,7 @@ from labctl.plan import build_plan, load_playbooks
 from labctl.runner import Runner
 from labctl.spec import LabSpec
 from labctl.transport.ssh import SSHTransport
+from labctl.versions import PINS
 from tests.fakeupstream import FakeUpstream, Serving
 
 NAMES = ["master", "worker1", "nfs"]
@@ -213,7 +214,7 @@ def test_seeding_steps_copy_once_then_nothing(ssh_nodes, fake_cache: Path, tmp_p
             "kubectl=1.36.4-1.1",
         }
     # the add-on steps edited the seeded manifests, as they edit downloaded ones
-    calico = nodes.read("master", "/etc/labctl/addons/calico-v3.33.1-lab.yaml").decode()
+    calico = nodes.read("master", f"/etc/labctl/addons/calico-v{PINS['calico']}-lab.yaml").decode()
     assert 'value: "cidr=' in calico and "- name: CALICO_IPV4POOL_CIDR" in calico
     assert b"- --kubelet-insecure-tls" in nodes.read("master", "/etc/labctl/addons/metrics-server-v0.9.0-lab.yaml")
 
