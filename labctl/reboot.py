@@ -57,7 +57,6 @@ def reboot_and_wait(
         host.name,
         -1,
         duration=clock() - started,
-        timed_out=True,
         error=(
             f"{host.name} did not come back from its reboot within {deadline_s:.0f}s (last answer: {last or 'none'}); "
             "look at its console (VirtualBox/virt-manager) — a driver that hangs the boot shows there"

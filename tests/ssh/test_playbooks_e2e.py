@@ -158,7 +158,7 @@ def test_all_playbooks_run_end_to_end_then_a_rerun_skips_everything(ssh_nodes, t
         assert sorted(versions.split()) == sorted(
             [f"kubeadm={kube}-1.1", f"kubelet={kube}-1.1", f"kubectl={kube}-1.1", f"containerd={PINS['containerd'].replace('*', '1.1')}"]
         )
-        assert set(nodes.exec(name, "apt-mark showhold", check=True).stdout.split()) == {"containerd", "kubeadm", "kubelet", "kubectl"}
+        assert set(nodes.exec(name, "apt-mark showhold", check=True).stdout.split()) == {"containerd", "cri-tools", "kubeadm", "kubelet", "kubectl"}
         assert {"overlay", "br_netfilter"} <= set(nodes.read(name, "/var/lib/labctl-shims/modules").decode().split())
     assert "kubeadm" not in nodes.exec("nfs", "ls /usr/bin").stdout.split(), "the NFS VM is not a Kubernetes node"
 
