@@ -119,6 +119,10 @@ def validate(lab_file: Path | None) -> None:
     spec = load_spec(lab_file)
     nodes = ", ".join(f"{n.name} {n.ip} ({n.cpus} CPU/{n.memory_mib} MiB)" for _, n in spec.all_nodes())
     click.echo(f"ok: lab {spec.name!r}, provider {spec.provider.type}: {nodes}; {spec.memory_mib()} MiB in all")
+    if spec.apps.options.autoscaling:
+        from labctl.capacity import autoscaling_fit
+
+        click.echo(autoscaling_fit(spec).summary())
 
 
 @cli.command()

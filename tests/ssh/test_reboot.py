@@ -108,7 +108,7 @@ def test_a_host_that_does_not_come_back_fails_the_step_with_a_deadline(ssh_nodes
     nodes = ssh_nodes(["worker1"], files={"/usr/local/sbin/systemctl": (SYSTEMCTL, 0o755)})
     p = Plan(lab="reboot", provider="ssh", hosts=(), steps=(driver_step(timeout=8), after_step()))
     started = time.monotonic()
-    report, console, err = run(nodes, p, tmp_path, "gone")
+    _report, console, err = run(nodes, p, tmp_path, "gone")
     assert err is not None, console
     assert time.monotonic() - started < 40
     text = str(err)
