@@ -126,13 +126,35 @@ def validate(lab_file: Path | None) -> None:
 
 
 @cli.command()
-def versions() -> None:
+@lab_file_option
+@click.option("--check", is_flag=True, help="Look every pinned download up upstream (needs internet).")
+@click.option(
+    "--upstream",
+    envvar="LABCTL_UPSTREAM",
+    metavar="URL",
+    help="Send every --check lookup to this server instead (a mirror, or the tests' fake upstream).",
+)
+def versions(lab_file: Path | None, check: bool, upstream: str | None) -> None:
     """Print every pinned upstream version (one place: labctl/versions.py).
+
+    With --check, look each pinned download up where the lab fetches it (manifest URLs, image tags,
+    the box version, apt package versions) and print one table; exit 1 when one is missing or
+    moved, 3 when no upstream answered (offline). Run it a week before class.
 
     \b
     Example:
       labctl versions
+      labctl versions --check
     """
+    if check:
+        from labctl import upstream_check
+
+        rows = upstream_check.check(load_spec(lab_file), base=upstream)
+        code = upstream_check.exit_code(rows)
+        if code != upstream_check.EXIT_OFFLINE:
+            click.echo(upstream_check.table(rows))
+        click.echo(upstream_check.summary(rows), err=code != 0)
+        sys.exit(code)
     from labctl.versions import all_pins, expiry_note
 
     pins = all_pins()

@@ -177,6 +177,11 @@ class FakeUpstream:
     bytes_served: int = 0
     requests: list[str] = field(default_factory=list)
     require_token: bool = True
+    # for `labctl versions --check`: GitHub "owner/repo" → latest release tag, image name → more tags
+    latest_releases: dict[str, str] = field(default_factory=dict)
+    extra_tags: dict[str, list[str]] = field(default_factory=dict)
+    box_versions: list[str] = field(default_factory=list)
+    moved: dict[str, str] = field(default_factory=dict)  # path → where a permanent redirect (301) points
 
     def __post_init__(self) -> None:
         for ref in images(self.spec).values():
@@ -190,6 +195,8 @@ class FakeUpstream:
         for ref in ADDON_ONLY_IMAGES:
             self._add_image(ref)
         self.files["/vc/box"] = b"TEST DOUBLE vagrant box for " + self.spec.box.encode() + b"\n" * 64
+        if not self.box_versions:
+            self.box_versions = ["202401.01.0", self.spec.box_version]
 
     # -- content ---------------------------------------------------------------------------------
     def _blob(self, data: bytes) -> dict:
@@ -274,6 +281,8 @@ class FakeUpstream:
 
     def respond(self, path: str, headers: dict[str, str]) -> tuple[int, dict[str, str], bytes]:
         self.requests.append(path)
+        if path in self.moved:
+            return 301, {"Location": self.moved[path]}, b""
         if path.startswith("/token"):
             return 200, {"Content-Type": "application/json"}, json.dumps({"token": TOKEN}).encode()
         if path.startswith("/v2/"):
@@ -281,6 +290,13 @@ class FakeUpstream:
                 realm = f'Bearer realm="http://{headers.get("host")}/token",service="fake",scope="pull"'
                 return 401, {"WWW-Authenticate": realm}, b"{}"
             rest = path[len("/v2/") :]
+            if rest.endswith("/tags/list"):
+                name = rest[: -len("/tags/list")]
+                tags = sorted({ref for (n, ref) in self.manifests if n == name and not ref.startswith("sha256:")})
+                tags += self.extra_tags.get(name, [])
+                if not tags:
+                    return 404, {}, b"{}"
+                return 200, {"Content-Type": "application/json"}, json.dumps({"name": name, "tags": tags}).encode()
             if "/manifests/" in rest:
                 name, ref = rest.split("/manifests/")
                 if (name, ref) in self.manifests:
@@ -291,6 +307,19 @@ class FakeUpstream:
                 if digest in self.blobs:
                     return 200, {}, self.blobs[digest]
             return 404, {}, b"not found"
+        if path.startswith("/ghapi/repos/") and path.endswith("/releases/latest"):
+            # GitHub's "latest release" API (labctl versions --check shows it as the newest seen)
+            repo = path[len("/ghapi/repos/") : -len("/releases/latest")]
+            if repo in self.latest_releases:
+                return 200, {"Content-Type": "application/json"}, json.dumps({"tag_name": self.latest_releases[repo]}).encode()
+            return 404, {}, b"{}"
+        if path == f"/vc/{self.spec.box}":
+            # The Vagrant box catalogue's metadata (what `vagrant box add` reads): the pinned version
+            # for both providers, and an older one.
+            versions = [
+                {"version": v, "providers": [{"name": "virtualbox"}, {"name": "libvirt"}]} for v in self.box_versions
+            ]
+            return 200, {"Content-Type": "application/json"}, json.dumps({"name": self.spec.box, "versions": versions}).encode()
         if path.startswith("/vc-api/") and path.endswith("/vagrant.box"):
             return 302, {"Location": "/vc/box"}, b""
         if path in self.files:
@@ -317,6 +346,16 @@ class Serving:
                 self.wfile.write(body)
                 if status == 200:
                     fake.bytes_served += len(body)
+
+            def do_HEAD(self) -> None:
+                status, headers, body = fake.respond(
+                    self.path.split("?")[0], {k.lower(): v for k, v in self.headers.items()}
+                )
+                self.send_response(status)
+                for k, v in headers.items():
+                    self.send_header(k, v)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
 
             def log_message(self, *args: object) -> None:
                 pass
