@@ -301,6 +301,40 @@ def admit(st: dict, kind: str, ns: str, name: str) -> None:
         )
 
 
+# StorageClass fields the API server refuses to change (kubernetes pkg/apis/storage/validation
+# ValidateStorageClassUpdate: parameters, provisioner and reclaimPolicy are Forbidden;
+# volumeBindingMode is immutable). A real apply of a changed class fails with this message.
+SC_FORBIDDEN = ("parameters", "provisioner", "reclaimPolicy")
+
+
+def immutable(st: dict, kind: str, ns: str, name: str, doc: dict) -> None:
+    live = st["objects"].get(key(kind, ns, name))
+    if kind != "StorageClass" or live is None:
+        return
+    problems = [
+        f"{f}: Forbidden: updates to {f} are forbidden."
+        for f in SC_FORBIDDEN
+        if (live.get(f) or ({} if f == "parameters" else None)) != (doc.get(f) or ({} if f == "parameters" else None))
+    ]
+    if live.get("volumeBindingMode") != doc.get("volumeBindingMode"):
+        problems.append(f"volumeBindingMode: Invalid value: \"{doc.get('volumeBindingMode')}\": field is immutable")
+    if problems:
+        raise KubectlError(f'The StorageClass "{name}" is invalid: ' + ", ".join(problems))
+
+
+def do_delete(st: dict, words: list[str], flags: dict, files: list[dict]) -> str:
+    out = []
+    for kind, ns, name, obj in targets(st, words, flags, files):
+        if obj is None:
+            if flags.get("ignore-not-found"):
+                continue
+            raise not_found(kind, name)
+        del st["objects"][key(kind, ns, name)]
+        group = {"StorageClass": "storage.k8s.io"}.get(kind, "")
+        out.append(f'{kind.lower()}{"." + group if group else ""} "{name}" deleted')
+    return "\n".join(out) + ("\n" if out else "")
+
+
 def do_apply(st: dict, words: list[str], flags: dict, files: list[dict]) -> str:
     if not files:
         raise KubectlError("error: must specify one of -f and -k")
@@ -309,6 +343,7 @@ def do_apply(st: dict, words: list[str], flags: dict, files: list[dict]) -> str:
     for doc in docs_of(files):
         kind, ns, name = ident(st, doc, default_ns)
         admit(st, kind, ns, name)
+        immutable(st, kind, ns, name, doc)
         if ns:
             doc["metadata"]["namespace"] = ns
         st["objects"][key(kind, ns, name)] = doc
@@ -325,6 +360,7 @@ def do_diff(st: dict, words: list[str], flags: dict, files: list[dict]) -> tuple
         kind, ns, name = ident(st, doc, default_ns)
         try:
             admit(st, kind, ns, name)
+            immutable(st, kind, ns, name, doc)  # the server-side dry run fails like the apply would
         except KubectlError as err:
             raise KubectlError(str(err), 2) from None
         if ns:
@@ -474,6 +510,10 @@ def kubectl(argv: list[str], files: list[dict]) -> tuple[int, str, str]:
         try:
             if verb == "apply":
                 out = do_apply(st, rest, flags, files)
+                save(st)
+                return 0, out, ""
+            if verb == "delete":
+                out = do_delete(st, rest, flags, files)
                 save(st)
                 return 0, out, ""
             if verb == "diff":
