@@ -380,7 +380,7 @@ def cache() -> None:
 @click.option("--mirror", default=None, metavar="URL",
               help="Fetch every item from this base URL (http://, https:// or file://) laid out like a cache, "
                    "instead of from upstream — e.g. another instructor's cache served over HTTP.")
-@click.option("--only", type=click.Choice(["box", "deb", "image", "model", "manifest"]), multiple=True,
+@click.option("--only", type=click.Choice(["box", "deb", "image", "model", "manifest", "release"]), multiple=True,
               help="Fetch only these kinds of item (repeatable).")
 def cache_fill(lab_file: Path | None, directory: Path, mirror: str | None, only: tuple[str, ...]) -> None:
     """Download everything the lab needs into DIRECTORY (box, .debs, image tarballs, models).

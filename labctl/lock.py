@@ -112,7 +112,8 @@ def packages() -> dict[str, str]:
 
     k8s = f"{PINS['kubernetes']}-{PINS['kubernetes_deb_revision']}"
     cri = f"{PINS['cri_tools']}-{PINS['kubernetes_deb_revision']}"  # installed explicitly since 1.32
-    return {"kubeadm": k8s, "kubelet": k8s, "kubectl": k8s, "cri-tools": cri, "containerd": PINS["containerd"]}
+    # containerd and runc are not apt packages any more: labctl.versions.release_downloads
+    return {"kubeadm": k8s, "kubelet": k8s, "kubectl": k8s, "cri-tools": cri}
 
 
 def resolve(spec: LabSpec) -> dict[str, str]:
@@ -128,6 +129,10 @@ def resolve(spec: LabSpec) -> dict[str, str]:
     }
     for name, version in packages().items():
         out[f"packages.{name}"] = version
+    from labctl.versions import release_downloads
+
+    for d in release_downloads():  # containerd and runc: upstream release files
+        out[f"releases.{d.key}"] = d.url
     for name, (version, url) in manifests().items():
         out[f"manifests.{name}.version"] = version
         out[f"manifests.{name}.url"] = url

@@ -233,8 +233,9 @@ def template_context(spec: LabSpec, *, cache: Any = None) -> dict[str, Any]:
 
     ``cache`` is the warm cache given to ``create --cache`` (a ``labctl.cache.CacheInfo``) or None;
     steps that only make sense with a cache say ``when: cache``."""
-    from labctl.versions import PINS, kubernetes_minor
+    from labctl.versions import PINS, kubernetes_minor, release_downloads
 
+    arch = "amd64"  # Debian architecture name, used in every download URL
     return {
         "spec": spec,
         "versions": PINS,
@@ -246,7 +247,8 @@ def template_context(spec: LabSpec, *, cache: Any = None) -> dict[str, Any]:
         "nfs": spec.nodes.nfs,
         "fact_var": fact_variable,
         "cache": cache,
-        "arch": "amd64",  # Debian architecture name, used in every download URL
+        "arch": arch,
+        "releases": {d.key: d for d in release_downloads(arch)},  # containerd, runc (labctl.versions)
     }
 
 

@@ -84,20 +84,20 @@ class Checker:
         return self.up.rewrite(url)
 
     # ---- manifests ---------------------------------------------------------------------------
-    def manifest(self, name: str, version: str, url: str) -> Row:
+    def manifest(self, name: str, version: str, url: str, kind: str = "manifest") -> Row:
         target = self._rewrite(url)
         try:
             status, where = self._head(target)
         except Exception as err:  # every failure becomes a row
-            return Row(f"{name} {version} (manifest)", url, UNREACHABLE if _unreachable(err) else ERROR, note=str(err))
+            return Row(f"{name} {version} ({kind})", url, UNREACHABLE if _unreachable(err) else ERROR, note=str(err))
         newest = self._github_latest(url)
         if status == 200:
-            return Row(f"{name} {version} (manifest)", url, OK, newest)
+            return Row(f"{name} {version} ({kind})", url, OK, newest)
         if status in (301, 308):
-            return Row(f"{name} {version} (manifest)", url, MOVED, newest, f"now at {where}")
+            return Row(f"{name} {version} ({kind})", url, MOVED, newest, f"now at {where}")
         if status in (404, 410):
-            return Row(f"{name} {version} (manifest)", url, MISSING, newest)
-        return Row(f"{name} {version} (manifest)", url, ERROR, newest, f"HTTP {status}")
+            return Row(f"{name} {version} ({kind})", url, MISSING, newest)
+        return Row(f"{name} {version} ({kind})", url, ERROR, newest, f"HTTP {status}")
 
     def _head(self, url: str) -> tuple[int, str]:
         """Final status of a HEAD, following temporary redirects (GitHub release downloads use them)."""
@@ -212,6 +212,11 @@ class Checker:
             else:
                 out.append(self.manifest(name, version, url))
             progress(name)
+        from labctl.versions import PINS, release_downloads
+
+        for d in release_downloads():  # containerd and runc release assets
+            project = "runc" if d.key.startswith("runc") else "containerd"
+            out.append(self.manifest(d.key, PINS[project], d.url, kind="release"))
         for key, ref in images(self.spec).items():
             out.append(self.image(key, ref))
             progress(key)

@@ -75,7 +75,22 @@ _PINS: tuple[Pin, ...] = (
         "crictl (apt cri-tools from pkgs.k8s.io, held)",
         "https://github.com/kubernetes-sigs/cri-tools/releases",
     ),
-    Pin("containerd", "2.2.1-*", "container runtime (Ubuntu 24.04 package containerd, held)", "Ubuntu noble-updates"),
+    # containerd and runc come from their upstream GitHub releases, which keep every version (Ubuntu's
+    # noble-updates pocket keeps only its newest containerd, so a pinned .deb disappears when it moves).
+    # containerd v2.2.7 (tag 2026-08-12) prints SystemdCgroup in `config default` (2.1.5+/2.2.0+);
+    # runc 1.3.6 is the version containerd v2.2.7 is tested with (script/setup/runc-version).
+    Pin(
+        "containerd",
+        "2.2.7",
+        "container runtime (upstream release archive, sha256-verified)",
+        "https://github.com/containerd/containerd/releases",
+    ),
+    Pin(
+        "runc",
+        "1.3.6",
+        "OCI runtime containerd starts containers with (upstream release binary, sha256-verified)",
+        "https://github.com/opencontainers/runc/releases",
+    ),
     # 3.33.1 could not be confirmed by any public record (2026-12-03); v3.33.0's manifests/calico.yaml is
     # used by many public installs. Newest tag in a projectcalico/calico snapshot of 2026-08: v3.32.1.
     Pin(
@@ -152,6 +167,43 @@ PINS: dict[str, str] = {p.key: p.version for p in _PINS}
 
 def all_pins() -> tuple[Pin, ...]:
     return _PINS
+
+
+@dataclass(frozen=True)
+class Download:
+    """One file a playbook downloads from an upstream release (the warm cache keeps it too)."""
+
+    key: str
+    file: str  # file name on the node and in the cache (releases/<file>)
+    url: str
+
+
+def release_downloads(arch: str = "amd64") -> tuple[Download, ...]:
+    """containerd and runc from their GitHub releases, each with the checksum file published beside it.
+
+    Asset names as the projects' release scripts write them: containerd's Makefile writes
+    ``containerd-<v>-linux-<arch>.tar.gz`` and ``<that>.sha256sum`` (containerd/containerd v2.2.7,
+    Makefile, release targets); runc's script/release_build.sh writes ``runc.<arch>`` and one
+    ``runc.sha256sum`` for all of them. The archive holds no systemd unit: containerd.service comes
+    from the repository at the same tag. The checksums are fetched from the same release, so they
+    catch a corrupt or truncated download, not a compromised release; no sha256 of these archives
+    is pinned here because none could be confirmed from a public record without internet access.
+    """
+    c, r = PINS["containerd"], PINS["runc"]
+    ctr = f"containerd-{c}-linux-{arch}.tar.gz"
+    rel = f"https://github.com/containerd/containerd/releases/download/v{c}"
+    runc = f"https://github.com/opencontainers/runc/releases/download/v{r}"
+    return (
+        Download("containerd", ctr, f"{rel}/{ctr}"),
+        Download("containerd-sha256sum", f"{ctr}.sha256sum", f"{rel}/{ctr}.sha256sum"),
+        Download(
+            "containerd-service",
+            f"containerd-{c}.service",
+            f"https://raw.githubusercontent.com/containerd/containerd/v{c}/containerd.service",
+        ),
+        Download("runc", f"runc-{r}.{arch}", f"{runc}/runc.{arch}"),
+        Download("runc-sha256sum", f"runc-{r}.sha256sum", f"{runc}/runc.sha256sum"),
+    )
 
 
 # The cloud-image box project deletes a version once 10 newer ones exist, or once 5 newer ones exist and

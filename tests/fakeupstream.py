@@ -194,6 +194,11 @@ class FakeUpstream:
             self.files[path] = addon_manifest(key, rel, url).encode()
         for ref in ADDON_ONLY_IMAGES:
             self._add_image(ref)
+        from tests.shims import release_bodies
+
+        for url, body in release_bodies().items():  # containerd and runc release assets
+            path = url.replace("https://raw.githubusercontent.com", "/raw").replace("https://github.com", "/gh")
+            self.files[path] = body
         self.files["/vc/box"] = b"TEST DOUBLE vagrant box for " + self.spec.box.encode() + b"\n" * 64
         if not self.box_versions:
             self.box_versions = ["202401.01.0", self.spec.box_version]

@@ -50,13 +50,17 @@ def test_fill_fetches_every_needed_item_from_upstream(filled: Path) -> None:
     rows = scan(spec, filled)
     assert [r.item.name for r in rows if not r.ok] == []
     kinds = {r.item.kind for r in rows}
-    assert kinds == {"box", "deb", "image", "model", "manifest"}
+    assert kinds == {"box", "deb", "image", "model", "manifest", "release"}
     # the pinned patterns picked the right .debs, not the decoys
     debs = sorted(p.name for p in (filled / "debs").glob("*.deb"))
     assert "kubeadm_1.36.4-1.1_amd64.deb" in debs
     assert not any(n.startswith(("kubeadm_1.36.3", "kubeadm_1.37")) for n in debs)
-    assert "containerd_2.2.1-0ubuntu1~24.04.3_amd64.deb" in debs
-    assert not any(n.startswith("containerd_1.7") for n in debs)
+    assert "cri-tools_1.36.0-1.1_amd64.deb" in debs
+    # containerd and runc are release files now (labctl.versions.release_downloads), not .debs
+    assert not any(n.startswith(("containerd_", "runc_")) for n in debs)
+    releases = sorted(p.name for p in (filled / "releases").iterdir())
+    assert f"containerd-{PINS['containerd']}-linux-amd64.tar.gz" in releases
+    assert f"runc-{PINS['runc']}.sha256sum" in releases and len(releases) == 5
     # the flat apt index covers every .deb and its digest
     sums = (filled / "debs" / "SHA256SUMS").read_text().splitlines()
     assert len(sums) == len(debs)

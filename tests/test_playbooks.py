@@ -352,7 +352,9 @@ def test_pinned_versions_reach_the_commands(plans):
     kube = PINS["kubernetes"]
     assert f"'kubeadm={kube}-{PINS['kubernetes_deb_revision']}'" in runs["node-prep.install-kubernetes-packages"]
     assert "apt-mark hold kubeadm kubelet kubectl" in runs["node-prep.install-kubernetes-packages"]
-    assert f"'containerd={PINS['containerd']}'" in runs["node-prep.install-containerd"]
+    c = PINS["containerd"]
+    assert f"https://github.com/containerd/containerd/releases/download/v{c}/containerd-{c}-linux-amd64.tar.gz" in runs["node-prep.install-containerd"]
+    assert f"https://github.com/opencontainers/runc/releases/download/v{PINS['runc']}/runc.amd64" in runs["node-prep.install-containerd"]
     assert f"https://pkgs.k8s.io/core:/stable:/v{'.'.join(kube.split('.')[:2])}/deb/" in runs["node-prep.add-kubernetes-apt-repository"]
     assert f"/metallb/v{PINS['metallb']}/config/manifests/metallb-native.yaml" in runs["load-balancer.fetch-metallb-manifest"]
     assert f"/csi-driver-nfs/v{PINS['csi_driver_nfs']}/deploy/v{PINS['csi_driver_nfs']}/" in runs["storage.fetch-csi-driver-nfs-manifests"]
@@ -396,18 +398,48 @@ def test_with_cached_packages_node_prep_uses_only_the_local_repository():
         if step.id.startswith("node-prep."):
             for c in step.commands:
                 assert "Timeout=600 update" not in c.run and "pkgs.k8s.io" not in c.run, step.id
-    assert "apt-get -o DPkg::Lock::Timeout=600 update -q" in cold.step("node-prep.install-containerd").commands[0].run
+    assert "apt-get -o DPkg::Lock::Timeout=600 install" in cold.step("node-prep.install-kubernetes-packages").commands[0].run
     # a cache without .debs (05-warm-cache-packages does not run): packages come from the network as usual
     no_debs = build_plan(lab, include_provider=False, cache=CacheInfo(host_dir="/srv/labctl-cache"))
     assert "node-prep.add-kubernetes-apt-repository" in {s.id for s in no_debs.steps}
-    assert "apt-get -o DPkg::Lock::Timeout=600 update -q" in no_debs.step("node-prep.install-containerd").commands[0].run
+    assert "curl -fsSL" in no_debs.step("node-prep.install-containerd").commands[0].run
+
+
+def test_containerd_and_runc_come_from_their_releases_verified_or_from_the_cache():
+    """Ubuntu's noble-updates keeps only its newest containerd (FACTS.md #19); the GitHub releases keep
+    every version. Asset names as containerd/containerd@v2.2.7 Makefile (containerd-<v>-linux-<arch>.tar.gz
+    + .sha256sum) and opencontainers/runc script/release_build.sh (runc.<arch>, runc.sha256sum) write them."""
+    from labctl.cache import CachedFile, CacheInfo
+    from labctl.versions import release_downloads
+
+    lab = LabSpec.default()
+    step = build_plan(lab, include_provider=False).step("node-prep.install-containerd")
+    assert step.network
+    run = step.commands[0].run
+    for d in release_downloads("amd64"):
+        assert f"curl -fsSL --retry 3 -o '{d.file}.part' '{d.url}'" in run
+    c = PINS["containerd"]
+    assert f"verify 'containerd-{c}-linux-amd64.tar.gz.sha256sum' 'containerd-{c}-linux-amd64.tar.gz'" in run
+    assert "verify 'runc-" in run and "'runc.amd64'" in run
+    # nothing is unpacked before both checksums passed
+    assert run.index("verify 'runc-") < run.index("tar -C /usr/local -xzf")
+    assert "apt-get" not in run
+    releases = tuple(CachedFile(d.file, f"releases/{d.file}", 1) for d in release_downloads("amd64"))
+    warm = build_plan(lab, include_provider=False, cache=CacheInfo(host_dir="/srv/c", releases=releases))
+    wstep = warm.step("node-prep.install-containerd")
+    assert not wstep.network and "curl" not in wstep.commands[0].run
+    assert f"cp '/labctl-cache/releases/containerd-{c}-linux-amd64.tar.gz'" in wstep.commands[0].run
 
 
 def test_an_offline_lab_with_cached_packages_installs_them_instead_of_skipping():
     from labctl.cache import CachedFile, CacheInfo
+    from labctl.versions import release_downloads
 
     installs = {"node-prep.install-containerd", "node-prep.install-kubernetes-packages"}
-    cached = CacheInfo(host_dir="/srv/labctl-cache", debs=(CachedFile("kubeadm_1.36.4-1.1_amd64.deb", "debs/x", 1),))
+    releases = tuple(CachedFile(d.file, f"releases/{d.file}", 1) for d in release_downloads("amd64"))
+    cached = CacheInfo(
+        host_dir="/srv/labctl-cache", debs=(CachedFile("kubeadm_1.36.4-1.1_amd64.deb", "debs/x", 1),), releases=releases
+    )
     warm = build_plan(offline(), include_provider=False, cache=cached)
     for step_id in installs:
         assert not warm.step(step_id).network and not warm.step(step_id).skip_reason, step_id

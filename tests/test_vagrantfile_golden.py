@@ -191,7 +191,7 @@ def test_a_warm_cache_is_copied_by_rsync_on_libvirt_with_only_what_each_vm_reads
         assert "node.vm.synced_folder '/srv/labctl-cache', \"/labctl-cache\", type: \"rsync\"," in block
         return line
 
-    assert folder_line("nfs").endswith('rsync__exclude: ["boxes/", "debs/", "images/", "addons/"]')
+    assert folder_line("nfs").endswith('rsync__exclude: ["boxes/", "debs/", "images/", "addons/", "releases/"]')
     for k8s in ("master", "gpu1"):
         assert folder_line(k8s).endswith('rsync__exclude: ["boxes/", "models/"]')
     assert '"-z"' not in text  # no compression of already compressed layers on a local copy

@@ -14,7 +14,7 @@ from labctl import upstream_check as uc
 from labctl.cli import cli
 from labctl.lock import images, manifests, packages
 from labctl.spec import LabSpec
-from labctl.versions import PINS
+from labctl.versions import PINS, release_downloads
 from tests.fakeupstream import FakeUpstream, Serving
 
 
@@ -42,7 +42,8 @@ def test_everything_pinned_exists_exit_0_one_table(upstream, tmp_path, monkeypat
     lines = result.stdout.splitlines()
     assert lines[0].split() == ["PIN", "WHERE", "STATUS", "NEWEST", "SEEN"]
     csi_files = 4
-    expected = len(manifests()) - 1 + csi_files + len(images(LabSpec.default())) + 1 + len(packages())
+    releases = len(release_downloads())
+    expected = len(manifests()) - 1 + csi_files + releases + len(images(LabSpec.default())) + 1 + len(packages())
     assert len(lines) == 1 + expected + 1  # header, one row per pin, the summary
     assert all(" ok " in line for line in lines[1:-1])
     assert lines[-1] == f"all {expected} pinned downloads exist upstream"
@@ -62,7 +63,9 @@ def test_missing_and_moved_pins_are_named_and_exit_1(upstream):
     fake.manifests.pop(("ollama/ollama", PINS["ollama"]))
     fake.box_versions = ["202401.01.0", "202601.01.0"]
     packages_index = fake.files["/apt/Packages"].decode().split("\n\n")
-    fake.files["/apt/Packages"] = "\n\n".join(s for s in packages_index if "Package: containerd" not in s).encode()
+    fake.files["/apt/Packages"] = "\n\n".join(s for s in packages_index if "Package: cri-tools" not in s).encode()
+    runc_path = f"/gh/opencontainers/runc/releases/download/v{PINS['runc']}/runc.amd64"
+    del fake.files[runc_path]
 
     rows = uc.check(spec, base=base)
     assert uc.exit_code(rows) == uc.EXIT_PROBLEM == 1
@@ -72,10 +75,12 @@ def test_missing_and_moved_pins_are_named_and_exit_1(upstream):
     assert row(rows, "ollama (image)").status == "missing" and row(rows, "ollama (image)").where == ollama_ref
     box = row(rows, f"{spec.box} {spec.box_version}")
     assert box.status == "missing" and box.newest == "202601.01.0"
-    assert row(rows, "containerd=").status == "missing"
+    assert row(rows, "cri-tools=").status == "missing"
+    assert row(rows, "runc 1.3").status == "missing" and row(rows, "runc 1.3").where.endswith("/runc.amd64")
+    assert row(rows, "containerd 2").status == "ok"  # the archive is still there
     assert row(rows, "kubeadm=").status == "ok"
     text = uc.summary(rows)
-    assert "4 missing" in text and "1 moved" in text
+    assert "5 missing" in text and "1 moved" in text
 
     result = invoke(base, "--upstream", base)
     assert result.exit_code == 1
