@@ -189,19 +189,19 @@ class FakeUpstream:
         for model in self.spec.apps.ollama.models:
             self._add_model(model)
         self._add_apt()
-        for key, rel, url in addon_files():
-            path = url.replace("https://raw.githubusercontent.com", "/raw").replace("https://github.com", "/gh")
-            self.files[path] = addon_manifest(key, rel, url).encode()
-        for ref in ADDON_ONLY_IMAGES:
-            self._add_image(ref)
         from tests.shims import release_bodies
 
         for url, body in release_bodies().items():  # containerd and runc release assets
             path = url.replace("https://raw.githubusercontent.com", "/raw").replace("https://github.com", "/gh")
             self.files[path] = body
-        self.files["/vc/box"] = b"TEST DOUBLE vagrant box for " + self.spec.box.encode() + b"\n" * 64
         if not self.box_versions:
             self.box_versions = ["202401.01.0", self.spec.box_version]
+        for key, rel, url in addon_files():
+            path = url.replace("https://raw.githubusercontent.com", "/raw").replace("https://github.com", "/gh")
+            self.files[path] = addon_manifest(key, rel, url).encode()
+        for ref in ADDON_ONLY_IMAGES:
+            self._add_image(ref)
+        self.files["/vc/box"] = b"TEST DOUBLE vagrant box for " + self.spec.box.encode() + b"\n" * 64
 
     # -- content ---------------------------------------------------------------------------------
     def _blob(self, data: bytes) -> dict:
@@ -288,6 +288,19 @@ class FakeUpstream:
         self.requests.append(path)
         if path in self.moved:
             return 301, {"Location": self.moved[path]}, b""
+        if path.startswith("/ghapi/repos/") and path.endswith("/releases/latest"):
+            # GitHub's "latest release" API (labctl versions --check shows it as the newest seen)
+            repo = path[len("/ghapi/repos/") : -len("/releases/latest")]
+            if repo in self.latest_releases:
+                return 200, {"Content-Type": "application/json"}, json.dumps({"tag_name": self.latest_releases[repo]}).encode()
+            return 404, {}, b"{}"
+        if path == f"/vc/{self.spec.box}":
+            # The Vagrant box catalogue's metadata (what `vagrant box add` reads): the pinned version
+            # for both providers, and an older one.
+            versions = [
+                {"version": v, "providers": [{"name": "virtualbox"}, {"name": "libvirt"}]} for v in self.box_versions
+            ]
+            return 200, {"Content-Type": "application/json"}, json.dumps({"name": self.spec.box, "versions": versions}).encode()
         if path.startswith("/token"):
             return 200, {"Content-Type": "application/json"}, json.dumps({"token": TOKEN}).encode()
         if path.startswith("/v2/"):
@@ -312,19 +325,6 @@ class FakeUpstream:
                 if digest in self.blobs:
                     return 200, {}, self.blobs[digest]
             return 404, {}, b"not found"
-        if path.startswith("/ghapi/repos/") and path.endswith("/releases/latest"):
-            # GitHub's "latest release" API (labctl versions --check shows it as the newest seen)
-            repo = path[len("/ghapi/repos/") : -len("/releases/latest")]
-            if repo in self.latest_releases:
-                return 200, {"Content-Type": "application/json"}, json.dumps({"tag_name": self.latest_releases[repo]}).encode()
-            return 404, {}, b"{}"
-        if path == f"/vc/{self.spec.box}":
-            # The Vagrant box catalogue's metadata (what `vagrant box add` reads): the pinned version
-            # for both providers, and an older one.
-            versions = [
-                {"version": v, "providers": [{"name": "virtualbox"}, {"name": "libvirt"}]} for v in self.box_versions
-            ]
-            return 200, {"Content-Type": "application/json"}, json.dumps({"name": self.spec.box, "versions": versions}).encode()
         if path.startswith("/vc-api/") and path.endswith("/vagrant.box"):
             return 302, {"Location": "/vc/box"}, b""
         if path in self.files:
