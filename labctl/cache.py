@@ -106,7 +106,7 @@ def needed_items(spec: LabSpec, root: Path | None = None) -> list[Item]:
         out.append(Item("model", f"models.{model}", model, model_manifest_path(model)))
     for key, rel, url in addon_files():
         out.append(Item("manifest", key, rel.removeprefix("addons/"), rel, url))
-    for d in release_downloads(DEB_ARCH):  # containerd and runc release files (labctl.versions)
+    for d in release_downloads(getattr(spec, "arch", DEB_ARCH)):  # containerd and runc release files
         out.append(Item("release", f"releases.{d.key}", d.file, f"releases/{d.file}", d.url))
     if root is not None:
         pinned = {normalize_reference(ref) for ref in images(spec).values()}
@@ -402,7 +402,7 @@ def inspect_cache(root: Path, spec: LabSpec, node_dir: str = NODE_DIR) -> CacheI
         models=tuple(models),
         addons=tuple(addons),
         # all or nothing: the install step copies every release file from the cache, or downloads all
-        releases=tuple(releases) if len(releases) == len(release_downloads(DEB_ARCH)) else (),
+        releases=tuple(releases) if len(releases) == len(release_downloads(getattr(spec, "arch", DEB_ARCH))) else (),
         models_dest=ollama_models_dir(spec),
         missing=tuple(missing),
     )

@@ -131,7 +131,7 @@ def resolve(spec: LabSpec) -> dict[str, str]:
         out[f"packages.{name}"] = version
     from labctl.versions import release_downloads
 
-    for d in release_downloads():  # containerd and runc: upstream release files
+    for d in release_downloads(getattr(spec, "arch", "amd64")):  # containerd and runc: upstream release files
         out[f"releases.{d.key}"] = d.url
     for name, (version, url) in manifests().items():
         out[f"manifests.{name}.version"] = version

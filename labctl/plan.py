@@ -235,7 +235,8 @@ def template_context(spec: LabSpec, *, cache: Any = None) -> dict[str, Any]:
     steps that only make sense with a cache say ``when: cache``."""
     from labctl.versions import PINS, kubernetes_minor, release_downloads
 
-    arch = "amd64"  # Debian architecture name, used in every download URL
+    # Debian architecture name, used in every download URL (main's LabSpec.arch once merged; amd64 before)
+    arch = getattr(spec, "arch", "amd64")
     return {
         "spec": spec,
         "versions": PINS,

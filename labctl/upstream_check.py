@@ -214,7 +214,7 @@ class Checker:
             progress(name)
         from labctl.versions import PINS, release_downloads
 
-        for d in release_downloads():  # containerd and runc release assets
+        for d in release_downloads(getattr(self.spec, "arch", "amd64")):  # containerd and runc release assets
             project = "runc" if d.key.startswith("runc") else "containerd"
             out.append(self.manifest(d.key, PINS[project], d.url, kind="release"))
         for key, ref in images(self.spec).items():
