@@ -239,6 +239,9 @@ def check(spec: LabSpec, *, base: str | None = None, source: Source | None = Non
 def _real_upstreams() -> Upstreams:
     up = Upstreams.default()
     up.url_rewrites = {}
+    # Every apt pin now lives in pkgs.k8s.io (containerd and runc are release files): skip downloading
+    # Ubuntu's large archive indexes.
+    up.apt = [(base, index) for base, index in up.apt if "pkgs.k8s.io" in base]
     return up
 
 

@@ -125,3 +125,14 @@ def test_offline_says_so_with_its_own_exit_code(tmp_path, monkeypatch):
     assert result.exit_code == uc.EXIT_OFFLINE == 3, result.output
     assert "offline: no upstream answered" in result.stderr
     assert "PIN" not in result.stdout
+
+
+def test_without_upstream_the_real_hosts_would_be_asked_and_only_pkgs_k8s_io_for_apt():
+    """What a real --check would ask (computed, not sent): the registries' and GitHub's own hosts."""
+    up = uc._real_upstreams()
+    from labctl.versions import kubernetes_minor
+
+    assert [base for base, _ in up.apt] == [f"https://pkgs.k8s.io/core:/stable:/v{kubernetes_minor()}/deb/"]
+    assert up.registries["docker.io"] == "https://registry-1.docker.io" and not up.url_rewrites
+    fake = uc.upstreams_at("http://127.0.0.1:9")
+    assert all(v.startswith("http://127.0.0.1:9") for v in [*fake.registries.values(), *fake.url_rewrites.values()])
