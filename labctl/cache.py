@@ -44,12 +44,13 @@ from typing import Any
 
 from labctl.errors import LabctlError
 from labctl.spec import LabSpec
+from labctl.versions import release_downloads
 
 NODE_DIR = "/labctl-cache"  # where each node sees the cache (read-only mount)
 OLLAMA_REGISTRY = "registry.ollama.ai"
 DEB_ARCH = "amd64"  # the architecture of a lab that does not say (provider.arch resolves it: LabSpec.arch)
 # Dependencies the pinned packages pull in from the same repositories (versions follow the repo).
-DEB_DEPENDENCIES = {"kubernetes-cni": "*", "cri-tools": "*", "runc": "*"}
+DEB_DEPENDENCIES = {"kubernetes-cni": "*"}
 SAFE_NAME = re.compile(r"^[A-Za-z0-9._+~%-]+$")
 CHUNK = 1 << 20
 
@@ -61,7 +62,7 @@ class CacheError(LabctlError):
 # ---- what a lab needs -------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class Item:
-    kind: str  # box | deb | image | model | manifest
+    kind: str  # box | deb | image | model | manifest | release
     key: str  # the lock key (images.ollama, models.llama3.2:1b, packages.kubeadm, box.name)
     name: str  # what a person reads: docker.io/ollama/ollama:0.40.1, kubeadm=1.36.4-*, ...
     path: str  # relative to the cache folder; for debs a glob over debs/
@@ -121,6 +122,8 @@ def needed_items(spec: LabSpec, root: Path | None = None) -> list[Item]:
         out.append(Item("model", f"models.{model}", model, model_manifest_path(model)))
     for key, rel, url in addon_files():
         out.append(Item("manifest", key, rel.removeprefix("addons/"), rel, url))
+    for d in release_downloads(getattr(spec, "arch", DEB_ARCH)):  # containerd and runc release files
+        out.append(Item("release", f"releases.{d.key}", d.file, f"releases/{d.file}", d.url))
     if root is not None:
         pinned = {normalize_reference(ref) for ref in images(spec).values()}
         for ref in addon_images(root):
@@ -380,6 +383,7 @@ class CacheInfo:
     images: tuple[CachedFile, ...] = ()
     models: tuple[CachedModel, ...] = ()
     addons: tuple[CachedFile, ...] = ()  # name = path under /etc/labctl/addons/ on the control plane
+    releases: tuple[CachedFile, ...] = ()  # containerd/runc release files (complete set only)
     models_dest: str = ""  # on the NFS node: the Ollama volume's folder on the export
     missing: tuple[str, ...] = field(default_factory=tuple)
 
@@ -404,6 +408,7 @@ def inspect_cache(root: Path, spec: LabSpec, node_dir: str = NODE_DIR) -> CacheI
     images: list[CachedFile] = []
     models: list[CachedModel] = []
     addons: list[CachedFile] = []
+    releases: list[CachedFile] = []
     missing: list[str] = []
     for r in scan(spec, root):
         if not r.ok:
@@ -423,6 +428,9 @@ def inspect_cache(root: Path, spec: LabSpec, node_dir: str = NODE_DIR) -> CacheI
         elif r.item.kind == "manifest":
             rel, size = r.files[0]
             addons.append(CachedFile(rel.removeprefix("addons/"), rel, size))
+        elif r.item.kind == "release":
+            rel, size = r.files[0]
+            releases.append(CachedFile(rel.removeprefix("releases/"), rel, size))
     if debs:
         for extra in ("Packages", "SHA256SUMS"):
             if not (root / "debs" / extra).is_file():
@@ -434,6 +442,8 @@ def inspect_cache(root: Path, spec: LabSpec, node_dir: str = NODE_DIR) -> CacheI
         images=tuple(images),
         models=tuple(models),
         addons=tuple(addons),
+        # all or nothing: the install step copies every release file from the cache, or downloads all
+        releases=tuple(releases) if len(releases) == len(release_downloads(getattr(spec, "arch", DEB_ARCH))) else (),
         models_dest=ollama_models_dir(spec),
         missing=tuple(missing),
     )
@@ -944,7 +954,7 @@ def _fill_item(
             repos = [(base + "/debs/", "Packages")] if base else up.apt
             n = fetch_deb(src, repos, pkg, pattern, root, indexes, arch=spec.arch)
             debs_changed = True
-        elif item.kind == "manifest":
+        elif item.kind in ("manifest", "release"):
             url = f"{base}/{item.path}" if base else up.rewrite(item.url)
             n = src.download(url, root / item.path)
         else:  # box

@@ -113,23 +113,50 @@ def validate(lab_file: Path | None) -> None:
     spec = load_spec(lab_file)
     nodes = ", ".join(f"{n.name} {n.ip} ({n.cpus} CPU/{n.memory_mib} MiB)" for _, n in spec.all_nodes())
     click.echo(f"ok: lab {spec.name!r}, provider {spec.provider.type}: {nodes}; {spec.memory_mib()} MiB in all")
+    if spec.apps.options.autoscaling:
+        from labctl.capacity import autoscaling_fit
+
+        click.echo(autoscaling_fit(spec).summary())
 
 
 @cli.command()
-def versions() -> None:
+@lab_file_option
+@click.option("--check", is_flag=True, help="Look every pinned download up upstream (needs internet).")
+@click.option(
+    "--upstream",
+    envvar="LABCTL_UPSTREAM",
+    metavar="URL",
+    help="Send every --check lookup to this server instead (a mirror, or the tests' fake upstream).",
+)
+def versions(lab_file: Path | None, check: bool, upstream: str | None) -> None:
     """Print every pinned upstream version (one place: labctl/versions.py).
+
+    With --check, look each pinned download up where the lab fetches it (manifest URLs, image tags,
+    the box version, apt package versions) and print one table; exit 1 when one is missing or
+    moved, 3 when no upstream answered (offline). Run it a week before class.
 
     \b
     Example:
       labctl versions
+      labctl versions --check
     """
-    from labctl.versions import all_pins
+    if check:
+        from labctl import upstream_check
+
+        rows = upstream_check.check(load_spec(lab_file), base=upstream)
+        code = upstream_check.exit_code(rows)
+        if code != upstream_check.EXIT_OFFLINE:
+            click.echo(upstream_check.table(rows))
+        click.echo(upstream_check.summary(rows), err=code != 0)
+        sys.exit(code)
+    from labctl.versions import all_pins, expiry_note
 
     pins = all_pins()
     width = max(len(p.key) for p in pins)
     vwidth = max(len(p.version) for p in pins)
     for p in pins:
-        click.echo(f"{p.key:<{width}}  {p.version:<{vwidth}}  {p.what}")
+        expiry = expiry_note(p)
+        click.echo(f"{p.key:<{width}}  {p.version:<{vwidth}}  checked {p.checked}  {p.what}" + (f" — {expiry}" if expiry else ""))
 
 
 @cli.command()
@@ -382,7 +409,7 @@ def cache() -> None:
 @click.option("--mirror", default=None, metavar="URL",
               help="Fetch every item from this base URL (http://, https:// or file://) laid out like a cache, "
                    "instead of from upstream — e.g. another instructor's cache served over HTTP.")
-@click.option("--only", type=click.Choice(["box", "deb", "image", "model", "manifest"]), multiple=True,
+@click.option("--only", type=click.Choice(["box", "deb", "image", "model", "manifest", "release"]), multiple=True,
               help="Fetch only these kinds of item (repeatable).")
 @click.option("--arch", "arches", type=click.Choice(["amd64", "arm64", "all"]), multiple=True,
               help="Fill for these architectures (repeatable; all = amd64 and arm64). Default: the lab's.")

@@ -113,7 +113,9 @@ def packages() -> dict[str, str]:
     from labctl.versions import PINS
 
     k8s = f"{PINS['kubernetes']}-{PINS['kubernetes_deb_revision']}"
-    return {"kubeadm": k8s, "kubelet": k8s, "kubectl": k8s, "containerd": PINS["containerd"]}
+    cri = f"{PINS['cri_tools']}-{PINS['kubernetes_deb_revision']}"  # installed explicitly since 1.32
+    # containerd and runc are not apt packages any more: labctl.versions.release_downloads
+    return {"kubeadm": k8s, "kubelet": k8s, "kubectl": k8s, "cri-tools": cri}
 
 
 def resolve(spec: LabSpec) -> dict[str, str]:
@@ -129,6 +131,12 @@ def resolve(spec: LabSpec) -> dict[str, str]:
     }
     for name, version in packages().items():
         out[f"packages.{name}"] = version
+    from labctl.versions import release_downloads
+
+    # containerd and runc: upstream release files, recorded with the architecture left open (the lock
+    # is for every laptop of the class, amd64 and Apple Silicon alike; `arch` above says whose it was)
+    for d in release_downloads(spec.arch):
+        out[f"releases.{d.key}"] = d.url.replace(spec.arch, "{arch}")
     for name, (version, url) in manifests().items():
         out[f"manifests.{name}.version"] = version
         out[f"manifests.{name}.url"] = url

@@ -117,6 +117,32 @@ def ollama_resources(spec: LabSpec, gpu: bool = False) -> Resources:
     )
 
 
+def _ollama_resources(spec: LabSpec, gpu: bool, lab: bool) -> Resources:
+    """In the lab with autoscaling, the requests labctl.capacity sized so that the HPA's minimum fits."""
+    base = ollama_resources(spec, gpu)
+    if not (lab and spec.apps.options.autoscaling and not gpu):
+        return base
+    from labctl.capacity import autoscaling_fit
+
+    fit = autoscaling_fit(spec)
+    return Resources(
+        cpu_request=f"{fit.cpu_request_m}m",
+        cpu_limit=base.cpu_limit,
+        memory_request=f"{fit.memory_request_mib}Mi",
+        memory_limit=base.memory_limit,
+    )
+
+
+def _hpa_bounds(spec: LabSpec, lab: bool) -> dict[str, int]:
+    """The HPA's replica range: in the lab, capped by what its nodes hold; elsewhere the seed's 2–10."""
+    from labctl.capacity import MAX_REPLICAS, MIN_REPLICAS, autoscaling_fit
+
+    if lab and spec.apps.options.autoscaling and not spec.apps.options.gpu:
+        fit = autoscaling_fit(spec)
+        return {"min": fit.min_replicas, "max": fit.max_replicas}
+    return {"min": MIN_REPLICAS, "max": MAX_REPLICAS}
+
+
 def data_node(spec: LabSpec) -> Node:
     """The node holding the lab's node-local volumes (Open WebUI's data, Prometheus, Grafana): the
     first worker, else the GPU worker, else (no workers at all) the master."""
@@ -172,7 +198,8 @@ def _context(spec: LabSpec, secrets: LabSecrets, target: Target) -> dict[str, An
         # then be ReadWriteMany (NFS in the lab). Alone, ReadWriteOnce works on any cluster.
         models_access_mode="ReadWriteMany" if (lab or options.autoscaling) else "ReadWriteOnce",
         ollama=spec.apps.ollama,
-        ollama_resources=ollama_resources(spec, gpu),
+        ollama_resources=_ollama_resources(spec, gpu, lab),
+        hpa=_hpa_bounds(spec, lab),
         ollama_url=f"http://ollama.{ns}.svc:11434",
         ollama_address=ollama_address,
         gpu_node=spec.nodes.gpu_worker,

@@ -63,6 +63,9 @@ class StepSpec(BaseModel):
     secret: bool = Field(default=False, description="the captured fact is a secret: never logged or shown")
     uses: tuple[str, ...] = ()
     upload: tuple[str, ...] = Field(default=(), description="artefacts (labctl.artefacts) copied to the host first")
+    reboot: bool = Field(
+        default=False, description="after a successful run, reboot the host, wait for it, and run the check again"
+    )
 
     @field_validator("hosts")
     @classmethod
@@ -120,6 +123,7 @@ class PlannedStep:
     upload: tuple[str, ...] = ()
     done_reason: str = "already done"
     skip_reason: str = ""  # set when the whole step is skipped by the profile (offline)
+    reboot: bool = False  # the runner reboots each host after its run and waits for it (runner.reboot_and_wait)
 
     @property
     def hosts(self) -> tuple[str, ...]:
@@ -162,6 +166,8 @@ class Plan:
                 extras.append(f"captures {s.capture}" + (" (secret)" if s.secret else ""))
             if s.upload:
                 extras.append("uploads " + ", ".join(s.upload))
+            if s.reboot:
+                extras.append("reboots the host after its run, then checks again")
             out.append(f"    [{'; '.join(extras)}]")
             for hosts, cmd in _group(s.commands):
                 label = ", ".join(hosts)
@@ -231,7 +237,7 @@ def template_context(spec: LabSpec, *, cache: Any = None) -> dict[str, Any]:
     ``cache`` is the warm cache given to ``create --cache`` (a ``labctl.cache.CacheInfo``) or None;
     steps that only make sense with a cache say ``when: cache``."""
     from labctl.manifests import pull_job_name
-    from labctl.versions import PINS, kubernetes_minor
+    from labctl.versions import PINS, kubernetes_minor, release_downloads
 
     return {
         # The model download Job of this model list (its name changes with the list): waits follow it by name.
@@ -250,6 +256,7 @@ def template_context(spec: LabSpec, *, cache: Any = None) -> dict[str, Any]:
         "nfs": spec.nodes.nfs,
         "fact_var": fact_variable,
         "cache": cache,
+        "releases": {d.key: d for d in release_downloads(spec.arch)},  # containerd, runc (labctl.versions)
     }
 
 
@@ -468,6 +475,7 @@ def build_plan(
                     upload=st.upload,
                     done_reason=done_reason,
                     skip_reason=skip,
+                    reboot=st.reboot,
                 )
             )
     hosts = tuple(

@@ -71,7 +71,7 @@ def ruby_string(text: str) -> str:
 
 
 # What each VM reads from the warm cache (under /labctl-cache); libvirt copies only that (see the template).
-CACHE_PARTS = {"k8s": ("debs/", "images/", "addons/"), "nfs": ("models/",)}
+CACHE_PARTS = {"k8s": ("debs/", "images/", "addons/", "releases/"), "nfs": ("models/",)}
 
 
 def cache_excludes(spec: LabSpec, node: Any) -> list[str]:

@@ -449,6 +449,15 @@ class Runner:
             return self._failed(step, host, cmd.check, check, started)
         if not result.ok:
             return self._failed(step, host, cmd.run, result, started)
+        if step.reboot:  # e.g. the NVIDIA driver: labctl.reboot reboots, waits, and the check must then pass
+            from labctl.reboot import reboot_and_wait
+
+            back = reboot_and_wait(self.transport, host, deadline_s=step.timeout, say=self._say)
+            if back is None and cmd.check:
+                back = self._exec(step, host, cmd.check, env, "check after the reboot")
+                back = None if back.ok else back
+            if back is not None:
+                return self._failed(step, host, cmd.check or "reboot", back, started)
         duration = time.monotonic() - started
         self._say(f"    {host.name}: done ({format_duration(duration)})", "green")
         fact = result.stdout.strip() if step.capture else None

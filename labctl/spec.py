@@ -470,5 +470,27 @@ def _cross_problems(spec: LabSpec) -> Iterator[str]:
         )
     if spec.apps.options.gpu and spec.nodes.gpu_worker is None:
         yield "apps.options.gpu: needs nodes.gpu_worker with the GPU's PCI address — add it or set gpu: false"
+    yield from _capacity_problems(spec)
     if spec.provider.type != "libvirt" and spec.provider.libvirt != Libvirt():
         yield f"provider.libvirt: only used with provider.type libvirt (it is {spec.provider.type}) — remove the block or change the type"
+
+
+def _capacity_problems(spec: LabSpec) -> Iterator[str]:
+    """What the nodes cannot hold (labctl.capacity); issue #12 items 3 and 9."""
+    options = spec.apps.options
+    if not options.autoscaling:
+        return
+    if options.gpu:
+        # Every Ollama replica asks for nvidia.com/gpu: 1 and the lab passes one GPU through: the
+        # HPA's second replica could never be scheduled, so the Deployment would never be Available.
+        yield (
+            "apps.options.autoscaling: with gpu: true every Ollama replica needs the one passed-through GPU, "
+            "so the autoscaler's second replica can never start — set autoscaling: false (or gpu: false)"
+        )
+        return
+    from labctl.capacity import DoesNotFit, autoscaling_fit
+
+    try:
+        autoscaling_fit(spec)
+    except DoesNotFit as err:
+        yield str(err)

@@ -179,6 +179,11 @@ class FakeUpstream:
     bytes_served: int = 0
     requests: list[str] = field(default_factory=list)
     require_token: bool = True
+    # for `labctl versions --check`: GitHub "owner/repo" → latest release tag, image name → more tags
+    latest_releases: dict[str, str] = field(default_factory=dict)
+    extra_tags: dict[str, list[str]] = field(default_factory=dict)
+    box_versions: list[str] = field(default_factory=list)
+    moved: dict[str, str] = field(default_factory=dict)  # path → where a permanent redirect (301) points
 
     def __post_init__(self) -> None:
         for ref in images(self.spec).values():
@@ -186,6 +191,13 @@ class FakeUpstream:
         for model in self.spec.apps.ollama.models:
             self._add_model(model)
         self._add_apt()
+        from tests.shims import release_bodies
+
+        for url, body in release_bodies().items():  # containerd and runc release assets
+            path = url.replace("https://raw.githubusercontent.com", "/raw").replace("https://github.com", "/gh")
+            self.files[path] = body
+        if not self.box_versions:
+            self.box_versions = ["202401.01.0", self.spec.box_version]
         for key, rel, url in addon_files():
             path = url.replace("https://raw.githubusercontent.com", "/raw").replace("https://github.com", "/gh")
             self.files[path] = addon_manifest(key, rel, url).encode()
@@ -277,6 +289,21 @@ class FakeUpstream:
 
     def respond(self, path: str, headers: dict[str, str]) -> tuple[int, dict[str, str], bytes]:
         self.requests.append(path)
+        if path in self.moved:
+            return 301, {"Location": self.moved[path]}, b""
+        if path.startswith("/ghapi/repos/") and path.endswith("/releases/latest"):
+            # GitHub's "latest release" API (labctl versions --check shows it as the newest seen)
+            repo = path[len("/ghapi/repos/") : -len("/releases/latest")]
+            if repo in self.latest_releases:
+                return 200, {"Content-Type": "application/json"}, json.dumps({"tag_name": self.latest_releases[repo]}).encode()
+            return 404, {}, b"{}"
+        if path == f"/vc/{self.spec.box}":
+            # The Vagrant box catalogue's metadata (what `vagrant box add` reads): the pinned version
+            # for both providers, and an older one.
+            versions = [
+                {"version": v, "providers": [{"name": "virtualbox"}, {"name": "libvirt"}]} for v in self.box_versions
+            ]
+            return 200, {"Content-Type": "application/json"}, json.dumps({"name": self.spec.box, "versions": versions}).encode()
         if path.startswith("/token"):
             return 200, {"Content-Type": "application/json"}, json.dumps({"token": TOKEN}).encode()
         if path.startswith("/v2/"):
@@ -284,6 +311,13 @@ class FakeUpstream:
                 realm = f'Bearer realm="http://{headers.get("host")}/token",service="fake",scope="pull"'
                 return 401, {"WWW-Authenticate": realm}, b"{}"
             rest = path[len("/v2/") :]
+            if rest.endswith("/tags/list"):
+                name = rest[: -len("/tags/list")]
+                tags = sorted({ref for (n, ref) in self.manifests if n == name and not ref.startswith("sha256:")})
+                tags += self.extra_tags.get(name, [])
+                if not tags:
+                    return 404, {}, b"{}"
+                return 200, {"Content-Type": "application/json"}, json.dumps({"name": name, "tags": tags}).encode()
             if "/manifests/" in rest:
                 name, ref = rest.split("/manifests/")
                 if (name, ref) in self.manifests:
@@ -320,6 +354,16 @@ class Serving:
                 self.wfile.write(body)
                 if status == 200:
                     fake.bytes_served += len(body)
+
+            def do_HEAD(self) -> None:
+                status, headers, body = fake.respond(
+                    self.path.split("?")[0], {k.lower(): v for k, v in self.headers.items()}
+                )
+                self.send_response(status)
+                for k, v in headers.items():
+                    self.send_header(k, v)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
 
             def log_message(self, *args: object) -> None:
                 pass

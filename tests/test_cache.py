@@ -24,6 +24,7 @@ from labctl.cache import (
 from labctl.cli import cli
 from labctl.plan import build_plan, load_playbooks
 from labctl.spec import LabSpec
+from labctl.versions import PINS
 from tests.fakeupstream import FakeUpstream, Serving
 
 
@@ -49,13 +50,17 @@ def test_fill_fetches_every_needed_item_from_upstream(filled: Path) -> None:
     rows = scan(spec, filled)
     assert [r.item.name for r in rows if not r.ok] == []
     kinds = {r.item.kind for r in rows}
-    assert kinds == {"box", "deb", "image", "model", "manifest"}
+    assert kinds == {"box", "deb", "image", "model", "manifest", "release"}
     # the pinned patterns picked the right .debs, not the decoys
     debs = sorted(p.name for p in (filled / "debs").glob("*.deb"))
     assert "kubeadm_1.36.4-1.1_amd64.deb" in debs
     assert not any(n.startswith(("kubeadm_1.36.3", "kubeadm_1.37")) for n in debs)
-    assert "containerd_2.2.1-0ubuntu1~24.04.3_amd64.deb" in debs
-    assert not any(n.startswith("containerd_1.7") for n in debs)
+    assert "cri-tools_1.36.0-1.1_amd64.deb" in debs
+    # containerd and runc are release files now (labctl.versions.release_downloads), not .debs
+    assert not any(n.startswith(("containerd_", "runc_")) for n in debs)
+    releases = sorted(p.name for p in (filled / "releases").iterdir())
+    assert f"containerd-{PINS['containerd']}-linux-amd64.tar.gz" in releases
+    assert f"runc-{PINS['runc']}.sha256sum" in releases and len(releases) == 5
     # the flat apt index covers every .deb and its digest
     sums = (filled / "debs" / "SHA256SUMS").read_text().splitlines()
     assert len(sums) == len(debs)
@@ -105,7 +110,7 @@ def test_fill_caches_kubeadms_images_and_those_named_in_the_addon_manifests(fill
     for ref in ADDON_ONLY_IMAGES:
         assert (filled / "images" / f"{ref.replace('/', '_').replace(':', '_')}.tar").is_file()
     # an image both pinned and named in a manifest is fetched once, under its pinned key
-    nfsplugin = [r for r in scan(spec, filled) if r.item.name == "registry.k8s.io/sig-storage/nfsplugin:v4.13.5"]
+    nfsplugin = [r for r in scan(spec, filled) if r.item.name == f"registry.k8s.io/sig-storage/nfsplugin:v{PINS['csi_driver_nfs']}"]
     assert [r.item.key for r in nfsplugin] == ["images.csi-nfsplugin"]
     # the seeding step imports them all on every Kubernetes node
     assert {f.name for f in inspect_cache(filled, spec).images} == names
@@ -238,7 +243,7 @@ def test_plan_has_seeding_steps_only_with_a_cache(filled: Path) -> None:
     assert "/srv/nfs/lab/llm/ollama-models" in seed.commands[0].run
     place = warm.step("warm-cache-seed.place-addon-manifests")
     assert place.hosts == ("master",)
-    assert "place 'csi-driver-nfs-v4.13.5/csi-nfs-node.yaml'" in place.commands[0].run
+    assert f"place 'csi-driver-nfs-v{PINS['csi_driver_nfs']}/csi-nfs-node.yaml'" in place.commands[0].run
 
 
 def test_inspect_refuses_a_missing_folder(tmp_path: Path) -> None:

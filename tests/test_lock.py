@@ -41,7 +41,10 @@ def test_lock_records_every_resolved_version() -> None:
     assert locked["box.name"] == "bento/ubuntu-24.04"
     assert locked["box.version"] == versions.PINS["box_virtualbox_version"]
     assert locked["packages.kubeadm"] == f"{versions.PINS['kubernetes']}-*"
-    assert locked["packages.containerd"] == versions.PINS["containerd"]
+    c = versions.PINS["containerd"]
+    assert locked["releases.containerd"].endswith(f"/v{c}/containerd-{c}-linux-{{arch}}.tar.gz")  # one lock, every laptop
+    assert locked["releases.runc"].endswith(f"/v{versions.PINS['runc']}/runc.{{arch}}")
+    assert "packages.containerd" not in locked
     assert locked["manifests.calico.url"].endswith(f"/v{versions.PINS['calico']}/manifests/calico.yaml")
     for name in ("metallb", "csi-driver-nfs", "metrics-server"):
         assert f"manifests.{name}.version" in locked and f"manifests.{name}.url" in locked

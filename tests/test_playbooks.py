@@ -55,7 +55,11 @@ EXPECTED_STEPS = [
     "verify.ollama-answers",
     "verify.open-webui-answers",
 ]
-GPU_STEPS = ["node-prep.add-nvidia-container-toolkit-repository", "node-prep.install-nvidia-container-toolkit"]
+GPU_STEPS = [
+    "node-prep.install-nvidia-driver",
+    "node-prep.add-nvidia-container-toolkit-repository",
+    "node-prep.install-nvidia-container-toolkit",
+]
 
 
 def three_workers() -> LabSpec:
@@ -132,7 +136,7 @@ def test_gpu_steps_only_with_the_gpu_option_and_only_on_the_gpu_worker(plans):
         step = plans["gpu-libvirt"].step(step_id)
         assert step.hosts == ("gpu1",)
         assert step.network
-    assert "nvidia-ctk runtime configure --runtime=containerd" in plans["gpu-libvirt"].step(GPU_STEPS[1]).commands[0].run
+    assert "nvidia-ctk runtime configure --runtime=containerd" in plans["gpu-libvirt"].step(GPU_STEPS[2]).commands[0].run
     assert not set(GPU_STEPS) & {s.id for s in plans["default"].steps}
     # The GPU worker is a worker like the others: it is prepared, joins, and its kubelet gets its address.
     assert "gpu1" in plans["gpu-libvirt"].step("workers.join-cluster").hosts
@@ -198,7 +202,7 @@ def test_a_lab_without_workers_untaints_the_control_plane_and_joins_nobody(plans
     # Done = the NoSchedule taint is absent; kubectl failing (API down) fails the check, not passes it.
     assert "taints=$(kubectl get node master -o jsonpath=" in cmd.check
     assert "if grep -qxF node-role.kubernetes.io/control-plane:NoSchedule <<<\"$taints\"; then exit 1; fi" in cmd.check
-    assert cmd.run.endswith("kubectl taint node master node-role.kubernetes.io/control-plane:NoSchedule-")
+    assert "kubectl taint node master node-role.kubernetes.io/control-plane:NoSchedule-" in cmd.run
     assert "KUBECONFIG=/etc/kubernetes/admin.conf" in cmd.check and "KUBECONFIG=/etc/kubernetes/admin.conf" in cmd.run
     # With any worker (a GPU worker counts) the control plane keeps its taint: the step is not in the plan.
     for lab in ("default", "three-workers", "gpu-libvirt", "offline"):
@@ -348,7 +352,9 @@ def test_pinned_versions_reach_the_commands(plans):
     kube = PINS["kubernetes"]
     assert f"'kubeadm={kube}-{PINS['kubernetes_deb_revision']}'" in runs["node-prep.install-kubernetes-packages"]
     assert "apt-mark hold kubeadm kubelet kubectl" in runs["node-prep.install-kubernetes-packages"]
-    assert f"'containerd={PINS['containerd']}'" in runs["node-prep.install-containerd"]
+    c = PINS["containerd"]
+    assert f"https://github.com/containerd/containerd/releases/download/v{c}/containerd-{c}-linux-amd64.tar.gz" in runs["node-prep.install-containerd"]
+    assert f"https://github.com/opencontainers/runc/releases/download/v{PINS['runc']}/runc.amd64" in runs["node-prep.install-containerd"]
     assert f"https://pkgs.k8s.io/core:/stable:/v{'.'.join(kube.split('.')[:2])}/deb/" in runs["node-prep.add-kubernetes-apt-repository"]
     assert f"/metallb/v{PINS['metallb']}/config/manifests/metallb-native.yaml" in runs["load-balancer.fetch-metallb-manifest"]
     assert f"/csi-driver-nfs/v{PINS['csi_driver_nfs']}/deploy/v{PINS['csi_driver_nfs']}/" in runs["storage.fetch-csi-driver-nfs-manifests"]
@@ -391,19 +397,49 @@ def test_with_cached_packages_node_prep_uses_only_the_local_repository():
     for step in warm.steps:
         if step.id.startswith("node-prep."):
             for c in step.commands:
-                assert "apt-get update" not in c.run and "pkgs.k8s.io" not in c.run, step.id
-    assert "apt-get update -q" in cold.step("node-prep.install-containerd").commands[0].run
+                assert "Timeout=600 update" not in c.run and "pkgs.k8s.io" not in c.run, step.id
+    assert "apt-get -o DPkg::Lock::Timeout=600 install" in cold.step("node-prep.install-kubernetes-packages").commands[0].run
     # a cache without .debs (05-warm-cache-packages does not run): packages come from the network as usual
     no_debs = build_plan(lab, include_provider=False, cache=CacheInfo(host_dir="/srv/labctl-cache"))
     assert "node-prep.add-kubernetes-apt-repository" in {s.id for s in no_debs.steps}
-    assert "apt-get update -q" in no_debs.step("node-prep.install-containerd").commands[0].run
+    assert "curl -fsSL" in no_debs.step("node-prep.install-containerd").commands[0].run
+
+
+def test_containerd_and_runc_come_from_their_releases_verified_or_from_the_cache():
+    """Ubuntu's noble-updates keeps only its newest containerd (FACTS.md #19); the GitHub releases keep
+    every version. Asset names as containerd/containerd@v2.2.7 Makefile (containerd-<v>-linux-<arch>.tar.gz
+    + .sha256sum) and opencontainers/runc script/release_build.sh (runc.<arch>, runc.sha256sum) write them."""
+    from labctl.cache import CachedFile, CacheInfo
+    from labctl.versions import release_downloads
+
+    lab = LabSpec.default()
+    step = build_plan(lab, include_provider=False).step("node-prep.install-containerd")
+    assert step.network
+    run = step.commands[0].run
+    for d in release_downloads("amd64"):
+        assert f"curl -fsSL --retry 3 -o '{d.file}.part' '{d.url}'" in run
+    c = PINS["containerd"]
+    assert f"verify 'containerd-{c}-linux-amd64.tar.gz.sha256sum' 'containerd-{c}-linux-amd64.tar.gz'" in run
+    assert "verify 'runc-" in run and "'runc.amd64'" in run
+    # nothing is unpacked before both checksums passed
+    assert run.index("verify 'runc-") < run.index("tar -C /usr/local -xzf")
+    assert "apt-get" not in run
+    releases = tuple(CachedFile(d.file, f"releases/{d.file}", 1) for d in release_downloads("amd64"))
+    warm = build_plan(lab, include_provider=False, cache=CacheInfo(host_dir="/srv/c", releases=releases))
+    wstep = warm.step("node-prep.install-containerd")
+    assert not wstep.network and "curl" not in wstep.commands[0].run
+    assert f"cp '/labctl-cache/releases/containerd-{c}-linux-amd64.tar.gz'" in wstep.commands[0].run
 
 
 def test_an_offline_lab_with_cached_packages_installs_them_instead_of_skipping():
     from labctl.cache import CachedFile, CacheInfo
+    from labctl.versions import release_downloads
 
     installs = {"node-prep.install-containerd", "node-prep.install-kubernetes-packages"}
-    cached = CacheInfo(host_dir="/srv/labctl-cache", debs=(CachedFile("kubeadm_1.36.4-1.1_amd64.deb", "debs/x", 1),))
+    releases = tuple(CachedFile(d.file, f"releases/{d.file}", 1) for d in release_downloads("amd64"))
+    cached = CacheInfo(
+        host_dir="/srv/labctl-cache", debs=(CachedFile("kubeadm_1.36.4-1.1_amd64.deb", "debs/x", 1),), releases=releases
+    )
     warm = build_plan(offline(), include_provider=False, cache=cached)
     for step_id in installs:
         assert not warm.step(step_id).network and not warm.step(step_id).skip_reason, step_id
@@ -446,3 +482,58 @@ def test_a_fact_must_be_captured_by_an_earlier_step_the_lab_runs(tmp_path):
         "a.make",
         "b.use",
     ]
+
+
+def test_a_lab_without_workers_also_drops_the_exclude_from_load_balancers_label(plans):
+    """kubeadm labels the control plane node.kubernetes.io/exclude-from-external-load-balancers
+    (kubernetes/kubernetes@v1.36.4: cmd/kubeadm/app/phases/markcontrolplane/markcontrolplane.go,
+    labelsToAdd) and MetalLB's speaker skips nodes with that label unless --ignore-exclude-lb is set
+    (metallb/metallb@v0.16.1: speaker/main.go flag, speaker/layer2_controller.go shouldAnnounce).
+    Without workers the step removes it, and the check fails while the label is there."""
+    (cmd,) = plans["no-workers"].step(TAINT_STEP).commands
+    label = "node.kubernetes.io/exclude-from-external-load-balancers"
+    assert f"kubectl label node master {label}-" in cmd.run
+    assert f"if grep -qF '\"{label}\"' <<<\"$labels\"; then exit 1; fi" in cmd.check
+    # the run verifies its own result: the label must be gone afterwards
+    assert cmd.run.rstrip().endswith("fi") and "still carries" in cmd.run
+
+
+def test_every_apt_call_waits_for_the_dpkg_lock(plans):
+    """Cloud-image boxes keep unattended-upgrades (FACTS.md #22): an apt call that does not wait for
+    the dpkg lock fails at random on first boot. Every apt-get in every rendered script waits."""
+    seen = 0
+    for plan in plans.values():
+        for step in plan.steps:
+            for c in step.commands:
+                for line in (c.check + "\n" + c.run).splitlines():
+                    if re.search(r"\bapt-get\s", line):
+                        seen += 1
+                        assert "-o DPkg::Lock::Timeout=600" in line, f"{step.id}: {line.strip()}"
+    assert seen >= 8
+
+
+def test_crictl_is_installed_explicitly_and_held(plans):
+    """Since Kubernetes 1.32 the pkgs.k8s.io kubeadm package no longer depends on cri-tools
+    (FACTS.md #18), so the image pre-pull check (`crictl inspecti`) would never pass."""
+    run = plans["default"].step("node-prep.install-kubernetes-packages").commands[0].run
+    assert f"'cri-tools={PINS['cri_tools']}-{PINS['kubernetes_deb_revision']}'" in run
+    assert "apt-mark hold kubeadm kubelet kubectl cri-tools" in run
+    check = plans["default"].step("node-prep.install-kubernetes-packages").commands[0].check
+    assert "cri-tools 2>/dev/null" in check and "grep -qx cri-tools" in check
+
+
+def test_the_gpu_worker_gets_the_driver_and_a_reboot_before_the_toolkit(plans):
+    """The device plugin needs the host driver's libnvidia-ml (FACTS.md #17); the toolkit is not the
+    driver. The driver step is the only one that reboots, and nvidia-smi is its check."""
+    plan = plans["gpu-libvirt"]
+    ids = [s.id for s in plan.steps]
+    assert ids.index("node-prep.install-nvidia-driver") < ids.index("node-prep.install-nvidia-container-toolkit")
+    step = plan.step("node-prep.install-nvidia-driver")
+    assert step.reboot and step.hosts == ("gpu1",) and step.network
+    (cmd,) = step.commands
+    assert "nvidia-smi -L" in cmd.check
+    assert f"ubuntu-drivers install --gpgpu nvidia:{PINS['nvidia_driver']}" in cmd.run
+    assert f"nvidia-utils-{PINS['nvidia_driver']}" in cmd.run
+    assert [s.id for s in plan.steps if s.reboot] == ["node-prep.install-nvidia-driver"]
+    assert "reboots the host after its run" in plan.to_text()
+    assert not any(s.reboot for s in plans["default"].steps)

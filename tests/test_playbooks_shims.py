@@ -98,8 +98,31 @@ def test_jsonpath_answers_the_queries_the_playbooks_make(api):
     assert code == 0 and out  # the webhook Service selects the controller Deployment
     code, out, _ = kubectl(api, "get", "node", "master", "-o", 'jsonpath={.status.conditions[?(@.type=="Ready")].status}')
     assert (code, out) == (0, "False")
-    code, _, err = kubectl(api, "get", "node", "master", "-o", "jsonpath={range .items[*]}{end}")
+    code, _, err = kubectl(api, "get", "node", "master", "-o", "jsonpath={.items[1:2]}")
     assert code == 1 and "test double" in err  # unsupported syntax fails loudly instead of answering
+    # {range}: how the control-plane step lists taints (kubeadm's NoSchedule taint on the master)
+    code, out, _ = kubectl(api, "get", "node", "master", "-o", 'jsonpath={range .spec.taints[*]}{.key}:{.effect}{"\\n"}{end}')
+    assert (code, out) == (0, "")  # this fixture's master was made without kubeadm's marks
+
+
+def test_a_lone_control_plane_announces_load_balancer_addresses_only_without_the_exclude_label(api):
+    """kubeadm marks the control plane (kubernetes/kubernetes@v1.36.4 markcontrolplane.go); MetalLB's
+    speaker skips nodes labelled exclude-from-external-load-balancers (metallb/metallb@v0.16.1
+    speaker/layer2_controller.go). The fake reproduces both, so the no-workers step is needed."""
+    st = api.load()
+    st["node_meta"] = {"master": api.control_plane_meta()}
+    api.save(st)
+    taints = 'jsonpath={range .spec.taints[*]}{.key}:{.effect}{"\\n"}{end}'
+    assert kubectl(api, "get", "node", "master", "-o", taints)[1] == "node-role.kubernetes.io/control-plane:NoSchedule\n"
+    assert api.announcing_nodes(api.load()) == []
+    assert kubectl(api, "taint", "node", "master", "node-role.kubernetes.io/control-plane:NoSchedule-")[0] == 0
+    assert kubectl(api, "taint", "node", "master", "node-role.kubernetes.io/control-plane:NoSchedule-")[0] == 1  # gone
+    label = "node.kubernetes.io/exclude-from-external-load-balancers"
+    assert label in kubectl(api, "get", "node", "master", "-o", "json")[1]
+    assert kubectl(api, "label", "node", "master", f"{label}-")[0] == 0
+    assert kubectl(api, "label", "node", "master", f"{label}-")[0] == 0  # absent: still fine, like kubectl
+    assert label not in kubectl(api, "get", "node", "master", "-o", "json")[1]
+    assert api.announcing_nodes(api.load()) == ["master"]
 
 
 def test_join_needs_a_token_the_control_plane_issued(api):

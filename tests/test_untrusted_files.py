@@ -29,6 +29,7 @@ EXTRA_ARGS = {
     "ssh": ["master"],
     # class create reads -f only for --with-apps, and before the roster or the cluster
     "class create": ["--roster", "r.txt", "--name", "cs101", "--kubeconfig", "kc", "--with-apps"],
+    "versions": ["--check", "--upstream", "http://127.0.0.1:9"],  # -f is read only to check its pins
     "snapshot save": ["x"],
     "snapshot restore": ["x"],
     "snapshot delete": ["x"],

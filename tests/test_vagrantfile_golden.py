@@ -113,6 +113,20 @@ def test_three_worker_lab_defines_every_worker_and_grows_the_nfs_disk() -> None:
     assert "/labctl-classroom" in text
 
 
+def test_a_vm_with_disk_gib_is_a_full_clone_on_virtualbox() -> None:
+    """hashicorp/vagrant@v2.4.9 plugins/providers/virtualbox/cap/configure_disks.rb (resize_disk): a VMDK
+    primary disk — a linked clone's differencing image of bento's VMDK — is cloned to a standalone VDI,
+    resized, its original closed and the copy cloned back: a full copy, reached through the snapshot
+    chain. The VM that grows its disk is cloned in full from the start; the others stay linked."""
+    text = rendered("three-workers")
+    nfs = text.split('config.vm.define "nfs" do |node|', 1)[1].split("config.vm.define", 1)[0]
+    assert "vb.linked_clone = false" in nfs
+    assert nfs.index('node.vm.disk :disk, size: "60GB"') < nfs.index("vb.linked_clone = false")
+    worker = text.split('config.vm.define "worker1" do |node|', 1)[1].split("config.vm.define", 1)[0]
+    assert "linked_clone" not in worker
+    assert "    vb.linked_clone = true" in text.split("config.vm.define", 1)[0]
+
+
 def test_gpu_lab_passes_the_pci_device_through_on_libvirt() -> None:
     text = rendered("gpu-libvirt")
     assert 'config.vm.box = "cloud-image/ubuntu-24.04"' in text  # the libvirt pin, not bento
@@ -186,7 +200,7 @@ def test_a_warm_cache_is_copied_by_rsync_on_libvirt_with_only_what_each_vm_reads
         assert 'node.vm.synced_folder "/srv/labctl-cache", "/labctl-cache", type: "rsync",' in block
         return line
 
-    assert folder_line("nfs").endswith('rsync__exclude: ["boxes/", "debs/", "images/", "addons/"]')
+    assert folder_line("nfs").endswith('rsync__exclude: ["boxes/", "debs/", "images/", "addons/", "releases/"]')
     for k8s in ("master", "gpu1"):
         assert folder_line(k8s).endswith('rsync__exclude: ["boxes/", "models/"]')
     assert '"-z"' not in text  # no compression of already compressed layers on a local copy

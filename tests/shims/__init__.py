@@ -48,6 +48,43 @@ PACKAGES = {
 SEEDED_SWAP = "/swap.img"
 
 
+def release_bodies() -> dict[str, bytes]:
+    """URL → body for the pinned containerd/runc release downloads (labctl.versions.release_downloads),
+    shaped like the real assets: a .tar.gz with bin/containerd (the containerd double, reporting the
+    pinned version), `sha256sum` lines naming the upstream file names, runc.<arch> (a double printing
+    `runc version <pin>`), a systemd unit. The archive is deterministic, so its checksum is stable."""
+    import hashlib
+    import io
+    import tarfile
+
+    from labctl.versions import PINS, release_downloads
+
+    binary = (HERE / "payload" / "containerd").read_text()
+    binary = binary.replace('VERSION = "v0.0.0-labctl-test"', f'VERSION = "v{PINS["containerd"]}"')
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w:gz", format=tarfile.GNU_FORMAT) as tar:
+        for name, data in (("bin/containerd", binary.encode()), ("bin/containerd-shim-runc-v2", b"#!/bin/sh\nexit 0\n")):
+            info = tarfile.TarInfo(name)
+            info.size, info.mode, info.mtime = len(data), 0o755, 0
+            tar.addfile(info, io.BytesIO(data))
+    archive = buf.getvalue()
+    runc = f"#!/bin/sh\n# TEST DOUBLE of runc\necho 'runc version {PINS['runc']}'\necho 'commit: labctl-test-double'\n".encode()
+    sha = lambda data: hashlib.sha256(data).hexdigest()  # noqa: E731
+    bodies: dict[str, bytes] = {}
+    # Both architectures (labctl.arch): the same doubles, named as upstream names each build.
+    for arch in ("amd64", "arm64"):
+        by_key = {d.key: d for d in release_downloads(arch)}
+        ctr_name = f"containerd-{PINS['containerd']}-linux-{arch}.tar.gz"
+        bodies.update({
+            by_key["containerd"].url: archive,
+            by_key["containerd-sha256sum"].url: f"{sha(archive)}  {ctr_name}\n".encode(),
+            by_key["containerd-service"].url: b"# TEST DOUBLE of containerd.service\n[Service]\nExecStart=/usr/local/bin/containerd\n",
+            by_key["runc"].url: runc,
+            by_key["runc-sha256sum"].url: f"{sha(runc)}  runc.amd64\n{sha(runc)}  runc.arm64\n".encode(),
+        })
+    return bodies
+
+
 def node_files(routes: dict[str, str | dict], bodies: dict[str, bytes] | None = None) -> dict[str, tuple[bytes, int]]:
     """Files for ``start_nodes(files=...)``: every double, PyYAML for the fake API server, the curl routes.
 

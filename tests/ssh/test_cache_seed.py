@@ -32,6 +32,7 @@ from labctl.plan import build_plan, load_playbooks
 from labctl.runner import Runner
 from labctl.spec import LabSpec
 from labctl.transport.ssh import SSHTransport
+from labctl.versions import PINS
 from tests.fakeupstream import FakeUpstream, Serving
 
 NAMES = ["master", "worker1", "nfs"]
@@ -74,6 +75,11 @@ echo "curl test double: refusing to download $*" >&2
 exit 7
 """
 
+# TEST DOUBLE of systemctl: the nodes run no systemd; installing containerd reloads and enables it.
+SYSTEMCTL_SHIM = b"""#!/bin/sh
+echo "systemctl $*" >> /var/log/systemctl-shim.log
+"""
+
 # Steps of the other playbooks that download something without a cache.
 DOWNLOADING_STEPS = (
     "node-prep.install-containerd",
@@ -93,7 +99,7 @@ def fake_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
     try:
         root = tmp_path_factory.mktemp("cache")
         report = fill_cache(
-            spec, root, upstreams=upstream.upstreams(serving.base), kinds={"deb", "image", "model", "manifest"}
+            spec, root, upstreams=upstream.upstreams(serving.base), kinds={"deb", "image", "model", "manifest", "release"}
         )
     finally:
         serving.stop()
@@ -126,7 +132,12 @@ def run(nodes, plan, log: Path):
 def test_seeding_steps_copy_once_then_nothing(ssh_nodes, fake_cache: Path, tmp_path: Path) -> None:
     spec = LabSpec.default()
     nodes = ssh_nodes(
-        NAMES, files={"/usr/local/bin/ctr": (CTR_SHIM, 0o755), "/usr/local/bin/curl": (CURL_SHIM, 0o755)}
+        NAMES,
+        files={
+            "/usr/local/bin/ctr": (CTR_SHIM, 0o755),
+            "/usr/local/bin/curl": (CURL_SHIM, 0o755),
+            "/usr/local/sbin/systemctl": (SYSTEMCTL_SHIM, 0o755),
+        },
     )
     for name in NAMES:  # where the Vagrantfile mounts the cache, read-only
         shutil.copytree(fake_cache, nodes.path(name, "/labctl-cache"))
@@ -205,15 +216,21 @@ def test_seeding_steps_copy_once_then_nothing(ssh_nodes, fake_cache: Path, tmp_p
     assert statuses["storage.fetch-csi-driver-nfs-manifests"] == {"master": "skipped"}
     for k8s in ("master", "worker1"):
         assert not nodes.path(k8s, "/var/log/curl-shim.log").exists(), nodes.read(k8s, "/var/log/curl-shim.log")
-        versions = nodes.exec(k8s, "dpkg-query -W -f='${Package}=${Version}\\n' containerd kubeadm kubelet kubectl", check=True)
+        # containerd and runc: the cached release files, checksum-verified by the step, then installed
+        archive = f"containerd-{PINS['containerd']}-linux-amd64.tar.gz"
+        assert nodes.read(k8s, f"/var/cache/labctl/releases/{archive}") == (fake_cache / "releases" / archive).read_bytes()
+        assert f"VERSION = \"v{PINS['containerd']}\"" in nodes.read(k8s, "/usr/local/bin/containerd").decode()
+        assert f"runc version {PINS['runc']}" in nodes.exec(k8s, "/usr/local/sbin/runc --version", check=True).stdout
+        assert "enable --now containerd" in nodes.read(k8s, "/var/log/systemctl-shim.log").decode()
+        versions = nodes.exec(k8s, "dpkg-query -W -f='${Package}=${Version}\\n' cri-tools kubeadm kubelet kubectl", check=True)
         assert set(versions.stdout.split()) == {
-            "containerd=2.2.1-0ubuntu1~24.04.3",
+            f"cri-tools={PINS['cri_tools']}-1.1",
             "kubeadm=1.36.4-1.1",
             "kubelet=1.36.4-1.1",
             "kubectl=1.36.4-1.1",
         }
     # the add-on steps edited the seeded manifests, as they edit downloaded ones
-    calico = nodes.read("master", "/etc/labctl/addons/calico-v3.33.1-lab.yaml").decode()
+    calico = nodes.read("master", f"/etc/labctl/addons/calico-v{PINS['calico']}-lab.yaml").decode()
     assert 'value: "cidr=' in calico and "- name: CALICO_IPV4POOL_CIDR" in calico
     assert b"- --kubelet-insecure-tls" in nodes.read("master", "/etc/labctl/addons/metrics-server-v0.9.0-lab.yaml")
 

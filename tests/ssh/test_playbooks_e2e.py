@@ -30,7 +30,7 @@ from labctl.runner import Runner
 from labctl.spec import LabSpec
 from labctl.transport.ssh import SSHTransport
 from labctl.versions import PINS
-from tests.shims import SEEDED_SWAP, calls, node_files
+from tests.shims import SEEDED_SWAP, calls, node_files, release_bodies
 
 pytestmark = pytest.mark.ssh
 
@@ -57,7 +57,12 @@ def routes(spec: LabSpec) -> tuple[dict, dict]:
     for name in ("rbac-csi-nfs.yaml", "csi-nfs-driverinfo.yaml", "csi-nfs-controller.yaml", "csi-nfs-node.yaml"):
         table[f"https://raw.githubusercontent.com/kubernetes-csi/csi-driver-nfs/v{csi}/deploy/v{csi}/{name}"] = name
     tags = {"models": [{"name": m, "model": m, "size": 1} for m in spec.apps.ollama.models]}
-    return table, {"ollama-tags.json": json.dumps(tags).encode()}
+    bodies = {"ollama-tags.json": json.dumps(tags).encode()}
+    for url, body in release_bodies().items():  # containerd and runc release assets (test doubles)
+        name = "release-" + url.rsplit("/", 1)[1]
+        table[url] = name
+        bodies[name] = body
+    return table, bodies
 
 
 def netns_spec(nodes) -> LabSpec:
@@ -153,12 +158,16 @@ def test_all_playbooks_run_end_to_end_then_a_rerun_skips_everything(ssh_nodes, t
         toml = nodes.read(name, "/etc/containerd/config.toml").decode()
         runc = toml.split("containerd.runtimes.runc.options]", 1)[1].split("[", 1)[0]
         assert "SystemdCgroup = true" in runc and "SystemdCgroup = false" not in toml
-        versions = nodes.exec(name, "dpkg-query -W -f='${Package}=${Version}\\n' kubeadm kubelet kubectl containerd", check=True).stdout
+        versions = nodes.exec(name, "dpkg-query -W -f='${Package}=${Version}\\n' kubeadm kubelet kubectl cri-tools", check=True).stdout
         kube = PINS["kubernetes"]
         assert sorted(versions.split()) == sorted(
-            [f"kubeadm={kube}-1.1", f"kubelet={kube}-1.1", f"kubectl={kube}-1.1", f"containerd={PINS['containerd'].replace('*', '1.1')}"]
+            [f"kubeadm={kube}-1.1", f"kubelet={kube}-1.1", f"kubectl={kube}-1.1", f"cri-tools={PINS['cri_tools']}-1.1"]
         )
-        assert set(nodes.exec(name, "apt-mark showhold", check=True).stdout.split()) == {"containerd", "kubeadm", "kubelet", "kubectl"}
+        assert set(nodes.exec(name, "apt-mark showhold", check=True).stdout.split()) == {"cri-tools", "kubeadm", "kubelet", "kubectl"}
+        # containerd and runc from their (checksum-verified) release files, not from a .deb
+        assert f"v{PINS['containerd']}" in nodes.exec(name, "/usr/local/bin/containerd --version", check=True).stdout
+        assert f"runc version {PINS['runc']}" in nodes.exec(name, "/usr/local/sbin/runc --version", check=True).stdout
+        assert "ExecStart=/usr/local/bin/containerd" in nodes.read(name, "/etc/systemd/system/containerd.service").decode()
         assert {"overlay", "br_netfilter"} <= set(nodes.read(name, "/var/lib/labctl-shims/modules").decode().split())
     assert "kubeadm" not in nodes.exec("nfs", "ls /usr/bin").stdout.split(), "the NFS VM is not a Kubernetes node"
 

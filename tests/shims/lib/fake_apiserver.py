@@ -164,8 +164,76 @@ def metallb_up(st: dict) -> bool:
     return key("Deployment", "metallb-system", "controller") in st["objects"]
 
 
+EXCLUDE_LB = "node.kubernetes.io/exclude-from-external-load-balancers"
+CONTROL_PLANE = "node-role.kubernetes.io/control-plane"
+
+
+def control_plane_meta() -> dict:
+    """What kubeadm init marks the control plane with (kubernetes/kubernetes v1.36.4,
+    cmd/kubeadm/app/phases/markcontrolplane/markcontrolplane.go): two labels and the NoSchedule taint."""
+    return {"labels": {CONTROL_PLANE: "", EXCLUDE_LB: ""}, "taints": [{"key": CONTROL_PLANE, "effect": "NoSchedule"}]}
+
+
 def nodes(st: dict) -> list[dict]:
-    return [{"apiVersion": "v1", "kind": "Node", "metadata": {"name": n, "labels": {"kubernetes.io/hostname": n}}} for n in st["nodes"]]
+    out = []
+    for n in st["nodes"]:
+        meta = st.get("node_meta", {}).get(n, {})
+        labels = {"kubernetes.io/hostname": n, **meta.get("labels", {})}
+        node = {"apiVersion": "v1", "kind": "Node", "metadata": {"name": n, "labels": labels}, "spec": {}}
+        if meta.get("taints"):
+            node["spec"]["taints"] = meta["taints"]
+        out.append(node)
+    return out
+
+
+def announcing_nodes(st: dict) -> list[str]:
+    """Nodes MetalLB's speaker announces from: it skips nodes labelled exclude-from-external-load-balancers
+    unless run with --ignore-exclude-lb, which the native manifest does not pass (metallb/metallb
+    v0.16.1, speaker/layer2_controller.go)."""
+    return [n["metadata"]["name"] for n in nodes(st) if EXCLUDE_LB not in n["metadata"]["labels"]]
+
+
+def node_words(words: list[str]) -> tuple[str, list[str]]:
+    if words and "/" in words[0]:
+        kind, _, name = words[0].partition("/")
+        rest = words[1:]
+    elif len(words) >= 2:
+        kind, name, rest = words[0], words[1], words[2:]
+    else:
+        raise KubectlError("error: the test double supports `label|taint node NAME ...` only")
+    if kind not in ("node", "nodes", "no"):
+        raise KubectlError("error: the test double supports `label|taint node NAME ...` only")
+    return name, rest
+
+
+def do_label(st: dict, words: list[str], flags: dict, files: list[dict]) -> str:
+    name, changes = node_words(words)
+    if name not in st["nodes"]:
+        raise not_found("Node", name)
+    labels = st.setdefault("node_meta", {}).setdefault(name, {}).setdefault("labels", {})
+    for change in changes:
+        if change.endswith("-"):
+            labels.pop(change[:-1], None)  # kubectl: removing an absent label is not an error
+        else:
+            k, _, v = change.partition("=")
+            labels[k] = v
+    return f"node/{name} labeled\n"
+
+
+def do_taint(st: dict, words: list[str], flags: dict, files: list[dict]) -> str:
+    name, changes = node_words(words)
+    if name not in st["nodes"]:
+        raise not_found("Node", name)
+    taints = st.setdefault("node_meta", {}).setdefault(name, {}).setdefault("taints", [])
+    for change in changes:
+        if not change.endswith("-"):
+            raise KubectlError("error: the test double only removes taints")
+        k, _, effect = change[:-1].partition(":")
+        keep = [t for t in taints if not (t["key"] == k and (not effect or t["effect"] == effect))]
+        if len(keep) == len(taints):
+            raise KubectlError(f'error: taint "{change[:-1]}" not found')
+        taints[:] = keep
+    return f"node/{name} untainted\n"
 
 
 def workloads_matching(st: dict, ns: str, selector: dict) -> list[dict]:
@@ -208,10 +276,28 @@ TOKEN = re.compile(r"\.([A-Za-z0-9_\-]+(?:\\\.[A-Za-z0-9_\-]+)*)|\[(\*|\d+)\]|\[
 
 
 def jsonpath(template: str, data: object) -> str:
+    # {range PATH}...{end}: the inner template once per element (its {.field}s relative to it, {"\\n"}
+    # literals decoded), as the taint check prints a node's taints.
+    r = re.fullmatch(r"\{range ([^}]*)\}(.*)\{end\}", template.strip(), re.S)
+    if r:
+        out = []
+        for item in _values(r.group(1), data, template):
+            for piece in re.findall(r"\{[^}]*\}|[^{]+", r.group(2)):
+                if piece.startswith('{"'):
+                    out.append(json.loads(piece[1:-1]))
+                elif piece.startswith("{"):
+                    out.append(jsonpath(piece, item))
+                else:
+                    out.append(piece)
+        return "".join(out)
     m = re.fullmatch(r"\{(.*)\}", template.strip())
     if not m:
         raise KubectlError(f"error: error parsing jsonpath {template}: only {{.path}} templates are supported by the test double")
-    path = m.group(1)
+    values = _values(m.group(1), data, template)
+    return " ".join(json.dumps(v) if isinstance(v, dict | list) else str(v).lower() if isinstance(v, bool) else str(v) for v in values)
+
+
+def _values(path: str, data: object, template: str) -> list:
     values = [data]
     pos = 0
     while pos < len(path):
@@ -241,7 +327,7 @@ def jsonpath(template: str, data: object) -> str:
                     if cur == want:
                         nxt.append(item)
         values = nxt
-    return " ".join(json.dumps(v) if isinstance(v, dict | list) else str(v).lower() if isinstance(v, bool) else str(v) for v in values)
+    return values
 
 
 # ---- kubectl verbs ----------------------------------------------------------------------------------
@@ -308,6 +394,27 @@ def admit(st: dict, kind: str, ns: str, name: str) -> None:
         )
 
 
+# StorageClass fields the API server refuses to change (kubernetes pkg/apis/storage/validation
+# ValidateStorageClassUpdate: parameters, provisioner and reclaimPolicy are Forbidden;
+# volumeBindingMode is immutable). A real apply of a changed class fails with this message.
+SC_FORBIDDEN = ("parameters", "provisioner", "reclaimPolicy")
+
+
+def immutable(st: dict, kind: str, ns: str, name: str, doc: dict) -> None:
+    live = st["objects"].get(key(kind, ns, name))
+    if kind != "StorageClass" or live is None:
+        return
+    problems = [
+        f"{f}: Forbidden: updates to {f} are forbidden."
+        for f in SC_FORBIDDEN
+        if (live.get(f) or ({} if f == "parameters" else None)) != (doc.get(f) or ({} if f == "parameters" else None))
+    ]
+    if live.get("volumeBindingMode") != doc.get("volumeBindingMode"):
+        problems.append(f"volumeBindingMode: Invalid value: \"{doc.get('volumeBindingMode')}\": field is immutable")
+    if problems:
+        raise KubectlError(f'The StorageClass "{name}" is invalid: ' + ", ".join(problems))
+
+
 def do_apply(st: dict, words: list[str], flags: dict, files: list[dict]) -> str:
     if not files:
         raise KubectlError("error: must specify one of -f and -k")
@@ -316,6 +423,7 @@ def do_apply(st: dict, words: list[str], flags: dict, files: list[dict]) -> str:
     for doc in docs_of(files):
         kind, ns, name = ident(st, doc, default_ns)
         admit(st, kind, ns, name)
+        immutable(st, kind, ns, name, doc)
         if ns:
             doc["metadata"]["namespace"] = ns
         st["objects"][key(kind, ns, name)] = doc
@@ -332,6 +440,7 @@ def do_diff(st: dict, words: list[str], flags: dict, files: list[dict]) -> tuple
         kind, ns, name = ident(st, doc, default_ns)
         try:
             admit(st, kind, ns, name)
+            immutable(st, kind, ns, name, doc)  # the server-side dry run fails like the apply would
         except KubectlError as err:
             raise KubectlError(str(err), 2) from None
         if ns:
@@ -512,6 +621,14 @@ def kubectl(argv: list[str], files: list[dict]) -> tuple[int, str, str]:
                 out = do_apply(st, rest, flags, files)
                 save(st)
                 return 0, out, ""
+            if verb in ("label", "taint"):
+                out = (do_label if verb == "label" else do_taint)(st, rest, flags, files)
+                save(st)
+                return 0, out, ""
+            if verb == "delete":
+                out = do_delete(st, rest, flags, files)
+                save(st)
+                return 0, out, ""
             if verb == "diff":
                 out, code = do_diff(st, rest, flags, files)
                 return code, out, ""
@@ -561,7 +678,9 @@ class Handler(BaseHTTPRequestHandler):
                     if not k.startswith("Service/"):
                         continue
                     svc = with_status(st, obj)
-                    addrs = {svc["spec"]["clusterIP"]} | {i["ip"] for i in svc["status"].get("loadBalancer", {}).get("ingress", [])}
+                    addrs = {svc["spec"]["clusterIP"]}
+                    if announcing_nodes(st):  # an assigned LoadBalancer address answers only when announced
+                        addrs |= {i["ip"] for i in svc["status"].get("loadBalancer", {}).get("ingress", [])}
                     ports = {p.get("port") for p in svc["spec"].get("ports", [])}
                     if ip in addrs and port in ports and workloads_matching(st, obj["metadata"]["namespace"], svc["spec"].get("selector") or {}):
                         self._send(200, {"service": k})
@@ -624,7 +743,8 @@ def main() -> None:
     a = p.parse_args()
     if not STATE.exists():
         save({"objects": kubeadm_addons(), "nodes": [a.node], "tokens": [], "joins": [], "service_cidr": a.service_cidr,
-              "pod_cidr": a.pod_cidr, "version": "v1.36 (labctl test double)"})
+              "pod_cidr": a.pod_cidr, "version": "v1.36 (labctl test double)",
+              "node_meta": {a.node: control_plane_meta()}})
     server = ThreadingHTTPServer((a.address, a.port), Handler)
     server.serve_forever()
 
