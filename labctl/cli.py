@@ -422,6 +422,11 @@ def cache_status(lab_file: Path | None, directory: Path) -> None:
     show_default=True,
     help="How Open WebUI is reached: port-forward (ClusterIP) or the cluster's load balancer.",
 )
+@click.option(
+    "--cluster-rbac",
+    is_flag=True,
+    help="Also create Prometheus' ClusterRole (nodes/metrics) for pod CPU/memory; checks you may first.",
+)
 @click.option("--dry-run", is_flag=True, help="Preflight, then `kubectl apply --dry-run`; create nothing.")
 def deploy(
     lab_file: Path | None,
@@ -432,12 +437,15 @@ def deploy(
     data_storage_class: str | None,
     gpu: bool,
     webui_service: str,
+    cluster_rbac: bool,
     dry_run: bool,
 ) -> None:
     """Deploy only the apps layer (Ollama, Open WebUI, enabled options) to a cluster that exists.
 
     Checks first that kubectl, the namespace (created if missing), the storage class and, with
     --gpu, allocatable GPUs are there; models and options come from lab.yaml's apps section.
+    Rights only in your own namespace are enough: what you may not look up is reported as
+    "cannot check", and nothing cluster-wide is created unless you pass --cluster-rbac.
 
     \b
     Example:
@@ -457,6 +465,7 @@ def deploy(
         data_storage_class=data_storage_class,
         gpu=gpu,
         webui_service_type=webui_service,
+        cluster_rbac=cluster_rbac,
         dry_run=dry_run,
         echo=click.echo,
     )

@@ -67,6 +67,15 @@ class Target:
     gpu_runtime_class: bool = True
     webui_service_type: Literal["LoadBalancer", "ClusterIP"] = "LoadBalancer"
     labels: dict[str, str] = field(default_factory=dict)
+    # Cluster-scoped objects (Prometheus' ClusterRole for nodes/metrics): always in the lab; in
+    # deploy mode only when asked (labctl deploy --cluster-rbac), after checking the right to.
+    cluster_rbac: bool = True
+    # An offline room (create --cache): Open WebUI gets OFFLINE_MODE and HF_HUB_OFFLINE, as with
+    # lab.yaml's offline: true.
+    offline: bool = False
+    # Deploy: the controller behind apps.options.ingress_class, read from the cluster's IngressClass
+    # (None = the spec's ingress_controller).
+    ingress_controller: str | None = None
 
 
 # ---- sizing -----------------------------------------------------------------------------------------
@@ -181,6 +190,10 @@ def _context(spec: LabSpec, secrets: LabSecrets, target: Target) -> dict[str, An
         webui_address=spec.webui_address,
         webui_service_type="LoadBalancer" if lab else target.webui_service_type,
         webui_memory_limit=f"{WEBUI_MEMORY_LIMIT_MIB}Mi",
+        cluster_rbac=target.cluster_rbac if not lab else True,
+        offline=spec.offline or target.offline,
+        ingress_class=options.ingress_class,
+        ingress_controller=target.ingress_controller or options.ingress_controller,
         secrets_b64={"webui_secret_key": _b64(secrets.webui_secret_key),
                      "grafana_admin_password": _b64(secrets.grafana_admin_password)},
         metallb_namespace=METALLB_NAMESPACE,
@@ -328,4 +341,5 @@ def write_bundles(bundles: dict[str, str], out_dir: Path) -> list[Path]:
 
 
 def deploy_target(namespace: str, **kwargs: Any) -> Target:
-    return replace(Target(mode="deploy", namespace=namespace, webui_service_type="ClusterIP"), **kwargs)
+    base = Target(mode="deploy", namespace=namespace, webui_service_type="ClusterIP", cluster_rbac=False)
+    return replace(base, **kwargs)

@@ -212,7 +212,14 @@ class Options(Model):
     gpu: bool = Field(default=False, description="NVIDIA device plugin + RuntimeClass; Ollama on the GPU worker")
     autoscaling: bool = Field(default=False, description="HPA on Ollama: 2-10 replicas on CPU (needs metrics-server)")
     monitoring: bool = Field(default=False, description="Prometheus + Grafana (+ blackbox probe of Ollama), ClusterIP")
-    ingress: bool = Field(default=False, description="Open WebUI by host name through an existing NGINX ingress controller")
+    ingress: bool = Field(default=False, description="Open WebUI by host name through an existing ingress controller")
+    # Which controller serves the class decides the annotations (timeouts, websockets): labctl deploy
+    # reads it from the cluster's IngressClass; labctl create takes it from here.
+    ingress_class: Name = Field(default="nginx", description="IngressClass of the ingress (k3s serves traefik)")
+    ingress_controller: Literal["ingress-nginx", "nginx-inc", "traefik", "other"] = Field(
+        default="ingress-nginx",
+        description="controller behind ingress_class: ingress-nginx, nginx-inc (F5 NGINX), traefik, other (no annotations)",
+    )
     ingress_host: str = Field(default="webui.lab.local", description="host name of the ingress")
     ingress_tls: bool = Field(default=False, description="serve the ingress over TLS with ingress_tls_secret")
     ingress_tls_secret: Name = Field(default="webui-tls", description="kubernetes.io/tls Secret for ingress_tls")

@@ -345,10 +345,43 @@ def test_monitoring_option() -> None:
     assert "container_cpu_usage_seconds_total" in exprs and "container_memory_working_set_bytes" in exprs
     assert "probe_duration_seconds" in exprs
     prom = one(objs, "ConfigMap", "prometheus-config")["data"]["prometheus.yml"]
-    assert "/proxy/metrics/cadvisor" in prom and "ollama-generate-probe" in prom
+    assert "ollama-generate-probe" in prom
     grafana = container(one(objs, "Deployment", "grafana"))
     assert env_of(grafana)["GF_SECURITY_ADMIN_PASSWORD"]["valueFrom"]["secretKeyRef"]["name"] == "grafana-admin"
     one(objs, "ClusterRole", "labctl-prometheus-llm")
+
+
+def test_prometheus_reads_cadvisor_at_the_kubelet_with_nodes_metrics_only() -> None:
+    """The kubelet authorizes /metrics/* as nodes/metrics and every other path (exec, run, attach)
+    as nodes/proxy (kubernetes/kubernetes pkg/kubelet/server/auth.go, GetRequestAttributes), and
+    the API server's node proxy needs nodes/proxy itself. So: scrape https://<node>:10250/metrics/cadvisor
+    directly, and never grant nodes/proxy (Kubernetes RBAC good practices: nodes/proxy reaches exec)."""
+    import yaml
+
+    objs = objects("monitoring")
+    rules = one(objs, "ClusterRole", "labctl-prometheus-llm")["rules"]
+    granted = {(r, v) for rule in rules for r in rule["resources"] for v in rule["verbs"]}
+    assert granted == {("nodes", "get"), ("nodes", "list"), ("nodes", "watch"), ("nodes/metrics", "get")}
+    prom = yaml.safe_load(one(objs, "ConfigMap", "prometheus-config")["data"]["prometheus.yml"])
+    job = next(j for j in prom["scrape_configs"] if j["job_name"] == "kubelet-cadvisor")
+    assert job["metrics_path"] == "/metrics/cadvisor" and job["scheme"] == "https"
+    assert "relabel_configs" not in job, "the target stays the node's own address, not the API server's proxy"
+    assert job["tls_config"] == {"insecure_skip_verify": True}  # kubeadm's kubelet cert is self-signed
+    for case in CASES:
+        for obj in objects(case):
+            if obj["kind"] in ("ClusterRole", "Role"):
+                assert not any("nodes/proxy" in r["resources"] for r in obj["rules"]), case
+
+
+def test_deploy_renders_no_cluster_scoped_object_unless_asked() -> None:
+    spec, _ = CASES["all-options"]
+    plain = load_objects(render_bundles(spec, TEST_SECRETS, deploy_target("alice", gpu=False))["apps"])
+    assert [o for o in plain if "namespace" not in o["metadata"]] == []
+    prom = one(plain, "ConfigMap", "prometheus-config")["data"]["prometheus.yml"]
+    assert "kubelet-cadvisor" not in prom and "ollama-generate-probe" in prom
+    assert one(plain, "Deployment", "prometheus")["spec"]["template"]["spec"]["automountServiceAccountToken"] is False
+    asked = load_objects(render_bundles(spec, TEST_SECRETS, deploy_target("alice", cluster_rbac=True))["apps"])
+    assert {o["kind"] for o in asked if "namespace" not in o["metadata"]} == {"ClusterRole", "ClusterRoleBinding"}
 
 
 def test_ingress_option_with_tls_and_openai_upstream() -> None:
@@ -402,6 +435,13 @@ def test_students_side_by_side_do_not_clash() -> None:
         return {(o["kind"], o["metadata"]["name"]) for o in objs if "namespace" not in o["metadata"]}
 
     alice, bob = cluster_scoped("alice", "deploy"), cluster_scoped("bob", "deploy")
+    assert alice == bob == set(), "deploy mode renders no cluster-scoped object unless --cluster-rbac"
+
+    def with_rbac(ns: str) -> set[tuple[str, str]]:
+        objs = load_objects(render_bundles(spec, TEST_SECRETS, deploy_target(ns, cluster_rbac=True))["apps"])
+        return {(o["kind"], o["metadata"]["name"]) for o in objs if "namespace" not in o["metadata"]}
+
+    alice, bob = with_rbac("alice"), with_rbac("bob")
     assert alice and not alice & bob
     # Lab mode, two namespaces: only the identical RuntimeClass is shared (safe: same content).
     lab_a, lab_b = cluster_scoped("alice", "lab"), cluster_scoped("bob", "lab")
