@@ -1,0 +1,163 @@
+"""The apps layer on real clusters and in real rooms (issue 16): what the shims never show.
+
+Each test names the upstream fact it encodes, checked at the source.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+from manifest_cases import CASES, TEST_SECRETS, objects, spec_with
+
+from labctl.artefacts import build_artefacts
+from labctl.manifests import load_objects, render_bundles
+from labctl.plan import build_plan
+
+
+def deployment(objs: list[dict[str, Any]], name: str) -> dict[str, Any]:
+    return next(o for o in objs if o["kind"] == "Deployment" and o["metadata"]["name"] == name)
+
+
+def webui_env(objs: list[dict[str, Any]]) -> dict[str, Any]:
+    pod = deployment(objs, "open-webui")["spec"]["template"]["spec"]
+    return {e["name"]: e.get("value", e.get("valueFrom")) for e in pod["containers"][0]["env"]}
+
+
+# ---- item 5: offline rooms -------------------------------------------------------------------------
+def test_without_an_upstream_open_webui_never_asks_openai() -> None:
+    """ENABLE_OPENAI_API defaults to True in Open WebUI's config (open-webui backend/open_webui/config.py),
+    so without it every model list waits on api.openai.com — in an offline room the page hangs."""
+    assert webui_env(objects("default"))["ENABLE_OPENAI_API"] == "False"
+    assert webui_env(objects("ingress-tls-openai"))["ENABLE_OPENAI_API"] == "True"
+
+
+def test_offline_and_cache_labs_switch_open_webui_and_hugging_face_offline(tmp_path: Path) -> None:
+    """OFFLINE_MODE turns off update checks and model downloads; HF_HUB_OFFLINE keeps the Hugging
+    Face client from asking the hub (docs.openwebui.com tutorials/offline-mode)."""
+    assert "OFFLINE_MODE" not in webui_env(objects("default"))
+    offline = load_objects(render_bundles(spec_with(offline=True), TEST_SECRETS)["apps"])
+    assert webui_env(offline)["OFFLINE_MODE"] == "True" and webui_env(offline)["HF_HUB_OFFLINE"] == "1"
+    # create --cache: the artefact the playbook applies is rendered offline too.
+    spec = spec_with()
+    cached = build_artefacts(spec, tmp_path, secrets=TEST_SECRETS, offline=True)["apps"].content.decode()
+    assert webui_env(load_objects(cached))["HF_HUB_OFFLINE"] == "1"
+    online = build_artefacts(spec, tmp_path, secrets=TEST_SECRETS)["apps"].content.decode()
+    assert "HF_HUB_OFFLINE" not in online
+
+
+def test_the_embedding_model_baked_in_the_image_is_seeded_onto_the_data_volume() -> None:
+    """open-webui's Dockerfile sets SENTENCE_TRANSFORMERS_HOME and HF_HOME to
+    /app/backend/data/cache/embedding/models, inside DATA_DIR — the folder our data volume is mounted
+    on, which hides the image's copy. An init container copies it onto the volume once."""
+    for case in ("default", "deploy-alice"):
+        pod = deployment(objects(case), "open-webui")["spec"]["template"]["spec"]
+        init = next(c for c in pod["initContainers"] if c["name"] == "seed-embedding-model")
+        assert init["image"] == pod["containers"][0]["image"], "the copy comes from the same image"
+        script = init["args"][0]
+        assert "/app/backend/data/cache/embedding/models" in script
+        mount = next(m for m in init["volumeMounts"] if m["name"] == "data")
+        assert mount["mountPath"] != "/app/backend/data", "mounting on DATA_DIR would hide the source"
+        assert "/seed/cache/embedding" in script and mount["mountPath"] == "/seed"
+
+
+def test_seed_script_copies_once_and_only_when_the_image_has_the_model(tmp_path: Path) -> None:
+    pod = deployment(objects("default"), "open-webui")["spec"]["template"]["spec"]
+    script = next(c for c in pod["initContainers"] if c["name"] == "seed-embedding-model")["args"][0]
+    image, volume = tmp_path / "image", tmp_path / "volume"
+    local = script.replace("/app/backend/data", str(image / "data")).replace("/seed", str(volume))
+    run = lambda: subprocess.run(["sh", "-c", local], capture_output=True, text=True, check=True).stdout  # noqa: E731
+    assert "carries no embedding model" in run() and not (volume / "cache").exists()
+    model = image / "data" / "cache" / "embedding" / "models" / "all-MiniLM-L6-v2"
+    model.mkdir(parents=True)
+    (model / "weights.bin").write_text("w")
+    assert "seeded" in run()
+    assert (volume / "cache" / "embedding" / "models" / "all-MiniLM-L6-v2" / "weights.bin").read_text() == "w"
+    assert "already on the volume" in run()
+
+
+# ---- item 6: openai_secret in a create lab ---------------------------------------------------------
+def test_create_stops_right_after_apply_when_the_openai_secret_is_missing() -> None:
+    spec = spec_with({"openai_secret": "openai-upstream"})
+    steps = [s.id for s in build_plan(spec, include_provider=False).steps]
+    at = steps.index("apps.check-openai-secret")
+    assert steps[at - 1] == "apps.apply-apps" and steps[at + 1] == "apps.wait-for-apps"
+    step = next(s for s in build_plan(spec, include_provider=False).steps if s.id == "apps.check-openai-secret")
+    run = step.commands[0].run
+    assert "kubectl -n llm create secret generic openai-upstream --from-literal=OPENAI_API_BASE_URL=" in run
+    assert "apps.check-openai-secret" not in [s.id for s in build_plan(spec_with(), include_provider=False).steps]
+
+
+def test_the_openai_check_passes_shellcheck(tmp_path: Path) -> None:
+    exe = shutil.which("shellcheck")
+    if exe is None:
+        pytest.skip("SHELLCHECK MISSING: apt-get install shellcheck (CI installs it)")
+    spec = spec_with({"openai_secret": "openai-upstream"})
+    step = next(s for s in build_plan(spec, include_provider=False).steps if s.id == "apps.check-openai-secret")
+    for i, block in enumerate((step.commands[0].check, step.commands[0].run)):
+        path = tmp_path / f"block{i}.sh"
+        path.write_text("#!/bin/bash\nset -euo pipefail\n" + block)
+        result = subprocess.run([exe, "-s", "bash", str(path)], capture_output=True, text=True)
+        assert result.returncode == 0, result.stdout
+
+
+# ---- item 11: Pod Security ---------------------------------------------------------------------------
+HARDENED = {"prometheus", "grafana", "blackbox-exporter"}
+
+
+def pods() -> list[tuple[str, str, dict[str, Any]]]:
+    out = []
+    for case in CASES:
+        for obj in objects(case):
+            if obj["kind"] in ("Deployment", "Job", "DaemonSet"):
+                out.append((case, obj["metadata"]["name"], obj["spec"]["template"]["spec"]))
+    return out
+
+
+def restricted_problems(name: str, pod: dict[str, Any], *, lab_init: bool) -> list[str]:
+    """The Pod Security 'restricted' profile's checks for what we render (kubernetes.io
+    pod-security-standards): seccomp RuntimeDefault, no privilege escalation, drop ALL, non-root."""
+    out = []
+    if pod.get("securityContext", {}).get("seccompProfile", {}).get("type") != "RuntimeDefault":
+        out.append(f"{name}: pod seccompProfile RuntimeDefault")
+    if not pod.get("securityContext", {}).get("runAsNonRoot"):
+        out.append(f"{name}: runAsNonRoot")
+    for c in pod["containers"] + ([] if lab_init else pod.get("initContainers", [])):
+        sc = c.get("securityContext", {})
+        if sc.get("allowPrivilegeEscalation") is not False:
+            out.append(f"{name}/{c['name']}: allowPrivilegeEscalation false")
+        if sc.get("capabilities", {}).get("drop") != ["ALL"]:
+            out.append(f"{name}/{c['name']}: drop ALL")
+        if sc.get("runAsNonRoot") is False or sc.get("runAsUser") == 0:
+            out.append(f"{name}/{c['name']}: runs as root")
+    return out
+
+
+def test_every_pod_that_can_run_hardened_does() -> None:
+    seen = set()
+    for case, name, pod in pods():
+        if name in HARDENED or name.startswith("ollama-pull-"):
+            seen.add(name.split("-pull-")[0] if name.startswith("ollama-pull-") else name)
+            # Lab mode only: the chown init container of a hostPath volume (root, CHOWN alone).
+            lab_init = not case.startswith("deploy")
+            assert restricted_problems(name, pod, lab_init=lab_init) == [], case
+            assert pod.get("automountServiceAccountToken") is not True or name == "prometheus"
+    assert seen == HARDENED | {"ollama"}
+
+
+def test_root_images_take_what_they_can() -> None:
+    """Ollama and Open WebUI run as root in their images: no runAsNonRoot, but seccomp
+    RuntimeDefault and no privilege escalation — Pod Security 'baseline' admits them."""
+    for case, name, pod in pods():
+        if name in ("ollama", "open-webui"):
+            assert pod["securityContext"]["seccompProfile"]["type"] == "RuntimeDefault", case
+            for c in pod["containers"] + pod.get("initContainers", []):
+                assert c["securityContext"]["allowPrivilegeEscalation"] is False, (case, c["name"])
+
+
+def test_the_restricted_check_can_fail() -> None:
+    pod = {"securityContext": {}, "containers": [{"name": "x", "securityContext": {"runAsUser": 0}}]}
+    assert len(restricted_problems("x", pod, lab_init=False)) == 5
