@@ -151,7 +151,7 @@ def test_ollama_deployment_from_spec() -> None:
 
 
 def test_ollama_resources_follow_the_smallest_worker() -> None:
-    # 8 GiB / 4 CPU: 8192 − (1024 + 819) − 2048 = 4301 → 4096 Mi; CPU 4 − 1 = 3.
+    # 8 GiB / 4 CPU: 8192 − (1024 + 819) − 64 − 2048 = 4237 → 4096 Mi; CPU 4 − 1 = 3.
     r = ollama_resources(LabSpec.default())
     assert (r.memory_limit, r.memory_request, r.cpu_limit, r.cpu_request) == ("4096Mi", "2048Mi", "3000m", "1500m")
     small = spec_with(
@@ -162,11 +162,37 @@ def test_ollama_resources_follow_the_smallest_worker() -> None:
             ]
         }
     )
-    # 6144 − (1024 + 614) − 2048 = 2458 → 2304 Mi; CPU 2 − 1 = 1.
+    # worker2 holds no Open WebUI: 6144 − (1024 + 614) − 64 = 4442 → 4352; worker1 (the data node)
+    # 8192 − 1843 − 64 − 2048 = 4237 → 4096 is the tighter one. CPU from the smallest: 2 − 1 = 1.
     r = ollama_resources(small)
-    assert (r.memory_limit, r.cpu_limit) == ("2304Mi", "1000m")
+    assert (r.memory_limit, r.cpu_limit) == ("4096Mi", "1000m")
     tiny = spec_with(nodes={"workers": [{"name": "w", "ip": "192.168.33.101", "cpus": 1, "memory_mib": 2048}]})
     assert ollama_resources(tiny).memory_limit == "1024Mi"  # floor
+
+
+def test_memory_limits_on_the_ollama_node_fit_the_node() -> None:
+    """Issue 16 item 10: with monitoring, Prometheus (1Gi), Grafana and blackbox land on the worker
+    that holds Open WebUI; Ollama's limit used to leave room only for Open WebUI, and the limits
+    added up to 9.6 GiB on an 8 GiB node."""
+    from labctl.manifests import SYSTEM_RESERVE_FRACTION, SYSTEM_RESERVE_MIB, data_node
+
+    def mib(q: str) -> int:
+        return int(q[:-2]) * (1024 if q.endswith("Gi") else 1)
+
+    for options in ({}, {"monitoring": True}):
+        spec = spec_with(options)
+        node = data_node(spec)
+        objs = load_objects(render_bundles(spec, TEST_SECRETS)["apps"])
+        limits = sum(
+            mib(c["resources"]["limits"]["memory"])
+            for o in objs
+            if o["kind"] in ("Deployment", "Job")
+            for c in o["spec"]["template"]["spec"]["containers"]
+        )
+        reserve = SYSTEM_RESERVE_MIB + int(node.memory_mib * SYSTEM_RESERVE_FRACTION)
+        assert limits <= node.memory_mib - reserve, (options, limits)
+    r = ollama_resources(spec_with({"monitoring": True}))
+    assert r.memory_limit == "2560Mi"
 
 
 def test_model_pull_job_pulls_every_model_with_retries() -> None:
@@ -254,10 +280,12 @@ def test_without_workers_node_local_volumes_and_sizing_use_the_master() -> None:
     assert "open-webui-data-llm" in pins and len(pins) >= 3
     assert set(map(tuple, pins.values())) == {("master",)}
     spec, _ = CASES["no-workers"]
-    # Ollama is sized for the master (8 GiB / 4 CPUs, like the seed worker).
+    # Ollama is sized for the master (8 GiB / 4 CPUs) it shares with Open WebUI and monitoring:
+    # 8192 − 1843 − 64 − 2048 − 1600 = 2637 → 2560 Mi.
     r = ollama_resources(spec)
-    assert (r.memory_limit, r.cpu_limit) == ("4096Mi", "3000m")
+    assert (r.memory_limit, r.cpu_limit) == ("2560Mi", "3000m")
     small_master = spec_with(nodes={"workers": [], "master": {"name": "cp", "ip": "192.168.33.100", "cpus": 2, "memory_mib": 6144}})
+    # 6144 − 1638 − 64 − 2048 = 2394 → 2304 Mi.
     assert (ollama_resources(small_master).memory_limit, ollama_resources(small_master).cpu_limit) == ("2304Mi", "1000m")
     assert set(map(tuple, pinned_nodes(load_objects(render_bundles(small_master, TEST_SECRETS)["apps"])).values())) == {("cp",)}
 
@@ -313,8 +341,9 @@ def test_gpu_option() -> None:
     assert pod["nodeSelector"] == {"kubernetes.io/hostname": "gpu1"}
     assert {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"} in pod["tolerations"]
     assert pod["containers"][0]["resources"]["limits"]["nvidia.com/gpu"] == 1
-    # Sized from the 16 GiB GPU worker: 16384 − (1024 + 1638) − 2048 = 11674 → 11520 Mi.
-    assert pod["containers"][0]["resources"]["limits"]["memory"] == "11520Mi"
+    # Sized from the 16 GiB GPU worker, where Open WebUI never runs (its volume pins it to worker1):
+    # 16384 − (1024 + 1638) − 64 (pull Job) = 13658 → 13568 Mi.
+    assert pod["containers"][0]["resources"]["limits"]["memory"] == "13568Mi"
 
 
 def test_autoscaling_option_matches_the_seed() -> None:
