@@ -301,6 +301,8 @@ class LabSpec(Model):
                     f"{budget} MiB — lower nodes.*.memory_mib or raise the budget if the host has room"
                 )
             )
+        if not self.apps.openwebui.auth:
+            out.append(SpecWarning(_auth_off_warning(self)))
         return out
 
     # ---- cross-field checks ---------------------------------------------------------------------
@@ -565,3 +567,17 @@ def _explain(err: ValidationError) -> list[str]:
         else:
             lines.append(f"{where}: {msg}")
     return lines
+
+
+def _auth_off_warning(spec: LabSpec) -> str:
+    """Open WebUI honours WEBUI_AUTH=False only on an install without users (docs.openwebui.com,
+    env-configuration, WEBUI_AUTH); its users live on the data node's disk and outlive creates."""
+    from labctl.manifests import DEFAULT_NAMESPACE, LOCAL_DATA_ROOT, data_node
+
+    folder = f"{LOCAL_DATA_ROOT}/{DEFAULT_NAMESPACE}/open-webui-data"
+    return (
+        "apps.openwebui.auth: false works only while Open WebUI has no user at all — once anyone signed up "
+        f"(users are kept in {folder} on {data_node(spec).name} across creates) it locks everyone out. "
+        f"Way out: set auth: true again and re-run labctl create, or start from scratch by deleting {folder}/webui.db "
+        f"on {data_node(spec).name} (every account and chat is lost)"
+    )

@@ -161,3 +161,21 @@ def test_root_images_take_what_they_can() -> None:
 def test_the_restricted_check_can_fail() -> None:
     pod = {"securityContext": {}, "containers": [{"name": "x", "securityContext": {"runAsUser": 0}}]}
     assert len(restricted_problems("x", pod, lab_init=False)) == 5
+
+
+# ---- item 9: auth off on an install that has users ---------------------------------------------------
+def test_validate_warns_that_auth_off_locks_existing_users_out_and_gives_the_way_out(tmp_path: Path, monkeypatch) -> None:
+    """Open WebUI: "turning off authentication is only possible for fresh installations without any
+    existing users" (docs.openwebui.com getting-started/advanced-topics/env-configuration, WEBUI_AUTH)."""
+    from click.testing import CliRunner
+
+    from labctl.cli import cli
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "lab.yaml").write_text("apps:\n  openwebui:\n    auth: false\n")
+    result = CliRunner().invoke(cli, ["validate"])
+    assert result.exit_code == 0, result.output
+    warning = next(line for line in result.output.splitlines() if line.startswith("warning: apps.openwebui.auth"))
+    assert "/var/lib/labctl/llm/open-webui-data on worker1" in warning and "Way out: set auth: true" in warning
+    (tmp_path / "lab.yaml").write_text("apps:\n  openwebui:\n    auth: true\n")
+    assert "apps.openwebui.auth" not in CliRunner().invoke(cli, ["validate"]).output
