@@ -39,6 +39,7 @@ import tempfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from datetime import UTC
 from pathlib import Path
 from typing import Any
 
@@ -443,11 +444,19 @@ class Upstreams:
 class Source:
     """GET over http(s):// (httpx, redirects followed, anonymous bearer tokens) or file://."""
 
-    def __init__(self, timeout: float = 60.0) -> None:
+    # A registry that says 429 (Docker Hub: about 10 anonymous pulls an hour per address, manifest
+    # requests included) or 503 is asked again after its Retry-After, a few times, if that is short.
+    RATE_LIMIT_RETRIES = 3
+    MAX_RETRY_AFTER_SECONDS = 300.0
+
+    def __init__(self, timeout: float = 60.0, sleep: Callable[[float], None] | None = None) -> None:
+        import time
+
         self.timeout = timeout
         self._client: Any = None
         self._tokens: dict[str, str] = {}
         self.bytes_downloaded = 0
+        self.sleep = sleep or time.sleep
 
     def _http(self) -> Any:
         if self._client is None:
@@ -461,7 +470,7 @@ class Source:
             self._client.close()
 
     @contextmanager
-    def open(self, url: str, headers: dict[str, str] | None = None) -> Iterator[Iterator[bytes]]:
+    def open(self, url: str, headers: dict[str, str] | None = None, _attempt: int = 0) -> Iterator[Iterator[bytes]]:
         if url.startswith("file://"):
             path = Path(url.removeprefix("file://"))
             if not path.is_file():
@@ -480,10 +489,20 @@ class Source:
         scope = url.split("/v2/")[0] if "/v2/" in url else ""
         if scope in self._tokens:
             hdrs["Authorization"] = f"Bearer {self._tokens[scope]}"
+        wait: float | None = None
         with client.stream("GET", url, headers=hdrs) as resp:
             if resp.status_code == 401 and scope and "Authorization" not in hdrs:
                 resp.read()
                 self._tokens[scope] = self._token(resp.headers.get("www-authenticate", ""), url)
+            elif resp.status_code in (429, 503):
+                resp.read()
+                wait = retry_after_seconds(resp.headers.get("retry-after"), default=30.0 * (_attempt + 1))
+                if _attempt >= self.RATE_LIMIT_RETRIES or wait > self.MAX_RETRY_AFTER_SECONDS:
+                    raise CacheError(
+                        f"GET {url}: HTTP {resp.status_code}, the registry asks to wait {wait:.0f} s — it rate-limits "
+                        "this address (Docker Hub: about 10 anonymous pulls an hour, manifests included): fill the "
+                        "cache later, from another network, or with --mirror"
+                    )
             else:
                 if resp.status_code != 200:
                     raise CacheError(f"GET {url}: HTTP {resp.status_code}")
@@ -495,7 +514,12 @@ class Source:
 
                 yield chunks()
                 return
-        with self.open(url, headers) as again:  # retry once with the token
+        if wait is not None:
+            self.sleep(wait)
+            with self.open(url, headers, _attempt + 1) as again:
+                yield again
+            return
+        with self.open(url, headers, _attempt) as again:  # retry once with the token
             yield again
 
     def _token(self, challenge: str, url: str) -> str:
@@ -532,6 +556,23 @@ class Source:
             raise CacheError(f"{url}: {written} bytes, expected {size}")
         os.replace(tmp, dest)
         return written
+
+
+def retry_after_seconds(value: str | None, default: float) -> float:
+    """Retry-After as seconds: a number of seconds or an HTTP date (RFC 9110 section 10.2.3)."""
+    if not value:
+        return default
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
+    from datetime import datetime
+    from email.utils import parsedate_to_datetime
+
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return default
+    return max(0.0, (when - datetime.now(UTC)).total_seconds())
 
 
 MANIFEST_TYPES = ", ".join(

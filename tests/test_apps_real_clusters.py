@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import shutil
 import subprocess
+from datetime import UTC
 from pathlib import Path
 from typing import Any
 
@@ -179,3 +180,56 @@ def test_validate_warns_that_auth_off_locks_existing_users_out_and_gives_the_way
     assert "/var/lib/labctl/llm/open-webui-data on worker1" in warning and "Way out: set auth: true" in warning
     (tmp_path / "lab.yaml").write_text("apps:\n  openwebui:\n    auth: true\n")
     assert "apps.openwebui.auth" not in CliRunner().invoke(cli, ["validate"]).output
+
+
+# ---- item 7: registries that rate-limit ----------------------------------------------------------------
+def _source_answering(answers: list[tuple[int, dict[str, str]]]) -> tuple[Any, list[float], list[str]]:
+    """A cache Source whose httpx client answers from a list (httpx.MockTransport: no socket at all)."""
+    import httpx
+
+    from labctl.cache import Source
+
+    slept: list[float] = []
+    seen: list[str] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(str(request.url))
+        status, headers = answers.pop(0)
+        return httpx.Response(status, headers=headers, content=b"manifest" if status == 200 else b"")
+
+    source = Source(sleep=slept.append)
+    source._client = httpx.Client(transport=httpx.MockTransport(handler))
+    return source, slept, seen
+
+
+def test_cache_fill_honours_retry_after_on_429() -> None:
+    """Docker Hub answers 429 with Retry-After once an address passes its anonymous pull limit
+    (about 10 an hour; manifest requests count). The fill waits what it is told and asks again."""
+    url = "https://registry.test/v2/ollama/ollama/manifests/0.40.1"
+    source, slept, seen = _source_answering([(429, {"Retry-After": "7"}), (503, {}), (200, {})])
+    assert source.read(url) == b"manifest"
+    assert slept == [7.0, 60.0] and len(seen) == 3  # no header: 30 s × attempt
+
+
+def test_cache_fill_gives_up_on_a_long_rate_limit_with_the_way_out() -> None:
+    from labctl.cache import CacheError
+
+    source, slept, _ = _source_answering([(429, {"Retry-After": "3600"})])
+    with pytest.raises(CacheError, match=r"HTTP 429, the registry asks to wait 3600 s .* --mirror"):
+        source.read("https://registry.test/v2/x/manifests/1")
+    assert slept == []
+    source, slept, _ = _source_answering([(429, {"Retry-After": "1"})] * 4)
+    with pytest.raises(CacheError, match="HTTP 429"):
+        source.read("https://registry.test/v2/x/manifests/1")
+    assert slept == [1.0, 1.0, 1.0]
+
+
+def test_retry_after_as_an_http_date() -> None:
+    from datetime import datetime, timedelta
+    from email.utils import format_datetime
+
+    from labctl.cache import retry_after_seconds
+
+    later = format_datetime(datetime.now(UTC) + timedelta(seconds=90), usegmt=True)
+    assert 85 <= retry_after_seconds(later, default=1) <= 90
+    assert retry_after_seconds("soon", default=5) == 5 and retry_after_seconds(None, default=4) == 4
