@@ -204,7 +204,7 @@ def test_model_pull_job_pulls_every_model_with_retries() -> None:
     assert job["metadata"]["name"] == pull_job_name(["llama3.2:1b", "qwen2.5:0.5b", "nomic-embed-text"])
     assert job["spec"]["backoffLimit"] >= 1 and job["spec"]["ttlSecondsAfterFinished"] > 0
     c = container(job)
-    assert c["image"].startswith("curlimages/curl:")
+    assert c["image"].startswith("quay.io/curl/curl:")
     env = {k: v.get("value") for k, v in env_of(c).items()}
     assert env["MODELS"] == "llama3.2:1b qwen2.5:0.5b nomic-embed-text"
     assert env["OLLAMA_URL"] == "http://ollama.llm.svc:11434"
@@ -366,7 +366,7 @@ def test_monitoring_option() -> None:
 
     objs = objects("monitoring")
     images = {container(d)["image"] for d in by_kind(objs, "Deployment")}
-    assert {"prom/prometheus:v3.15.0", "grafana/grafana:13.2.3", "prom/blackbox-exporter:v0.27.0"} <= images
+    assert {"quay.io/prometheus/prometheus:v3.15.0", "grafana/grafana:13.2.3", "quay.io/prometheus/blackbox-exporter:v0.27.0"} <= images
     for claim in ("prometheus-data", "grafana-data"):
         assert one(objs, "PersistentVolumeClaim", claim)["spec"]["storageClassName"] == ""
     dashboard = json.loads(one(objs, "ConfigMap", "grafana-dashboard-ollama")["data"]["ollama.json"])
