@@ -360,6 +360,14 @@ def preflight(
                 "monitoring without --cluster-rbac: Prometheus records Ollama's latency only (pod CPU and memory "
                 "come from each kubelet, which needs the cluster-wide nodes/metrics right)"
             )
+    pull_secret = options.image_pull_secret
+    if pull_secret and not (report.namespace_exists and kubectl.exists("get", "secret", pull_secret, "-n", namespace)):
+        # The kubelet pulls anonymously when the Secret is missing: say so now, not after a 429.
+        report.notes.append(
+            f"apps.options.image_pull_secret: Secret {pull_secret!r} is not in namespace {namespace} yet, so images "
+            f"are pulled anonymously — create it with kubectl -n {namespace} create secret docker-registry "
+            f"{pull_secret} --docker-server=https://index.docker.io/v1/ --docker-username=... --docker-password=..."
+        )
     secret = options.openai_secret
     if secret and not (report.namespace_exists and kubectl.exists("get", "secret", secret, "-n", namespace)):
         create_ns = "" if report.namespace_exists else f"kubectl create namespace {namespace} && "

@@ -223,6 +223,17 @@ class Options(Model):
     ingress_host: str = Field(default="webui.lab.local", description="host name of the ingress")
     ingress_tls: bool = Field(default=False, description="serve the ingress over TLS with ingress_tls_secret")
     ingress_tls_secret: Name = Field(default="webui-tls", description="kubernetes.io/tls Secret for ingress_tls")
+    # Docker Hub limits anonymous pulls per address: a room behind one NAT runs out. A pull-through
+    # mirror is written to containerd's hosts.toml for docker.io on every node (playbook
+    # registry-mirror); a dockerconfigjson Secret lets the apps' pods pull as a logged-in user.
+    registry_mirror: str = Field(
+        default="",
+        pattern=r"^(https?://[A-Za-z0-9.-]+(:[0-9]{1,5})?(/[A-Za-z0-9._/-]*)?)?$",
+        description="pull-through mirror for docker.io images on every node, e.g. https://mirror.gcr.io; empty = none",
+    )
+    image_pull_secret: Name | Literal[""] = Field(
+        default="", description="kubernetes.io/dockerconfigjson Secret the apps' pods pull with; empty = anonymous"
+    )
     # The OpenAI-compatible upstream's URL and key never go in lab.yaml: name a Secret (keys
     # OPENAI_API_BASE_URL, OPENAI_API_KEY) created in the apps namespace; empty = no upstream.
     openai_secret: Name | Literal[""] = Field(

@@ -92,13 +92,16 @@ def test_create_stops_right_after_apply_when_the_openai_secret_is_missing() -> N
     assert "apps.check-openai-secret" not in [s.id for s in build_plan(spec_with(), include_provider=False).steps]
 
 
-def test_the_openai_check_passes_shellcheck(tmp_path: Path) -> None:
+def test_the_openai_check_and_the_mirror_step_pass_shellcheck(tmp_path: Path) -> None:
     exe = shutil.which("shellcheck")
     if exe is None:
         pytest.skip("SHELLCHECK MISSING: apt-get install shellcheck (CI installs it)")
-    spec = spec_with({"openai_secret": "openai-upstream"})
-    step = next(s for s in build_plan(spec, include_provider=False).steps if s.id == "apps.check-openai-secret")
-    for i, block in enumerate((step.commands[0].check, step.commands[0].run)):
+    spec = spec_with({"openai_secret": "openai-upstream", "registry_mirror": "http://10.0.0.5:5000"})
+    steps = build_plan(spec, include_provider=False).steps
+    wanted = ("apps.check-openai-secret", "registry-mirror.containerd-docker-io-mirror")
+    blocks = [b for s in steps if s.id in wanted for b in (s.commands[0].check, s.commands[0].run)]
+    assert len(blocks) == 4
+    for i, block in enumerate(blocks):
         path = tmp_path / f"block{i}.sh"
         path.write_text("#!/bin/bash\nset -euo pipefail\n" + block)
         result = subprocess.run([exe, "-s", "bash", str(path)], capture_output=True, text=True)
@@ -233,3 +236,88 @@ def test_retry_after_as_an_http_date() -> None:
     later = format_datetime(datetime.now(UTC) + timedelta(seconds=90), usegmt=True)
     assert 85 <= retry_after_seconds(later, default=1) <= 90
     assert retry_after_seconds("soon", default=5) == 5 and retry_after_seconds(None, default=4) == 4
+
+
+# containerd 2.x `containerd config default`, the registry part (the 2.x layout: cri.v1.images).
+CONTAINERD_2_DEFAULT = """version = 3
+[plugins]
+  [plugins.'io.containerd.cri.v1.images']
+    snapshotter = 'overlayfs'
+    [plugins.'io.containerd.cri.v1.images'.pinned_images]
+      sandbox = 'registry.k8s.io/pause:3.10.2'
+    [plugins.'io.containerd.cri.v1.images'.registry]
+      config_path = '/etc/containerd/certs.d:/etc/docker/certs.d'
+    [plugins.'io.containerd.cri.v1.images'.image_decryption]
+      key_model = 'node'
+  [plugins.'io.containerd.cri.v1.runtime']
+    enable_cdi = true
+"""
+
+
+def _mirror_step(mirror: str) -> Any:
+    spec = spec_with({"registry_mirror": mirror})
+    return next(s for s in build_plan(spec, include_provider=False).steps if s.id.endswith("containerd-docker-io-mirror"))
+
+
+def test_registry_mirror_writes_hosts_toml_and_a_single_config_path(tmp_path: Path) -> None:
+    """containerd 2.x's default config_path lists two folders joined by ':', which its transfer-service
+    pull path takes as one folder (so hosts.toml is never read): labctl sets it to certs.d alone.
+    Run for real against a copy of the default config, with containerd and systemctl as shims."""
+    step = _mirror_step("https://mirror.gcr.io")
+    assert {c.host for c in step.commands} == {"master", "worker1"}
+    etc = tmp_path / "etc" / "containerd"
+    etc.mkdir(parents=True)
+    (etc / "config.toml").write_text(CONTAINERD_2_DEFAULT)
+    shims = tmp_path / "bin"
+    shims.mkdir()
+    (shims / "containerd").write_text(f'#!/bin/sh\n# SHIM: config dump prints the file\ncat "{etc}/config.toml"\n')
+    (shims / "systemctl").write_text(f'#!/bin/sh\n# SHIM\necho "$@" >> "{tmp_path}/systemctl.log"\n')
+    for shim in shims.iterdir():
+        shim.chmod(0o755)
+    env = {"PATH": f"{shims}:/usr/bin:/bin"}
+
+    def bash(script: str) -> subprocess.CompletedProcess[str]:
+        local = script.replace("/etc/containerd", str(etc))
+        return subprocess.run(["bash", "-c", "set -euo pipefail\n" + local], capture_output=True, text=True, env=env)
+
+    commands = step.commands[0]
+    assert bash(commands.check).returncode != 0
+    run = bash(commands.run)
+    assert run.returncode == 0, run.stderr
+    hosts = (etc / "certs.d" / "docker.io" / "hosts.toml").read_text()
+    assert '[host."https://mirror.gcr.io"]' in hosts and 'server = "https://registry-1.docker.io"' in hosts
+    config = (etc / "config.toml").read_text()
+    assert f"config_path = \"{etc}/certs.d\"" in config and "docker/certs.d" not in config
+    assert config.count("config_path") == 1 and "key_model = 'node'" in config
+    assert (tmp_path / "systemctl.log").read_text() == "restart containerd\n"
+    assert bash(commands.check).returncode == 0, "a second run skips the step"
+
+
+def test_registry_mirror_off_by_default_and_validated() -> None:
+    from labctl.spec import SpecError
+
+    assert not any(s.id.endswith("containerd-docker-io-mirror") for s in build_plan(spec_with(), include_provider=False).steps)
+    for bad in ("mirror.gcr.io", "https://m'; rm -rf /", "ftp://x"):
+        with pytest.raises((SpecError, ValueError)):
+            spec_with({"registry_mirror": bad})
+
+
+def test_image_pull_secret_on_every_pod() -> None:
+    spec = spec_with({"image_pull_secret": "hub-login", "monitoring": True})
+    for obj in load_objects(render_bundles(spec, TEST_SECRETS)["apps"]):
+        if obj["kind"] in ("Deployment", "Job"):
+            assert obj["spec"]["template"]["spec"]["imagePullSecrets"] == [{"name": "hub-login"}], obj["metadata"]["name"]
+
+
+def test_docker_hub_warning_counts_pulls_per_node() -> None:
+    """For doctor / versions --check to call: Calico (docker.io/calico, pulled by every node) +
+    Ollama (+ Grafana with monitoring) against Docker Hub's ~10 anonymous pulls an hour."""
+    from labctl.cache import docker_hub_pulls, docker_hub_warning
+
+    default = spec_with()
+    assert docker_hub_pulls(default) == 3 * 2 + 1  # cni, node, kube-controllers on 2 nodes; ollama
+    warning = docker_hub_warning(default)
+    assert warning and "7 image pulls from Docker Hub" in warning and "registry_mirror" in warning
+    assert docker_hub_pulls(spec_with({"monitoring": True})) == 8
+    assert docker_hub_warning(default, cache=True) is None
+    assert docker_hub_warning(spec_with({"registry_mirror": "https://mirror.gcr.io"})) is None
