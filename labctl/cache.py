@@ -342,6 +342,12 @@ class CacheInfo:
     addons: tuple[CachedFile, ...] = ()  # name = path under /etc/labctl/addons/ on the control plane
     models_dest: str = ""  # on the NFS node: the Ollama volume's folder on the export
     missing: tuple[str, ...] = field(default_factory=tuple)
+    # node name → the cached images that node runs (labctl.disk_sizing.node_image_keys): a worker
+    # does not import the control plane's images, the master not Ollama's or Open WebUI's.
+    images_by_node: dict[str, tuple[CachedFile, ...]] = field(default_factory=dict)
+    # libvirt: the cache is an rsync copy inside each VM, so an imported archive can go (it would
+    # otherwise sit on the VM's disk next to containerd's two copies of the same image).
+    delete_after_import: bool = False
 
     def __bool__(self) -> bool:  # `when: cache` in a playbook
         return True
@@ -387,7 +393,18 @@ def inspect_cache(root: Path, spec: LabSpec, node_dir: str = NODE_DIR) -> CacheI
         for extra in ("Packages", "SHA256SUMS"):
             if not (root / "debs" / extra).is_file():
                 raise CacheError(f"{root}/debs/{extra} is missing — run `labctl cache fill {root}` to write the index")
+    from labctl.disk_sizing import node_image_refs
+    from labctl.lock import images as lock_images
+
+    pinned = set(lock_images(spec).values())
+    by_node = {
+        node.name: tuple(f for f in images if f.name in node_image_refs(spec, node) or f.name not in pinned)
+        for _, node in spec.all_nodes()
+        if "k8s" in spec.roles_of(node)
+    }
     return CacheInfo(
+        images_by_node=by_node,
+        delete_after_import=spec.provider.type == "libvirt",
         host_dir=str(root.resolve()),
         node_dir=node_dir,
         debs=tuple(debs),

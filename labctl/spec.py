@@ -314,6 +314,9 @@ class LabSpec(Model):
             )
         if not self.apps.openwebui.auth:
             out.append(SpecWarning(_auth_off_warning(self)))
+        from labctl.disk_sizing import disk_warnings
+
+        out += [SpecWarning(line) for line in disk_warnings(self)]
         return out
 
     # ---- cross-field checks ---------------------------------------------------------------------

@@ -321,3 +321,35 @@ def test_docker_hub_warning_counts_pulls_per_node() -> None:
     assert docker_hub_pulls(spec_with({"monitoring": True})) == 8
     assert docker_hub_warning(default, cache=True) is None
     assert docker_hub_warning(spec_with({"registry_mirror": "https://mirror.gcr.io"})) is None
+
+
+# ---- item 8: node disks on libvirt -------------------------------------------------------------------
+def test_validate_says_when_a_libvirt_node_disk_is_too_small(tmp_path: Path, monkeypatch) -> None:
+    """The libvirt box's disk is 10 GiB; worker1 holds Ollama's and Open WebUI's images (GBs each),
+    compressed in containerd's content store and unpacked as snapshots."""
+    from click.testing import CliRunner
+
+    from labctl.cli import cli
+    from labctl.disk_sizing import node_disk_need_gib, node_image_keys
+
+    spec = spec_with(provider={"type": "libvirt"})
+    worker = spec.nodes.workers[0]
+    need = node_disk_need_gib(spec, worker)
+    assert need > 10 and need % 5 == 0
+    assert node_disk_need_gib(spec, spec.nodes.master) <= 10, "the master runs no apps image"
+    assert "ollama" in node_image_keys(spec, worker) and "ollama" not in node_image_keys(spec, spec.nodes.master)
+    assert "kube-apiserver" not in node_image_keys(spec, worker)
+    assert node_disk_need_gib(spec, worker, tarballs=True) > need
+    assert node_disk_need_gib(spec, worker, {"ollama": 8192}) > need, "measured sizes replace the estimates"
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "lab.yaml").write_text("provider:\n  type: libvirt\n")
+    out = CliRunner().invoke(cli, ["validate"]).output
+    line = next(ln for ln in out.splitlines() if "nodes.workers[0].disk_gib" in ln)
+    assert f"set nodes.workers[0].disk_gib: {need}" in line and "has 10 GiB" in line
+    assert "nodes.master.disk_gib" not in out
+    lab = f"provider:\n  type: libvirt\nnodes:\n  workers:\n    - {{name: worker1, ip: 192.168.33.101, cpus: 4, memory_mib: 8192, disk_gib: {need}}}\n"
+    (tmp_path / "lab.yaml").write_text(lab)
+    assert "disk_gib" not in CliRunner().invoke(cli, ["validate"]).output
+    (tmp_path / "lab.yaml").write_text("provider:\n  type: virtualbox\n")
+    assert "disk_gib" not in CliRunner().invoke(cli, ["validate"]).output
