@@ -385,3 +385,28 @@ def test_bad_namespace_name(tmp_path: Path, monkeypatch) -> None:
     result = cluster.deploy("--namespace", "Alice_Smith")
     assert result.exit_code == 1 and "--namespace" in error_line(result)
     assert cluster.calls() == []
+
+
+def test_partial_apply_parser_reads_real_kubectl_lines() -> None:
+    """kubectl apply prints `<resource>[.<group>]/<name> <verb>` per object (created, configured,
+    unchanged, serverside-applied, with a dry-run suffix); every bundle object not listed failed."""
+    from labctl.deploy import _not_applied
+
+    bundle = "\n---\n".join(
+        f"apiVersion: v1\nkind: {kind}\nmetadata:\n  name: {name}"
+        for kind, name in [
+            ("Deployment", "ollama"),
+            ("Service", "ollama"),
+            ("ClusterRole", "labctl-prometheus-alice"),
+            ("HorizontalPodAutoscaler", "ollama"),
+            ("Job", "ollama-pull-1a2b3c4d"),
+        ]
+    )
+    stdout = (
+        "deployment.apps/ollama configured\n"
+        "service/ollama unchanged\n"
+        "horizontalpodautoscaler.autoscaling/ollama serverside-applied\n"
+        "job.batch/ollama-pull-1a2b3c4d created (server dry run)\n"
+    )
+    assert _not_applied(bundle, stdout) == ["ClusterRole/labctl-prometheus-alice"]
+    assert _not_applied(bundle, stdout + "clusterrole.rbac.authorization.k8s.io/labctl-prometheus-alice created\n") == []
