@@ -51,33 +51,38 @@ def test_offline_and_cache_labs_switch_open_webui_and_hugging_face_offline(tmp_p
 
 
 def test_the_embedding_model_baked_in_the_image_is_seeded_onto_the_data_volume() -> None:
-    """open-webui's Dockerfile sets SENTENCE_TRANSFORMERS_HOME and HF_HOME to
-    /app/backend/data/cache/embedding/models, inside DATA_DIR — the folder our data volume is mounted
-    on, which hides the image's copy. An init container copies it onto the volume once."""
+    """open-webui's Dockerfile pre-downloads the embedding model (SENTENCE_TRANSFORMERS_HOME and
+    HF_HOME), Whisper (WHISPER_MODEL_DIR) and the tiktoken encoding (TIKTOKEN_CACHE_DIR), all below
+    /app/backend/data/cache — inside DATA_DIR, the folder our data volume is mounted on, which hides
+    the image's copies. An init container copies them onto the volume once."""
     for case in ("default", "deploy-alice"):
         pod = deployment(objects(case), "open-webui")["spec"]["template"]["spec"]
         init = next(c for c in pod["initContainers"] if c["name"] == "seed-embedding-model")
         assert init["image"] == pod["containers"][0]["image"], "the copy comes from the same image"
         script = init["args"][0]
-        assert "/app/backend/data/cache/embedding/models" in script
+        assert "/app/backend/data/cache/$part" in script and "embedding/models whisper/models tiktoken" in script
         mount = next(m for m in init["volumeMounts"] if m["name"] == "data")
-        assert mount["mountPath"] != "/app/backend/data", "mounting on DATA_DIR would hide the source"
-        assert "/seed/cache/embedding" in script and mount["mountPath"] == "/seed"
+        assert mount["mountPath"] == "/seed", "mounting on DATA_DIR would hide the source"
 
 
-def test_seed_script_copies_once_and_only_when_the_image_has_the_model(tmp_path: Path) -> None:
+def test_seed_script_copies_once_and_only_what_the_image_has(tmp_path: Path) -> None:
     pod = deployment(objects("default"), "open-webui")["spec"]["template"]["spec"]
     script = next(c for c in pod["initContainers"] if c["name"] == "seed-embedding-model")["args"][0]
     image, volume = tmp_path / "image", tmp_path / "volume"
     local = script.replace("/app/backend/data", str(image / "data")).replace("/seed", str(volume))
     run = lambda: subprocess.run(["sh", "-c", local], capture_output=True, text=True, check=True).stdout  # noqa: E731
-    assert "carries no embedding model" in run() and not (volume / "cache").exists()
+    assert "embedding/models: this image carries none" in run() and not (volume / "cache").exists()
     model = image / "data" / "cache" / "embedding" / "models" / "all-MiniLM-L6-v2"
     model.mkdir(parents=True)
     (model / "weights.bin").write_text("w")
-    assert "seeded" in run()
+    (image / "data" / "cache" / "tiktoken").mkdir()
+    (image / "data" / "cache" / "tiktoken" / "cl100k").write_text("t")
+    out = run()
+    assert "embedding/models: seeded" in out and "tiktoken: seeded" in out and "whisper/models: this image carries none" in out
     assert (volume / "cache" / "embedding" / "models" / "all-MiniLM-L6-v2" / "weights.bin").read_text() == "w"
-    assert "already on the volume" in run()
+    assert (volume / "cache" / "tiktoken" / "cl100k").read_text() == "t"
+    assert not list(volume.rglob("*.partial"))
+    assert "embedding/models: already on the volume" in run()
 
 
 # ---- item 6: openai_secret in a create lab ---------------------------------------------------------
