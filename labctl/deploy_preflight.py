@@ -305,6 +305,28 @@ def _ingress(kubectl: Kubectl, report: Preflight, spec: LabSpec) -> None:
         )
 
 
+def _gateway(kubectl: Kubectl, report: Preflight, spec: LabSpec, namespace: str) -> None:
+    gw_ns, _, name = spec.apps.options.gateway.rpartition("/")
+    gw_ns = gw_ns or namespace
+    if not kubectl.can_i("get", "gateways.gateway.networking.k8s.io", namespace=gw_ns):
+        report.cannot_check(
+            f"Gateway {gw_ns}/{name}",
+            f"you may not read Gateways in {gw_ns}",
+            "the HTTPRoute is created; `kubectl -n NS describe httproute open-webui` shows whether it was accepted",
+        )
+        return
+    if not kubectl.exists("get", "gateway", name, "-n", gw_ns):
+        raise DeployError(
+            f"apps.options.gateway: there is no Gateway {name!r} in namespace {gw_ns} — name one the cluster runs "
+            "(kubectl get gateways -A), or set gateway to \"\""
+        )
+    if gw_ns != namespace:
+        report.notes.append(
+            f"Gateway {gw_ns}/{name} is in another namespace: its listeners must allow routes from {namespace} "
+            "(allowedRoutes.namespaces), or the HTTPRoute is not accepted"
+        )
+
+
 def _cluster_rbac(kubectl: Kubectl) -> None:
     """--cluster-rbac: Prometheus' ClusterRole and binding. RBAC lets a user grant only rights they
     hold (or `escalate`/`bind`), so nodes/metrics is checked too."""
@@ -352,6 +374,8 @@ def preflight(
         _metrics_api(kubectl, report)
     if options.ingress:
         _ingress(kubectl, report, spec)
+    if options.gateway:
+        _gateway(kubectl, report, spec, namespace)
     if options.monitoring:
         if cluster_rbac:
             _cluster_rbac(kubectl)

@@ -217,6 +217,8 @@ def _context(spec: LabSpec, secrets: LabSecrets, target: Target) -> dict[str, An
         cluster_rbac=target.cluster_rbac if not lab else True,
         offline=spec.offline or target.offline,
         ingress_class=options.ingress_class,
+        gateway_namespace=options.gateway.rpartition("/")[0],
+        gateway_name=options.gateway.rpartition("/")[2],
         ingress_controller=target.ingress_controller or options.ingress_controller,
         secrets_b64={"webui_secret_key": _b64(secrets.webui_secret_key),
                      "grafana_admin_password": _b64(secrets.grafana_admin_password)},
@@ -310,6 +312,7 @@ def load_objects(text: str) -> list[dict[str, Any]]:
 CUSTOM_RESOURCE_SCHEMAS: dict[tuple[str, str], str] = {
     ("metallb.io/v1beta1", "IPAddressPool"): "metallb.io_v1beta1_ipaddresspool.json",
     ("metallb.io/v1beta1", "L2Advertisement"): "metallb.io_v1beta1_l2advertisement.json",
+    ("gateway.networking.k8s.io/v1", "HTTPRoute"): "gateway.networking.k8s.io_v1_httproute.json",
 }
 
 

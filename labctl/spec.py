@@ -223,6 +223,13 @@ class Options(Model):
     ingress_host: str = Field(default="webui.lab.local", description="host name of the ingress")
     ingress_tls: bool = Field(default=False, description="serve the ingress over TLS with ingress_tls_secret")
     ingress_tls_secret: Name = Field(default="webui-tls", description="kubernetes.io/tls Secret for ingress_tls")
+    # Gateway API, the successor of Ingress: an HTTPRoute for Open WebUI on ingress_host, attached
+    # to a Gateway the cluster's owner runs (its listeners must allow routes from this namespace).
+    gateway: str = Field(
+        default="",
+        pattern=r"^(([a-z0-9]([-a-z0-9]*[a-z0-9])?/)?[a-z0-9]([-a-z0-9]*[a-z0-9])?)?$",
+        description="Gateway (NAMESPACE/NAME or NAME) for an HTTPRoute to Open WebUI on ingress_host; empty = none",
+    )
     # Docker Hub limits anonymous pulls per address: a room behind one NAT runs out. A pull-through
     # mirror is written to containerd's hosts.toml for docker.io on every node (playbook
     # registry-mirror); a dockerconfigjson Secret lets the apps' pods pull as a logged-in user.

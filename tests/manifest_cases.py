@@ -57,6 +57,8 @@ CASES: dict[str, tuple[LabSpec, Target]] = {
         deploy_target("carol", cluster_rbac=True, ingress_controller="traefik"),
     ),
     "nginx-inc-ingress": (spec_with({"ingress": True, "ingress_controller": "nginx-inc"}), Target()),
+    "gateway-api-route": (spec_with({"gateway": "infra/shared", "ingress": True}), Target()),
+    "deploy-dave-gateway": (spec_with({"gateway": "shared"}), deploy_target("dave")),
     "offline-pull-secret": (
         spec_with({"monitoring": True, "image_pull_secret": "hub-login"}, offline=True),
         Target(offline=True),

@@ -410,3 +410,26 @@ def test_partial_apply_parser_reads_real_kubectl_lines() -> None:
     )
     assert _not_applied(bundle, stdout) == ["ClusterRole/labctl-prometheus-alice"]
     assert _not_applied(bundle, stdout + "clusterrole.rbac.authorization.k8s.io/labctl-prometheus-alice created\n") == []
+
+
+GATEWAY = "apps:\n  options:\n    gateway: {gw}\n    ingress_host: chat.example.org\n"
+
+
+def test_gateway_api_route_checks_the_gateway(tmp_path: Path, monkeypatch) -> None:
+    cluster = Cluster(tmp_path, monkeypatch, namespaces=["alice", "infra"], gateways={"infra": ["shared"]})
+    result = cluster.deploy("--namespace", "alice", lab=GATEWAY.format(gw="infra/missing"))
+    assert result.exit_code == 1 and "no Gateway 'missing' in namespace infra" in error_line(result)
+    assert cluster.mutating() == []
+    result = cluster.deploy("--namespace", "alice", lab=GATEWAY.format(gw="infra/shared"))
+    assert result.exit_code == 0, result.output
+    assert "must allow routes from alice" in result.output
+    route = next(o for o in cluster.applied() if o["kind"] == "HTTPRoute")
+    assert route["spec"]["parentRefs"] == [{"name": "shared", "namespace": "infra"}]
+    assert route["spec"]["hostnames"] == ["chat.example.org"]
+
+
+def test_gateway_in_a_namespace_the_student_cannot_read(tmp_path: Path, monkeypatch) -> None:
+    cluster = Cluster(tmp_path, monkeypatch, **STUDENT, gateways={"infra": ["shared"]})
+    result = cluster.deploy("--namespace", "alice", lab=GATEWAY.format(gw="infra/shared"))
+    assert result.exit_code == 0, result.output
+    assert "cannot check Gateway infra/shared (you may not read Gateways in infra)" in result.output

@@ -30,7 +30,7 @@ KIND_PLURAL = {"ClusterRole": "clusterroles", "ClusterRoleBinding": "clusterrole
                "PersistentVolume": "persistentvolumes", "RuntimeClass": "runtimeclasses"}
 SINGULAR = {"namespace": "namespaces", "storageclass": "storageclasses", "node": "nodes", "nodes": "nodes",
             "runtimeclass": "runtimeclasses", "apiservice": "apiservices", "ingressclass": "ingressclasses",
-            "secret": "secrets"}
+            "secret": "secrets", "gateway": "gateways"}
 
 
 def allowed(state: dict, verb: str, resource: str, namespace: str | None) -> bool:
@@ -127,6 +127,10 @@ def main(argv: list[str]) -> int:
                 not_found("ingressclasses.networking.k8s.io", name)
             controller = state["ingressclasses"][name]
             print(json.dumps({"kind": "IngressClass", "metadata": {"name": name}, "spec": {"controller": controller}}))
+        case ["get", "gateway", name, "-n", ns, "-o", "json"]:
+            if name not in state.get("gateways", {}).get(ns, []):
+                not_found("gateways.gateway.networking.k8s.io", name)
+            print(json.dumps({"kind": "Gateway", "metadata": {"name": name, "namespace": ns}}))
         case ["get", "secret", name, "-n", ns, "-o", "json"]:
             if name not in state.get("secrets", {}).get(ns, []):
                 not_found("secrets", name)
