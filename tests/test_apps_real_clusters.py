@@ -317,7 +317,7 @@ def test_image_pull_secret_on_every_pod() -> None:
 def test_docker_hub_warning_counts_pulls_per_node() -> None:
     """For doctor / versions --check to call: Calico (docker.io/calico, pulled by every node) +
     Ollama (+ Grafana with monitoring) against Docker Hub's ~10 anonymous pulls an hour."""
-    from labctl.cache import docker_hub_pulls, docker_hub_warning
+    from labctl.registries import docker_hub_pulls, docker_hub_warning
 
     default = spec_with()
     assert docker_hub_pulls(default) == 3 * 2 + 1  # cni, node, kube-controllers on 2 nodes; ollama
