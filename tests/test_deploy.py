@@ -433,3 +433,19 @@ def test_gateway_in_a_namespace_the_student_cannot_read(tmp_path: Path, monkeypa
     result = cluster.deploy("--namespace", "alice", lab=GATEWAY.format(gw="infra/shared"))
     assert result.exit_code == 0, result.output
     assert "cannot check Gateway infra/shared (you may not read Gateways in infra)" in result.output
+
+
+def test_image_pull_secret_missing_is_a_note_not_an_error(tmp_path: Path, monkeypatch) -> None:
+    """The kubelet pulls anonymously when an imagePullSecrets entry names no Secret: deploy goes on
+    and says how to create it (a logged-in Docker Hub account gets 100 pulls an hour, not 10)."""
+    lab = "apps:\n  options:\n    image_pull_secret: hub-login\n"
+    cluster = Cluster(tmp_path, monkeypatch, namespaces=["alice"])
+    result = cluster.deploy("--namespace", "alice", lab=lab)
+    assert result.exit_code == 0, result.output
+    assert "create secret docker-registry hub-login" in result.output
+    pods = [o for o in cluster.applied() if o["kind"] in ("Deployment", "Job")]
+    assert pods and all(o["spec"]["template"]["spec"]["imagePullSecrets"] == [{"name": "hub-login"}] for o in pods)
+    state = json.loads(cluster.state_path.read_text())
+    state["secrets"] = {"alice": ["hub-login"]}
+    cluster.state_path.write_text(json.dumps(state))
+    assert "docker-registry" not in cluster.deploy("--namespace", "alice", lab=lab).output
