@@ -31,6 +31,32 @@ def _objects(bundle: str) -> list[tuple[str, str]]:
     return [(d["kind"], d["metadata"]["name"]) for d in yaml.safe_load_all(bundle) if d]
 
 
+def pod_security_probe(kubectl: Kubectl, bundle: str, namespace: str) -> None:
+    """When the namespace's Pod Security label cannot be read: a server-side dry run of one bare Pod
+    per workload of the bundle. Pod Security admission enforces on Pods only (a Deployment it
+    refuses is still created, and its pods never are), so the Pods are what must be asked about."""
+    import yaml
+
+    pods = []
+    for doc in yaml.safe_load_all(bundle):
+        if doc and doc["kind"] in ("Deployment", "Job"):
+            spec = dict(doc["spec"]["template"]["spec"])
+            if doc["kind"] == "Job":
+                spec["restartPolicy"] = "Never"
+            name = f"labctl-probe-{doc['metadata']['name']}"[:63].rstrip("-")
+            pods.append({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name, "namespace": namespace}, "spec": spec})
+    if not pods:
+        return
+    result = kubectl.run("create", "--dry-run=server", "-n", namespace, "-f", "-", stdin=yaml.safe_dump_all(pods))
+    refused = [line.strip() for line in result.stderr.splitlines() if "violates PodSecurity" in line]
+    if refused:
+        raise DeployError(
+            f"--namespace: namespace {namespace} enforces a Pod Security level its pods do not meet "
+            f"({last_line(refused[-1])}) — the Ollama and Open WebUI images run as root: deploy into a namespace with "
+            "pod-security.kubernetes.io/enforce=baseline (ask the cluster's administrator)"
+        )
+
+
 def _not_applied(bundle: str, stdout: str) -> list[str]:
     """Objects of the bundle that kubectl apply did not report as handled (created, configured,
     unchanged...): kubectl applies each object on its own and goes on after one fails."""
@@ -111,6 +137,8 @@ def deploy(
         ingress_controller=report.ingress_controller,
     )
     bundle = render_bundles(spec, secrets, target)["apps"]
+    if report.namespace_exists and not report.pod_security_read:
+        pod_security_probe(kubectl, bundle, namespace)
 
     created = False
     if not report.namespace_exists:

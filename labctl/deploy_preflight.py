@@ -133,6 +133,7 @@ class Preflight:
     gpus: int | None = 0  # None: cannot check
     runtime_class_nvidia: bool = False
     pod_security: str | None = None  # the namespace's enforce level; None: none set or cannot check
+    pod_security_read: bool = False  # False: the namespace could not be read (deploy probes instead)
     ingress_controller: str | None = None
     notes: list[str] = field(default_factory=list)
 
@@ -178,7 +179,7 @@ def _namespace(kubectl: Kubectl, report: Preflight, namespace: str) -> None:
         report.cannot_check(
             f"namespace {namespace}",
             "you may not read Namespace objects",
-            "taking it as given; Pod Security level unknown, so pods refused by it show up only in `kubectl get events`",
+            "taking it as given; its Pod Security level is probed with a server-side dry run of the pods",
         )
         return
     obj = kubectl.get_json("get", "namespace", namespace)
@@ -191,6 +192,7 @@ def _namespace(kubectl: Kubectl, report: Preflight, namespace: str) -> None:
             )
         return
     report.pod_security = obj.get("metadata", {}).get("labels", {}).get(PSA_ENFORCE_LABEL)
+    report.pod_security_read = True
     if report.pod_security == "restricted":
         raise DeployError(
             f"--namespace: namespace {namespace} enforces Pod Security 'restricted', and the Ollama and Open WebUI "

@@ -449,3 +449,24 @@ def test_image_pull_secret_missing_is_a_note_not_an_error(tmp_path: Path, monkey
     state["secrets"] = {"alice": ["hub-login"]}
     cluster.state_path.write_text(json.dumps(state))
     assert "docker-registry" not in cluster.deploy("--namespace", "alice", lab=lab).output
+
+
+def test_student_who_cannot_read_the_namespace_gets_a_pod_security_probe(tmp_path: Path, monkeypatch) -> None:
+    """Pod Security admission enforces on Pods, not on Deployments: under 'restricted' the apply
+    succeeds and no pod is ever created. A student cannot read the namespace's label, so deploy asks
+    the API server with a server-side dry run of the pods before it applies anything."""
+    labels = {"alice": {"pod-security.kubernetes.io/enforce": "restricted"}}
+    cluster = Cluster(tmp_path, monkeypatch, **STUDENT, namespace_labels=labels)
+    result = cluster.deploy("--namespace", "alice")
+    assert result.exit_code == 1
+    line = error_line(result)
+    assert "enforces a Pod Security level its pods do not meet" in line and "violates PodSecurity" in line
+    assert [c for c in cluster.mutating() if c[0] == "apply"] == []
+    probes = [c for c in cluster.calls() if c["args"][:2] == ["create", "--dry-run=server"]]
+    kinds = {d["kind"] for d in yaml.safe_load_all(probes[0]["stdin"]) if d}
+    assert kinds == {"Pod"}
+    # baseline (or no label): the probe passes and the deploy goes on
+    state = json.loads(cluster.state_path.read_text())
+    state["namespace_labels"] = {"alice": {"pod-security.kubernetes.io/enforce": "baseline"}}
+    cluster.state_path.write_text(json.dumps(state))
+    assert cluster.deploy("--namespace", "alice").exit_code == 0

@@ -135,6 +135,21 @@ def main(argv: list[str]) -> int:
             if name not in state.get("secrets", {}).get(ns, []):
                 not_found("secrets", name)
             print(json.dumps({"kind": "Secret", "metadata": {"name": name, "namespace": ns}}))
+        case ["create", "--dry-run=server", "-n", ns, "-f", "-"]:
+            # Pod Security admission on Pods, as the API server runs it for a server-side dry run.
+            level = state.get("namespace_labels", {}).get(ns, {}).get("pod-security.kubernetes.io/enforce")
+            failed = False
+            for doc in yaml.safe_load_all(stdin or ""):
+                if not doc:
+                    continue
+                ctx = doc["spec"].get("securityContext", {})
+                if doc["kind"] == "Pod" and level == "restricted" and not ctx.get("runAsNonRoot"):
+                    print(f'Error from server (Forbidden): error when creating "STDIN": pods "{doc["metadata"]["name"]}" '
+                          'is forbidden: violates PodSecurity "restricted:latest": runAsNonRoot != true', file=sys.stderr)
+                    failed = True
+                    continue
+                print(f"pod/{doc['metadata']['name']} created (server dry run)")
+            return 1 if failed else 0
         case ["create", "namespace", name]:
             if state.get("forbid_create_namespace") or not allowed(state, "create", "namespaces", None):
                 print('Error from server (Forbidden): namespaces is forbidden: User "student" cannot create '
