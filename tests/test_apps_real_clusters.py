@@ -82,6 +82,14 @@ def test_seed_script_copies_once_and_only_what_the_image_has(tmp_path: Path) -> 
     assert (volume / "cache" / "embedding" / "models" / "all-MiniLM-L6-v2" / "weights.bin").read_text() == "w"
     assert (volume / "cache" / "tiktoken" / "cl100k").read_text() == "t"
     assert not list(volume.rglob("*.partial"))
+    # an interrupted copy leaves a .partial folder: the next start replaces it, not nests into it
+    (volume / "cache" / "whisper" / "models.partial" / "half").mkdir(parents=True)
+    whisper = image / "data" / "cache" / "whisper" / "models"
+    whisper.mkdir(parents=True)
+    (whisper / "base.bin").write_text("b")
+    assert "whisper/models: seeded" in run()
+    assert sorted(p.name for p in (volume / "cache" / "whisper" / "models").iterdir()) == ["base.bin"]
+    assert not list(volume.rglob("*.partial"))
     assert "embedding/models: already on the volume" in run()
 
 
