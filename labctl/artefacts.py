@@ -35,17 +35,21 @@ class Artefact:
         return f"{self.name} → {self.dest} ({len(self.content)} bytes, sha256 {self.digest}, mode {self.mode:04o})"
 
 
-def build_artefacts(spec: LabSpec, state_dir: Path, *, secrets: LabSecrets | None = None) -> dict[str, Artefact]:
+def build_artefacts(
+    spec: LabSpec, state_dir: Path, *, secrets: LabSecrets | None = None, offline: bool = False
+) -> dict[str, Artefact]:
     """The manifest bundles the playbooks upload and apply: ``metallb-config``, ``storage``, ``apps``.
 
     Each goes to ``/etc/labctl/<name>.yaml``. ``apps`` holds the lab's Secret (Open WebUI's signing
     key), so it is marked secret and written 0600. ``secrets`` defaults to the lab's own, read from
-    (or generated once into) ``state_dir``; tests pass fixed ones.
+    (or generated once into) ``state_dir``; tests pass fixed ones. ``offline``: a create from a warm
+    cache (the room has no internet), rendered like lab.yaml's ``offline: true``.
     """
-    from labctl.manifests import LAB_BUNDLES, render_bundles
+    from labctl.manifests import LAB_BUNDLES, Target, render_bundles
     from labctl.secrets import load_or_create
 
-    bundles = render_bundles(spec, secrets if secrets is not None else load_or_create(state_dir))
+    lab_secrets = secrets if secrets is not None else load_or_create(state_dir)
+    bundles = render_bundles(spec, lab_secrets, Target(offline=offline))
     out: dict[str, Artefact] = {}
     for name in LAB_BUNDLES:
         secret = name == "apps"

@@ -39,6 +39,7 @@ import tempfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from datetime import UTC
 from pathlib import Path
 from typing import Any
 
@@ -386,6 +387,12 @@ class CacheInfo:
     releases: tuple[CachedFile, ...] = ()  # containerd/runc release files (complete set only)
     models_dest: str = ""  # on the NFS node: the Ollama volume's folder on the export
     missing: tuple[str, ...] = field(default_factory=tuple)
+    # node name → the cached images that node runs (labctl.disk_sizing.node_image_keys): a worker
+    # does not import the control plane's images, the master not Ollama's or Open WebUI's.
+    images_by_node: dict[str, tuple[CachedFile, ...]] = field(default_factory=dict)
+    # libvirt: the cache is an rsync copy inside each VM, so an imported archive can go (it would
+    # otherwise sit on the VM's disk next to containerd's two copies of the same image).
+    delete_after_import: bool = False
 
     def __bool__(self) -> bool:  # `when: cache` in a playbook
         return True
@@ -435,7 +442,18 @@ def inspect_cache(root: Path, spec: LabSpec, node_dir: str = NODE_DIR) -> CacheI
         for extra in ("Packages", "SHA256SUMS"):
             if not (root / "debs" / extra).is_file():
                 raise CacheError(f"{root}/debs/{extra} is missing — run `labctl cache fill {root}` to write the index")
+    from labctl.disk_sizing import node_image_refs
+    from labctl.lock import images as lock_images
+
+    pinned = set(lock_images(spec).values())
+    by_node = {
+        node.name: tuple(f for f in images if f.name in node_image_refs(spec, node) or f.name not in pinned)
+        for _, node in spec.all_nodes()
+        if "k8s" in spec.roles_of(node)
+    }
     return CacheInfo(
+        images_by_node=by_node,
+        delete_after_import=spec.provider.type == "libvirt",
         host_dir=str(root.resolve()),
         node_dir=node_dir,
         debs=tuple(debs),
@@ -497,11 +515,19 @@ class Upstreams:
 class Source:
     """GET over http(s):// (httpx, redirects followed, anonymous bearer tokens) or file://."""
 
-    def __init__(self, timeout: float = 60.0) -> None:
+    # A registry that says 429 (Docker Hub: about 10 anonymous pulls an hour per address, manifest
+    # requests included) or 503 is asked again after its Retry-After, a few times, if that is short.
+    RATE_LIMIT_RETRIES = 3
+    MAX_RETRY_AFTER_SECONDS = 300.0
+
+    def __init__(self, timeout: float = 60.0, sleep: Callable[[float], None] | None = None) -> None:
+        import time
+
         self.timeout = timeout
         self._client: Any = None
         self._tokens: dict[str, str] = {}
         self.bytes_downloaded = 0
+        self.sleep = sleep or time.sleep
 
     def _http(self) -> Any:
         if self._client is None:
@@ -515,7 +541,7 @@ class Source:
             self._client.close()
 
     @contextmanager
-    def open(self, url: str, headers: dict[str, str] | None = None) -> Iterator[Iterator[bytes]]:
+    def open(self, url: str, headers: dict[str, str] | None = None, _attempt: int = 0) -> Iterator[Iterator[bytes]]:
         if url.startswith("file://"):
             path = Path(url.removeprefix("file://"))
             if not path.is_file():
@@ -534,10 +560,20 @@ class Source:
         scope = url.split("/v2/")[0] if "/v2/" in url else ""
         if scope in self._tokens:
             hdrs["Authorization"] = f"Bearer {self._tokens[scope]}"
+        wait: float | None = None
         with client.stream("GET", url, headers=hdrs) as resp:
             if resp.status_code == 401 and scope and "Authorization" not in hdrs:
                 resp.read()
                 self._tokens[scope] = self._token(resp.headers.get("www-authenticate", ""), url)
+            elif resp.status_code in (429, 503):
+                resp.read()
+                wait = retry_after_seconds(resp.headers.get("retry-after"), default=30.0 * (_attempt + 1))
+                if _attempt >= self.RATE_LIMIT_RETRIES or wait > self.MAX_RETRY_AFTER_SECONDS:
+                    raise CacheError(
+                        f"GET {url}: HTTP {resp.status_code}, the registry asks to wait {wait:.0f} s — it rate-limits "
+                        "this address (Docker Hub: about 10 anonymous pulls an hour, manifests included): fill the "
+                        "cache later, from another network, or with --mirror"
+                    )
             else:
                 if resp.status_code != 200:
                     raise CacheError(f"GET {url}: HTTP {resp.status_code}")
@@ -549,7 +585,12 @@ class Source:
 
                 yield chunks()
                 return
-        with self.open(url, headers) as again:  # retry once with the token
+        if wait is not None:
+            self.sleep(wait)
+            with self.open(url, headers, _attempt + 1) as again:
+                yield again
+            return
+        with self.open(url, headers, _attempt) as again:  # retry once with the token
             yield again
 
     def _token(self, challenge: str, url: str) -> str:
@@ -586,6 +627,23 @@ class Source:
             raise CacheError(f"{url}: {written} bytes, expected {size}")
         os.replace(tmp, dest)
         return written
+
+
+def retry_after_seconds(value: str | None, default: float) -> float:
+    """Retry-After as seconds: a number of seconds or an HTTP date (RFC 9110 section 10.2.3)."""
+    if not value:
+        return default
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
+    from datetime import datetime
+    from email.utils import parsedate_to_datetime
+
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return default
+    return max(0.0, (when - datetime.now(UTC)).total_seconds())
 
 
 MANIFEST_TYPES = ", ".join(

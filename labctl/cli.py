@@ -142,12 +142,17 @@ def versions(lab_file: Path | None, check: bool, upstream: str | None) -> None:
     """
     if check:
         from labctl import upstream_check
+        from labctl.registries import docker_hub_warning
 
-        rows = upstream_check.check(load_spec(lab_file), base=upstream)
+        spec = load_spec(lab_file)
+        rows = upstream_check.check(spec, base=upstream)
         code = upstream_check.exit_code(rows)
         if code != upstream_check.EXIT_OFFLINE:
             click.echo(upstream_check.table(rows))
         click.echo(upstream_check.summary(rows), err=code != 0)
+        # The pins may all exist and a room still be refused them: Docker Hub's anonymous pull limit.
+        if (hub := docker_hub_warning(spec)) is not None:
+            click.echo(f"warning: {hub}", err=True)
         sys.exit(code)
     from labctl.versions import all_pins, expiry_note
 
@@ -492,6 +497,11 @@ def cache_status(lab_file: Path | None, directory: Path) -> None:
     show_default=True,
     help="How Open WebUI is reached: port-forward (ClusterIP) or the cluster's load balancer.",
 )
+@click.option(
+    "--cluster-rbac",
+    is_flag=True,
+    help="Also create Prometheus' ClusterRole (nodes/metrics) for pod CPU/memory; checks you may first.",
+)
 @click.option("--dry-run", is_flag=True, help="Preflight, then `kubectl apply --dry-run`; create nothing.")
 def deploy(
     lab_file: Path | None,
@@ -502,12 +512,15 @@ def deploy(
     data_storage_class: str | None,
     gpu: bool,
     webui_service: str,
+    cluster_rbac: bool,
     dry_run: bool,
 ) -> None:
     """Deploy only the apps layer (Ollama, Open WebUI, enabled options) to a cluster that exists.
 
     Checks first that kubectl, the namespace (created if missing), the storage class and, with
     --gpu, allocatable GPUs are there; models and options come from lab.yaml's apps section.
+    Rights only in your own namespace are enough: what you may not look up is reported as
+    "cannot check", and nothing cluster-wide is created unless you pass --cluster-rbac.
 
     \b
     Example:
@@ -527,6 +540,7 @@ def deploy(
         data_storage_class=data_storage_class,
         gpu=gpu,
         webui_service_type=webui_service,
+        cluster_rbac=cluster_rbac,
         dry_run=dry_run,
         echo=click.echo,
     )

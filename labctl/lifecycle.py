@@ -452,7 +452,7 @@ def create(
         cache_dir = Path(cache.host_dir) if cache is not None else None
         preflight(lab, console, running_vm_mib=running_mib, cache_dir=cache_dir)
         console.say(f"    log: {log_path}")  # only now: a run that stops at preflight writes none
-        artefacts = build_artefacts(spec, lab.state_dir)
+        artefacts = build_artefacts(spec, lab.state_dir, offline=cache is not None)
         if provider is not None:
             if cache_dir is not None:  # the box from the warm cache, before `vagrant up` looks for it
                 from labctl.cache import prepare_host_for_cache

@@ -66,6 +66,10 @@ def images(spec: LabSpec) -> dict[str, str]:
         "etcd": f"registry.k8s.io/etcd:{PINS['etcd']}",
         "coredns": f"registry.k8s.io/coredns/coredns:v{PINS['coredns']}",
         "pause": f"registry.k8s.io/pause:{PINS['pause']}",
+        # Docker Hub limits anonymous pulls (about 10 an hour per address, manifests counted): the
+        # apps images come from quay.io where upstream publishes there too (curl/curl-container
+        # README; Prometheus: quay.io/prometheus). Calico comes from its own manifest; Ollama and
+        # Grafana publish on Docker Hub only.
         "calico-cni": f"docker.io/calico/cni:v{PINS['calico']}",
         "calico-node": f"docker.io/calico/node:v{PINS['calico']}",
         "calico-kube-controllers": f"docker.io/calico/kube-controllers:v{PINS['calico']}",
@@ -75,14 +79,14 @@ def images(spec: LabSpec) -> dict[str, str]:
         "metrics-server": f"registry.k8s.io/metrics-server/metrics-server:v{PINS['metrics_server']}",
         "ollama": f"docker.io/ollama/ollama:{PINS['ollama']}",
         "open-webui": f"ghcr.io/open-webui/open-webui:v{PINS['open_webui']}",
-        "curl": f"docker.io/curlimages/curl:{PINS['curl_image']}",
+        "curl": f"quay.io/curl/curl:{PINS['curl_image']}",
     }
     if spec.apps.options.gpu:
         out["nvidia-device-plugin"] = f"nvcr.io/nvidia/k8s-device-plugin:v{PINS['nvidia_device_plugin']}"
     if spec.apps.options.monitoring:
-        out["prometheus"] = f"docker.io/prom/prometheus:v{PINS['prometheus']}"
+        out["prometheus"] = f"quay.io/prometheus/prometheus:v{PINS['prometheus']}"
         out["grafana"] = f"docker.io/grafana/grafana:{PINS['grafana']}"
-        out["blackbox-exporter"] = f"docker.io/prom/blackbox-exporter:v{PINS['blackbox_exporter']}"
+        out["blackbox-exporter"] = f"quay.io/prometheus/blackbox-exporter:v{PINS['blackbox_exporter']}"
     return out
 
 

@@ -69,16 +69,29 @@ class Target:
     gpu_runtime_class: bool = True
     webui_service_type: Literal["LoadBalancer", "ClusterIP"] = "LoadBalancer"
     labels: dict[str, str] = field(default_factory=dict)
+    # Cluster-scoped objects (Prometheus' ClusterRole for nodes/metrics): always in the lab; in
+    # deploy mode only when asked (labctl deploy --cluster-rbac), after checking the right to.
+    cluster_rbac: bool = True
+    # An offline room (create --cache): Open WebUI gets OFFLINE_MODE and HF_HUB_OFFLINE, as with
+    # lab.yaml's offline: true.
+    offline: bool = False
+    # Deploy: the controller behind apps.options.ingress_class, read from the cluster's IngressClass
+    # (None = the spec's ingress_controller).
+    ingress_controller: str | None = None
 
 
 # ---- sizing -----------------------------------------------------------------------------------------
 # What a worker keeps for everything that is not Ollama: the OS, kubelet and containerd, and the
 # per-node system pods (calico-node, kube-proxy, csi-nfs-node, MetalLB speaker) — about 1 GiB plus 10 %
-# of the node — and, on the node that also runs it, Open WebUI at its limit (embedding model loaded).
+# of the node — plus the memory limits of our own pods that share Ollama's node.
 SYSTEM_RESERVE_MIB = 1024
 SYSTEM_RESERVE_FRACTION = 0.10
 WEBUI_MEMORY_LIMIT_MIB = 2048
 OLLAMA_MIN_MEMORY_MIB = 1024
+# Limits of the pods pinned to the data node with Open WebUI (manifests/apps/monitoring.yaml.j2:
+# Prometheus 1Gi, Grafana 512Mi, blackbox 64Mi), and of the model-pull Job, which runs anywhere.
+MONITORING_MEMORY_LIMIT_MIB = 1024 + 512 + 64
+PULL_JOB_MEMORY_LIMIT_MIB = 64
 
 
 def schedulable_nodes(spec: LabSpec) -> list[Node]:
@@ -95,20 +108,40 @@ def ollama_node_candidates(spec: LabSpec, gpu: bool) -> list[Node]:
     return schedulable_nodes(spec)
 
 
-def ollama_resources(spec: LabSpec, gpu: bool = False) -> Resources:
-    """Requests/limits for one Ollama pod, from the smallest node it may land on.
+def neighbours_memory_mib(spec: LabSpec, node: Node) -> int:
+    """Memory limits of our other pods that can share ``node`` with Ollama: Open WebUI and (with
+    monitoring) Prometheus, Grafana and blackbox live on the data node, pinned by their node-local
+    volumes; the model-pull Job may land anywhere."""
+    total = PULL_JOB_MEMORY_LIMIT_MIB
+    if node.name == data_node(spec).name:
+        total += WEBUI_MEMORY_LIMIT_MIB
+        if spec.apps.options.monitoring:
+            total += MONITORING_MEMORY_LIMIT_MIB
+    return total
 
-    memory limit = node memory − (1024 MiB + 10 % of node memory) − 2048 MiB for Open WebUI,
-    rounded down to 256 MiB, at least 1 GiB. 8 GiB worker: 8192 − 1843 − 2048 = 4301 → 4096 MiB,
-    enough for a 3–4B model at Q4 with a few parallel contexts.
+
+def ollama_memory_limit_mib(spec: LabSpec, node: Node) -> int:
+    reserve = SYSTEM_RESERVE_MIB + int(node.memory_mib * SYSTEM_RESERVE_FRACTION)
+    room = node.memory_mib - reserve - neighbours_memory_mib(spec, node)
+    return max(OLLAMA_MIN_MEMORY_MIB, room // 256 * 256)
+
+
+def ollama_resources(spec: LabSpec, gpu: bool = False) -> Resources:
+    """Requests/limits for one Ollama pod, from the tightest node it may land on.
+
+    memory limit = node memory − (1024 MiB + 10 % of node memory) − the limits of what shares that
+    node (labctl's pull Job 64 MiB; on the data node Open WebUI 2048 MiB, and with monitoring
+    Prometheus + Grafana + blackbox 1600 MiB), rounded down to 256 MiB, at least 1 GiB. 8 GiB worker:
+    8192 − 1843 − 64 − 2048 = 4237 → 4096 MiB; with monitoring 2637 → 2560 MiB, so the limits of
+    everything on the node add up to less than the node (they reached 9.6 GiB of 8 before).
     cpu limit = node CPUs − 1 (system pods and Open WebUI), at least 1.
     Requests are half the limits: the scheduler can still place a second replica (autoscaling, or
     a Recreate rollout on a busy node), while the limit lets one pod use the whole node when alone.
     """
-    node = min(ollama_node_candidates(spec, gpu), key=lambda n: (n.memory_mib, n.cpus))
-    reserve = SYSTEM_RESERVE_MIB + int(node.memory_mib * SYSTEM_RESERVE_FRACTION)
-    memory_limit = max(OLLAMA_MIN_MEMORY_MIB, (node.memory_mib - reserve - WEBUI_MEMORY_LIMIT_MIB) // 256 * 256)
-    cpu_limit_m = max(1000, (node.cpus - 1) * 1000)
+    candidates = ollama_node_candidates(spec, gpu)
+    memory_limit = min(ollama_memory_limit_mib(spec, n) for n in candidates)
+    cpus = min(n.cpus for n in candidates)
+    cpu_limit_m = max(1000, (cpus - 1) * 1000)
     return Resources(
         cpu_request=f"{cpu_limit_m // 2}m",
         cpu_limit=f"{cpu_limit_m}m",
@@ -210,6 +243,12 @@ def _context(spec: LabSpec, secrets: LabSecrets, target: Target) -> dict[str, An
         webui_address=spec.webui_address,
         webui_service_type="LoadBalancer" if lab else target.webui_service_type,
         webui_memory_limit=f"{WEBUI_MEMORY_LIMIT_MIB}Mi",
+        cluster_rbac=target.cluster_rbac if not lab else True,
+        offline=spec.offline or target.offline,
+        ingress_class=options.ingress_class,
+        gateway_namespace=options.gateway.rpartition("/")[0],
+        gateway_name=options.gateway.rpartition("/")[2],
+        ingress_controller=target.ingress_controller or options.ingress_controller,
         secrets_b64={"webui_secret_key": _b64(secrets.webui_secret_key),
                      "grafana_admin_password": _b64(secrets.grafana_admin_password)},
         metallb_namespace=METALLB_NAMESPACE,
@@ -307,6 +346,7 @@ def load_objects(text: str) -> list[dict[str, Any]]:
 CUSTOM_RESOURCE_SCHEMAS: dict[tuple[str, str], str] = {
     ("metallb.io/v1beta1", "IPAddressPool"): "metallb.io_v1beta1_ipaddresspool.json",
     ("metallb.io/v1beta1", "L2Advertisement"): "metallb.io_v1beta1_l2advertisement.json",
+    ("gateway.networking.k8s.io/v1", "HTTPRoute"): "gateway.networking.k8s.io_v1_httproute.json",
 }
 
 
@@ -362,4 +402,5 @@ def write_bundles(bundles: dict[str, str], out_dir: Path) -> list[Path]:
 
 
 def deploy_target(namespace: str, **kwargs: Any) -> Target:
-    return replace(Target(mode="deploy", namespace=namespace, webui_service_type="ClusterIP"), **kwargs)
+    base = Target(mode="deploy", namespace=namespace, webui_service_type="ClusterIP", cluster_rbac=False)
+    return replace(base, **kwargs)

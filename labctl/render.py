@@ -79,7 +79,17 @@ def cache_excludes(spec: LabSpec, node: Any) -> list[str]:
     roles the VM does not have."""
     roles = spec.roles_of(node)
     needed = {part for role, parts in CACHE_PARTS.items() if role in roles for part in parts}
-    return ["boxes/"] + [part for parts in CACHE_PARTS.values() for part in parts if part not in needed]
+    out = ["boxes/"] + [part for parts in CACHE_PARTS.values() for part in parts if part not in needed]
+    if "images/" in needed:
+        # The pinned images this node never runs (Ollama's and Open WebUI's several GB on the
+        # master, the control plane's on a worker): they would only fill its disk.
+        from labctl.cache import safe_file_name
+        from labctl.disk_sizing import node_image_refs
+        from labctl.lock import images
+
+        runs = node_image_refs(spec, node)
+        out += sorted(f"images/{safe_file_name(ref)}.tar" for ref in images(spec).values() if ref not in runs)
+    return out
 
 
 def render_vagrantfile(

@@ -204,10 +204,35 @@ class Options(Model):
     gpu: bool = Field(default=False, description="NVIDIA device plugin + RuntimeClass; Ollama on the GPU worker")
     autoscaling: bool = Field(default=False, description="HPA on Ollama: 2-10 replicas on CPU (needs metrics-server)")
     monitoring: bool = Field(default=False, description="Prometheus + Grafana (+ blackbox probe of Ollama), ClusterIP")
-    ingress: bool = Field(default=False, description="Open WebUI by host name through an existing NGINX ingress controller")
+    ingress: bool = Field(default=False, description="Open WebUI by host name through an existing ingress controller")
+    # Which controller serves the class decides the annotations (timeouts, websockets): labctl deploy
+    # reads it from the cluster's IngressClass; labctl create takes it from here.
+    ingress_class: Name = Field(default="nginx", description="IngressClass of the ingress (k3s serves traefik)")
+    ingress_controller: Literal["ingress-nginx", "nginx-inc", "traefik", "other"] = Field(
+        default="ingress-nginx",
+        description="controller behind ingress_class: ingress-nginx, nginx-inc (F5 NGINX), traefik, other (no annotations)",
+    )
     ingress_host: DnsName = Field(default="webui.lab.local", description="host name of the ingress")
     ingress_tls: bool = Field(default=False, description="serve the ingress over TLS with ingress_tls_secret")
     ingress_tls_secret: Name = Field(default="webui-tls", description="kubernetes.io/tls Secret for ingress_tls")
+    # Gateway API, the successor of Ingress: an HTTPRoute for Open WebUI on ingress_host, attached
+    # to a Gateway the cluster's owner runs (its listeners must allow routes from this namespace).
+    gateway: str = Field(
+        default="",
+        pattern=r"^(([a-z0-9]([-a-z0-9]*[a-z0-9])?/)?[a-z0-9]([-a-z0-9]*[a-z0-9])?)?$",
+        description="Gateway (NAMESPACE/NAME or NAME) for an HTTPRoute to Open WebUI on ingress_host; empty = none",
+    )
+    # Docker Hub limits anonymous pulls per address: a room behind one NAT runs out. A pull-through
+    # mirror is written to containerd's hosts.toml for docker.io on every node (playbook
+    # registry-mirror); a dockerconfigjson Secret lets the apps' pods pull as a logged-in user.
+    registry_mirror: str = Field(
+        default="",
+        pattern=r"^(https?://[A-Za-z0-9.-]+(:[0-9]{1,5})?(/[A-Za-z0-9._/-]*)?)?$",
+        description="pull-through mirror for docker.io images on every node, e.g. https://mirror.gcr.io; empty = none",
+    )
+    image_pull_secret: Name | Literal[""] = Field(
+        default="", description="kubernetes.io/dockerconfigjson Secret the apps' pods pull with; empty = anonymous"
+    )
     # The OpenAI-compatible upstream's URL and key never go in lab.yaml: name a Secret (keys
     # OPENAI_API_BASE_URL, OPENAI_API_KEY) created in the apps namespace; empty = no upstream.
     openai_secret: Name | Literal[""] = Field(
@@ -287,6 +312,11 @@ class LabSpec(Model):
                     f"{budget} MiB — lower nodes.*.memory_mib or raise the budget if the host has room"
                 )
             )
+        if not self.apps.openwebui.auth:
+            out.append(SpecWarning(_auth_off_warning(self)))
+        from labctl.disk_sizing import disk_warnings
+
+        out += [SpecWarning(line) for line in disk_warnings(self)]
         return out
 
     # ---- cross-field checks ---------------------------------------------------------------------
@@ -494,3 +524,15 @@ def _capacity_problems(spec: LabSpec) -> Iterator[str]:
         autoscaling_fit(spec)
     except DoesNotFit as err:
         yield str(err)
+def _auth_off_warning(spec: LabSpec) -> str:
+    """Open WebUI honours WEBUI_AUTH=False only on an install without users (docs.openwebui.com,
+    env-configuration, WEBUI_AUTH); its users live on the data node's disk and outlive creates."""
+    from labctl.manifests import DEFAULT_NAMESPACE, LOCAL_DATA_ROOT, data_node
+
+    folder = f"{LOCAL_DATA_ROOT}/{DEFAULT_NAMESPACE}/open-webui-data"
+    return (
+        "apps.openwebui.auth: false works only while Open WebUI has no user at all — once anyone signed up "
+        f"(users are kept in {folder} on {data_node(spec).name} across creates) it locks everyone out. "
+        f"Way out: set auth: true again and re-run labctl create, or start from scratch by deleting {folder}/webui.db "
+        f"on {data_node(spec).name} (every account and chat is lost)"
+    )

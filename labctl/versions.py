@@ -145,7 +145,7 @@ _PINS: tuple[Pin, ...] = (
     Pin(
         "prometheus",
         "3.15.0",
-        "image prom/prometheus (monitoring option)",
+        "image quay.io/prometheus/prometheus (monitoring option)",
         "https://github.com/prometheus/prometheus/releases",
     ),
     Pin(
@@ -154,11 +154,11 @@ _PINS: tuple[Pin, ...] = (
     Pin(
         "blackbox_exporter",
         "0.27.0",
-        "image prom/blackbox-exporter (monitoring option: synthetic generate latency)",
+        "image quay.io/prometheus/blackbox-exporter (monitoring option: synthetic generate latency)",
         "https://github.com/prometheus/blackbox_exporter/releases",
     ),
     Pin(
-        "curl_image", "8.16.0", "image curlimages/curl (model pre-pull Job)", "https://hub.docker.com/r/curlimages/curl"
+        "curl_image", "8.16.0", "image quay.io/curl/curl (model pre-pull Job)", "https://github.com/curl/curl-container"
     ),
 )
 

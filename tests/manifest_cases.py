@@ -52,6 +52,19 @@ CASES: dict[str, tuple[LabSpec, Target]] = {
     # Everything on the master (its taint removed by the control-plane playbook), node-local volumes included.
     "no-workers": (spec_with({"monitoring": True}, nodes={"workers": []}), Target()),
     "deploy-alice": (LabSpec.default(), deploy_target("alice")),
+    # Issue 16: what real clusters and rooms need — the ClusterRole only when asked, other
+    # ingress controllers, an offline room with a pull Secret.
+    "deploy-carol-cluster-rbac-traefik": (
+        spec_with({"monitoring": True, "ingress": True, "ingress_tls": True, "ingress_class": "traefik"}),
+        deploy_target("carol", cluster_rbac=True, ingress_controller="traefik"),
+    ),
+    "nginx-inc-ingress": (spec_with({"ingress": True, "ingress_controller": "nginx-inc"}), Target()),
+    "gateway-api-route": (spec_with({"gateway": "infra/shared", "ingress": True}), Target()),
+    "deploy-dave-gateway": (spec_with({"gateway": "shared"}), deploy_target("dave")),
+    "offline-pull-secret": (
+        spec_with({"monitoring": True, "image_pull_secret": "hub-login"}, offline=True),
+        Target(offline=True),
+    ),
     "deploy-bob-all": (
         spec_with({k: v for k, v in ALL_OPTIONS.items() if k != "gpu"}),
         deploy_target("bob", storage_class="standard", data_storage_class="local-path", gpu=True),

@@ -237,7 +237,18 @@ def test_plan_has_seeding_steps_only_with_a_cache(filled: Path) -> None:
     assert ids.index("warm-cache-packages.local-apt-repository") < ids.index("warm-cache-seed.import-images")
     imp = warm.step("warm-cache-seed.import-images")
     assert imp.hosts == ("master", "worker1")
-    assert "/labctl-cache/images/docker.io_ollama_ollama_0.40.1.tar" in imp.commands[0].run
+    # Each node imports only the images it runs (labctl.disk_sizing.node_image_keys).
+    master, worker = (c.run for c in imp.commands)
+    assert "/labctl-cache/images/docker.io_ollama_ollama_0.40.1.tar" in worker
+    assert "docker.io_ollama_ollama" not in master and "open-webui" not in master
+    assert "kube-apiserver" in master and "kube-apiserver" not in worker
+    assert "calico_node" in master and "calico_node" in worker
+    assert "rm -f" not in worker, "VirtualBox mounts the cache read-only: nothing to delete"
+    libvirt = LabSpec.from_dict({"provider": {"type": "libvirt"}})
+    warm_libvirt = build_plan(libvirt, books, include_provider=False, cache=inspect_cache(filled, libvirt))
+    imp = warm_libvirt.step("warm-cache-seed.import-images")
+    assert 'rm -f "$2"' in imp.commands[1].run, "libvirt's rsync copy is on the VM's disk: delete once imported"
+    assert "! test -e '/labctl-cache/images/docker.io_ollama_ollama_0.40.1.tar'" in imp.commands[1].check
     seed = warm.step("warm-cache-seed.seed-models")
     assert seed.hosts == ("nfs",)
     assert "/srv/nfs/lab/llm/ollama-models" in seed.commands[0].run

@@ -121,8 +121,8 @@ def test_redeploy_keeps_the_same_secret(tmp_path: Path, monkeypatch) -> None:
 def test_students_side_by_side(tmp_path: Path, monkeypatch) -> None:
     cluster = Cluster(tmp_path, monkeypatch)
     lab = "apps:\n  options:\n    monitoring: true\n"
-    assert cluster.deploy("--namespace", "alice", lab=lab).exit_code == 0
-    assert cluster.deploy("--namespace", "bob", lab=lab).exit_code == 0
+    assert cluster.deploy("--namespace", "alice", "--cluster-rbac", lab=lab).exit_code == 0
+    assert cluster.deploy("--namespace", "bob", "--cluster-rbac", lab=lab).exit_code == 0
     applies = [c for c in cluster.calls() if c["args"][0] == "apply"]
     docs = [[d for d in yaml.safe_load_all(c["stdin"]) if d] for c in applies]
     names = [{(d["kind"], d["metadata"]["name"]) for d in ds if "namespace" not in d["metadata"]} for ds in docs]
@@ -232,8 +232,124 @@ def test_gpu_without_runtime_class_notes_it(tmp_path: Path, monkeypatch) -> None
 
 def test_autoscaling_needs_metrics_api(tmp_path: Path, monkeypatch) -> None:
     cluster = Cluster(tmp_path, monkeypatch)
-    result = cluster.deploy(lab="apps:\n  options:\n    autoscaling: true\n")
+    result = cluster.deploy("--storage-class", "nfs", lab="apps:\n  options:\n    autoscaling: true\n")
     assert result.exit_code == 1 and "metrics-server" in error_line(result)
+    assert cluster.mutating() == []
+
+
+def test_autoscaling_on_k3s_local_path_is_refused_with_the_fix(tmp_path: Path, monkeypatch) -> None:
+    """k3s: local-path is the default class and metrics-server ships with it, so the old preflight
+    passed, and the ReadWriteMany models claim never bound. local-path-provisioner refuses every
+    access mode but ReadWriteOnce(Pod) ("NodePath only supports ReadWriteOnce and ReadWriteOncePod",
+    rancher/local-path-provisioner provisioner.go)."""
+    lab = "apps:\n  options:\n    autoscaling: true\n"
+    cluster = Cluster(tmp_path, monkeypatch, apiservices=["v1beta1.metrics.k8s.io"])
+    result = cluster.deploy(lab=lab)
+    assert result.exit_code == 1
+    line = error_line(result)
+    assert "storage class local-path" in line and "ReadWriteOnce" in line and "--storage-class" in line and "nfs" in line
+    assert cluster.mutating() == []
+    result = cluster.deploy("--storage-class", "nfs", lab=lab)
+    assert result.exit_code == 0, result.output
+    pvc = next(o for o in cluster.applied() if o["metadata"]["name"] == "ollama-models")
+    assert pvc["spec"]["accessModes"] == ["ReadWriteMany"] and pvc["spec"]["storageClassName"] == "nfs"
+
+
+# ---- a student with rights only in their own namespace --------------------------------------------
+STUDENT = {"user": "namespace-only", "own_namespaces": ["alice"], "namespaces": ["default", "alice"]}
+
+
+def test_namespace_only_student_deploys_everything_with_cannot_check_notes(tmp_path: Path, monkeypatch) -> None:
+    cluster = Cluster(tmp_path, monkeypatch, **STUDENT)
+    lab = "apps:\n  options:\n    monitoring: true\n"
+    result = cluster.deploy("--namespace", "alice", "--storage-class", "nfs", "--gpu", lab=lab)
+    assert result.exit_code == 0, result.output
+    assert "cannot check storage class nfs (you may not list StorageClasses) — using it as given" in result.output
+    assert "cannot check allocatable GPUs" in result.output and "cannot check namespace alice" in result.output
+    assert "monitoring without --cluster-rbac" in result.output
+    # Asked first, never run into a Forbidden: every cluster-wide get was preceded by a "no".
+    gets = [c["args"] for c in cluster.calls() if c["args"][0] == "get"]
+    assert all(a[1] == "secret" for a in gets), gets
+    objs = cluster.applied()
+    assert all("namespace" in o["metadata"] for o in objs), "no cluster-scoped object unless --cluster-rbac"
+    pvc = next(o for o in objs if o["metadata"]["name"] == "ollama-models")
+    assert pvc["spec"]["storageClassName"] == "nfs"
+
+
+def test_namespace_only_student_without_storage_class_gets_the_default(tmp_path: Path, monkeypatch) -> None:
+    cluster = Cluster(tmp_path, monkeypatch, **STUDENT)
+    result = cluster.deploy("--namespace", "alice")
+    assert result.exit_code == 0, result.output
+    assert "cannot check the cluster's default storage class" in result.output
+    pvc = next(o for o in cluster.applied() if o["metadata"]["name"] == "ollama-models")
+    assert "storageClassName" not in pvc["spec"]
+
+
+def test_cluster_rbac_is_checked_before_anything_is_created(tmp_path: Path, monkeypatch) -> None:
+    cluster = Cluster(tmp_path, monkeypatch, **STUDENT)
+    lab = "apps:\n  options:\n    monitoring: true\n"
+    result = cluster.deploy("--namespace", "alice", "--cluster-rbac", lab=lab)
+    assert result.exit_code == 1
+    line = error_line(result)
+    assert "--cluster-rbac: you may not create clusterroles, create clusterrolebindings, list nodes, get nodes/metrics" in line
+    assert cluster.mutating() == []
+
+
+def test_partial_apply_names_every_object_that_failed(tmp_path: Path, monkeypatch) -> None:
+    """kubectl apply goes on after an object is refused and exits 1 at the end; the old deploy
+    printed only the last stderr line, so a Prometheus without its ClusterRole looked like a failure
+    of something else. Here RBAC says yes but the objects are refused at apply (an admission policy)."""
+    cluster = Cluster(tmp_path, monkeypatch, **STUDENT, cannot=[])
+    state = json.loads(cluster.state_path.read_text())
+    state["user"] = "admin"
+    state["refuse_kinds"] = ["ClusterRole", "ClusterRoleBinding"]
+    cluster.state_path.write_text(json.dumps(state))
+    lab = "apps:\n  options:\n    monitoring: true\n"
+    result = cluster.deploy("--namespace", "alice", "--cluster-rbac", lab=lab)
+    assert result.exit_code == 1
+    line = error_line(result)
+    assert "partial: 2 object(s) failed" in line
+    assert "ClusterRole/labctl-prometheus-alice, ClusterRoleBinding/labctl-prometheus-alice" in line
+    assert "deployment/prometheus created" in result.output  # what did apply is still shown
+
+
+def test_restricted_pod_security_is_refused_before_anything_is_created(tmp_path: Path, monkeypatch) -> None:
+    labels = {"alice": {"pod-security.kubernetes.io/enforce": "restricted"}}
+    cluster = Cluster(tmp_path, monkeypatch, namespaces=["alice"], namespace_labels=labels)
+    result = cluster.deploy("--namespace", "alice")
+    assert result.exit_code == 1
+    assert "enforces Pod Security 'restricted'" in error_line(result) and "baseline" in error_line(result)
+    assert cluster.mutating() == []
+    labels["alice"]["pod-security.kubernetes.io/enforce"] = "baseline"
+    state = json.loads(cluster.state_path.read_text())
+    state["namespace_labels"] = labels
+    cluster.state_path.write_text(json.dumps(state))
+    result = cluster.deploy("--namespace", "alice")
+    assert result.exit_code == 0 and "Pod Security 'baseline'" in result.output
+
+
+INGRESS = "apps:\n  options:\n    ingress: true\n    ingress_class: {cls}\n"
+
+
+def test_ingress_annotations_follow_the_ingress_class_controller(tmp_path: Path, monkeypatch) -> None:
+    classes = {"traefik": "traefik.io/ingress-controller", "nginx": "nginx.org/ingress-controller"}
+    cluster = Cluster(tmp_path, monkeypatch, ingressclasses=classes)
+    assert cluster.deploy(lab=INGRESS.format(cls="traefik")).exit_code == 0
+    ing = next(o for o in cluster.applied() if o["kind"] == "Ingress")
+    assert ing["spec"]["ingressClassName"] == "traefik"
+    assert not any(k.startswith("nginx") for k in ing["metadata"].get("annotations", {}))
+    # F5's NGINX Ingress Controller also calls its class "nginx" but reads only nginx.org/* annotations.
+    assert cluster.deploy(lab=INGRESS.format(cls="nginx")).exit_code == 0
+    ing = [o for c in cluster.calls() if c["args"][0] == "apply" for o in yaml.safe_load_all(c["stdin"]) if o][-1]
+    assert ing["metadata"]["annotations"]["nginx.org/websocket-services"] == "open-webui"
+    assert not any(k.startswith("nginx.ingress.kubernetes.io") for k in ing["metadata"]["annotations"])
+
+
+def test_missing_ingress_class_is_refused_with_the_classes_there(tmp_path: Path, monkeypatch) -> None:
+    cluster = Cluster(tmp_path, monkeypatch, ingressclasses={"traefik": "traefik.io/ingress-controller"})
+    result = cluster.deploy(lab=INGRESS.format(cls="nginx"))
+    assert result.exit_code == 1
+    assert "no IngressClass 'nginx' (it has: traefik)" in error_line(result)
     assert cluster.mutating() == []
 
 
@@ -269,3 +385,88 @@ def test_bad_namespace_name(tmp_path: Path, monkeypatch) -> None:
     result = cluster.deploy("--namespace", "Alice_Smith")
     assert result.exit_code == 1 and "--namespace" in error_line(result)
     assert cluster.calls() == []
+
+
+def test_partial_apply_parser_reads_real_kubectl_lines() -> None:
+    """kubectl apply prints `<resource>[.<group>]/<name> <verb>` per object (created, configured,
+    unchanged, serverside-applied, with a dry-run suffix); every bundle object not listed failed."""
+    from labctl.deploy import _not_applied
+
+    bundle = "\n---\n".join(
+        f"apiVersion: v1\nkind: {kind}\nmetadata:\n  name: {name}"
+        for kind, name in [
+            ("Deployment", "ollama"),
+            ("Service", "ollama"),
+            ("ClusterRole", "labctl-prometheus-alice"),
+            ("HorizontalPodAutoscaler", "ollama"),
+            ("Job", "ollama-pull-1a2b3c4d"),
+        ]
+    )
+    stdout = (
+        "deployment.apps/ollama configured\n"
+        "service/ollama unchanged\n"
+        "horizontalpodautoscaler.autoscaling/ollama serverside-applied\n"
+        "job.batch/ollama-pull-1a2b3c4d created (server dry run)\n"
+    )
+    assert _not_applied(bundle, stdout) == ["ClusterRole/labctl-prometheus-alice"]
+    assert _not_applied(bundle, stdout + "clusterrole.rbac.authorization.k8s.io/labctl-prometheus-alice created\n") == []
+
+
+GATEWAY = "apps:\n  options:\n    gateway: {gw}\n    ingress_host: chat.example.org\n"
+
+
+def test_gateway_api_route_checks_the_gateway(tmp_path: Path, monkeypatch) -> None:
+    cluster = Cluster(tmp_path, monkeypatch, namespaces=["alice", "infra"], gateways={"infra": ["shared"]})
+    result = cluster.deploy("--namespace", "alice", lab=GATEWAY.format(gw="infra/missing"))
+    assert result.exit_code == 1 and "no Gateway 'missing' in namespace infra" in error_line(result)
+    assert cluster.mutating() == []
+    result = cluster.deploy("--namespace", "alice", lab=GATEWAY.format(gw="infra/shared"))
+    assert result.exit_code == 0, result.output
+    assert "must allow routes from alice" in result.output
+    route = next(o for o in cluster.applied() if o["kind"] == "HTTPRoute")
+    assert route["spec"]["parentRefs"] == [{"name": "shared", "namespace": "infra"}]
+    assert route["spec"]["hostnames"] == ["chat.example.org"]
+
+
+def test_gateway_in_a_namespace_the_student_cannot_read(tmp_path: Path, monkeypatch) -> None:
+    cluster = Cluster(tmp_path, monkeypatch, **STUDENT, gateways={"infra": ["shared"]})
+    result = cluster.deploy("--namespace", "alice", lab=GATEWAY.format(gw="infra/shared"))
+    assert result.exit_code == 0, result.output
+    assert "cannot check Gateway infra/shared (you may not read Gateways in infra)" in result.output
+
+
+def test_image_pull_secret_missing_is_a_note_not_an_error(tmp_path: Path, monkeypatch) -> None:
+    """The kubelet pulls anonymously when an imagePullSecrets entry names no Secret: deploy goes on
+    and says how to create it (a logged-in Docker Hub account gets 100 pulls an hour, not 10)."""
+    lab = "apps:\n  options:\n    image_pull_secret: hub-login\n"
+    cluster = Cluster(tmp_path, monkeypatch, namespaces=["alice"])
+    result = cluster.deploy("--namespace", "alice", lab=lab)
+    assert result.exit_code == 0, result.output
+    assert "create secret docker-registry hub-login" in result.output
+    pods = [o for o in cluster.applied() if o["kind"] in ("Deployment", "Job")]
+    assert pods and all(o["spec"]["template"]["spec"]["imagePullSecrets"] == [{"name": "hub-login"}] for o in pods)
+    state = json.loads(cluster.state_path.read_text())
+    state["secrets"] = {"alice": ["hub-login"]}
+    cluster.state_path.write_text(json.dumps(state))
+    assert "docker-registry" not in cluster.deploy("--namespace", "alice", lab=lab).output
+
+
+def test_student_who_cannot_read_the_namespace_gets_a_pod_security_probe(tmp_path: Path, monkeypatch) -> None:
+    """Pod Security admission enforces on Pods, not on Deployments: under 'restricted' the apply
+    succeeds and no pod is ever created. A student cannot read the namespace's label, so deploy asks
+    the API server with a server-side dry run of the pods before it applies anything."""
+    labels = {"alice": {"pod-security.kubernetes.io/enforce": "restricted"}}
+    cluster = Cluster(tmp_path, monkeypatch, **STUDENT, namespace_labels=labels)
+    result = cluster.deploy("--namespace", "alice")
+    assert result.exit_code == 1
+    line = error_line(result)
+    assert "enforces a Pod Security level its pods do not meet" in line and "violates PodSecurity" in line
+    assert [c for c in cluster.mutating() if c[0] == "apply"] == []
+    probes = [c for c in cluster.calls() if c["args"][:2] == ["create", "--dry-run=server"]]
+    kinds = {d["kind"] for d in yaml.safe_load_all(probes[0]["stdin"]) if d}
+    assert kinds == {"Pod"}
+    # baseline (or no label): the probe passes and the deploy goes on
+    state = json.loads(cluster.state_path.read_text())
+    state["namespace_labels"] = {"alice": {"pod-security.kubernetes.io/enforce": "baseline"}}
+    cluster.state_path.write_text(json.dumps(state))
+    assert cluster.deploy("--namespace", "alice").exit_code == 0

@@ -219,3 +219,4 @@ def test_vm_stat_without_a_page_size_is_a_warning(monkeypatch, tmp_path):
     probes.commands = {**probes.commands, "vm_stat": {"stdout": "garbage\n"}}
     checks = {c.name: c for c in doctor.run_doctor(spec_on("amd64", "darwin", monkeypatch), tmp_path, probes=probes)}
     assert checks["memory"].status == "warn" and "vm_stat" in checks["memory"].what
+

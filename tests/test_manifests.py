@@ -151,7 +151,7 @@ def test_ollama_deployment_from_spec() -> None:
 
 
 def test_ollama_resources_follow_the_smallest_worker() -> None:
-    # 8 GiB / 4 CPU: 8192 − (1024 + 819) − 2048 = 4301 → 4096 Mi; CPU 4 − 1 = 3.
+    # 8 GiB / 4 CPU: 8192 − (1024 + 819) − 64 − 2048 = 4237 → 4096 Mi; CPU 4 − 1 = 3.
     r = ollama_resources(LabSpec.default())
     assert (r.memory_limit, r.memory_request, r.cpu_limit, r.cpu_request) == ("4096Mi", "2048Mi", "3000m", "1500m")
     small = spec_with(
@@ -162,11 +162,37 @@ def test_ollama_resources_follow_the_smallest_worker() -> None:
             ]
         }
     )
-    # 6144 − (1024 + 614) − 2048 = 2458 → 2304 Mi; CPU 2 − 1 = 1.
+    # worker2 holds no Open WebUI: 6144 − (1024 + 614) − 64 = 4442 → 4352; worker1 (the data node)
+    # 8192 − 1843 − 64 − 2048 = 4237 → 4096 is the tighter one. CPU from the smallest: 2 − 1 = 1.
     r = ollama_resources(small)
-    assert (r.memory_limit, r.cpu_limit) == ("2304Mi", "1000m")
+    assert (r.memory_limit, r.cpu_limit) == ("4096Mi", "1000m")
     tiny = spec_with(nodes={"workers": [{"name": "w", "ip": "192.168.33.101", "cpus": 1, "memory_mib": 2048}]})
     assert ollama_resources(tiny).memory_limit == "1024Mi"  # floor
+
+
+def test_memory_limits_on_the_ollama_node_fit_the_node() -> None:
+    """Issue 16 item 10: with monitoring, Prometheus (1Gi), Grafana and blackbox land on the worker
+    that holds Open WebUI; Ollama's limit used to leave room only for Open WebUI, and the limits
+    added up to 9.6 GiB on an 8 GiB node."""
+    from labctl.manifests import SYSTEM_RESERVE_FRACTION, SYSTEM_RESERVE_MIB, data_node
+
+    def mib(q: str) -> int:
+        return int(q[:-2]) * (1024 if q.endswith("Gi") else 1)
+
+    for options in ({}, {"monitoring": True}):
+        spec = spec_with(options)
+        node = data_node(spec)
+        objs = load_objects(render_bundles(spec, TEST_SECRETS)["apps"])
+        limits = sum(
+            mib(c["resources"]["limits"]["memory"])
+            for o in objs
+            if o["kind"] in ("Deployment", "Job")
+            for c in o["spec"]["template"]["spec"]["containers"]
+        )
+        reserve = SYSTEM_RESERVE_MIB + int(node.memory_mib * SYSTEM_RESERVE_FRACTION)
+        assert limits <= node.memory_mib - reserve, (options, limits)
+    r = ollama_resources(spec_with({"monitoring": True}))
+    assert r.memory_limit == "2560Mi"
 
 
 def test_model_pull_job_pulls_every_model_with_retries() -> None:
@@ -178,7 +204,7 @@ def test_model_pull_job_pulls_every_model_with_retries() -> None:
     assert job["metadata"]["name"] == pull_job_name(["llama3.2:1b", "qwen2.5:0.5b", "nomic-embed-text"])
     assert job["spec"]["backoffLimit"] >= 1 and job["spec"]["ttlSecondsAfterFinished"] > 0
     c = container(job)
-    assert c["image"].startswith("curlimages/curl:")
+    assert c["image"].startswith("quay.io/curl/curl:")
     env = {k: v.get("value") for k, v in env_of(c).items()}
     assert env["MODELS"] == "llama3.2:1b qwen2.5:0.5b nomic-embed-text"
     assert env["OLLAMA_URL"] == "http://ollama.llm.svc:11434"
@@ -254,10 +280,12 @@ def test_without_workers_node_local_volumes_and_sizing_use_the_master() -> None:
     assert "open-webui-data-llm" in pins and len(pins) >= 3
     assert set(map(tuple, pins.values())) == {("master",)}
     spec, _ = CASES["no-workers"]
-    # Ollama is sized for the master (8 GiB / 4 CPUs, like the seed worker).
+    # Ollama is sized for the master (8 GiB / 4 CPUs) it shares with Open WebUI and monitoring:
+    # 8192 − 1843 − 64 − 2048 − 1600 = 2637 → 2560 Mi.
     r = ollama_resources(spec)
-    assert (r.memory_limit, r.cpu_limit) == ("4096Mi", "3000m")
+    assert (r.memory_limit, r.cpu_limit) == ("2560Mi", "3000m")
     small_master = spec_with(nodes={"workers": [], "master": {"name": "cp", "ip": "192.168.33.100", "cpus": 2, "memory_mib": 6144}})
+    # 6144 − 1638 − 64 − 2048 = 2394 → 2304 Mi.
     assert (ollama_resources(small_master).memory_limit, ollama_resources(small_master).cpu_limit) == ("2304Mi", "1000m")
     assert set(map(tuple, pinned_nodes(load_objects(render_bundles(small_master, TEST_SECRETS)["apps"])).values())) == {("cp",)}
 
@@ -313,8 +341,9 @@ def test_gpu_option() -> None:
     assert pod["nodeSelector"] == {"kubernetes.io/hostname": "gpu1"}
     assert {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"} in pod["tolerations"]
     assert pod["containers"][0]["resources"]["limits"]["nvidia.com/gpu"] == 1
-    # Sized from the 16 GiB GPU worker: 16384 − (1024 + 1638) − 2048 = 11674 → 11520 Mi.
-    assert pod["containers"][0]["resources"]["limits"]["memory"] == "11520Mi"
+    # Sized from the 16 GiB GPU worker, where Open WebUI never runs (its volume pins it to worker1):
+    # 16384 − (1024 + 1638) − 64 (pull Job) = 13658 → 13568 Mi.
+    assert pod["containers"][0]["resources"]["limits"]["memory"] == "13568Mi"
 
 
 def test_autoscaling_option_matches_the_seed() -> None:
@@ -341,7 +370,7 @@ def test_monitoring_option() -> None:
 
     objs = objects("monitoring")
     images = {container(d)["image"] for d in by_kind(objs, "Deployment")}
-    assert {"prom/prometheus:v3.15.0", "grafana/grafana:13.2.3", "prom/blackbox-exporter:v0.27.0"} <= images
+    assert {"quay.io/prometheus/prometheus:v3.15.0", "grafana/grafana:13.2.3", "quay.io/prometheus/blackbox-exporter:v0.27.0"} <= images
     for claim in ("prometheus-data", "grafana-data"):
         assert one(objs, "PersistentVolumeClaim", claim)["spec"]["storageClassName"] == ""
     dashboard = json.loads(one(objs, "ConfigMap", "grafana-dashboard-ollama")["data"]["ollama.json"])
@@ -349,10 +378,43 @@ def test_monitoring_option() -> None:
     assert "container_cpu_usage_seconds_total" in exprs and "container_memory_working_set_bytes" in exprs
     assert "probe_duration_seconds" in exprs
     prom = one(objs, "ConfigMap", "prometheus-config")["data"]["prometheus.yml"]
-    assert "/proxy/metrics/cadvisor" in prom and "ollama-generate-probe" in prom
+    assert "ollama-generate-probe" in prom
     grafana = container(one(objs, "Deployment", "grafana"))
     assert env_of(grafana)["GF_SECURITY_ADMIN_PASSWORD"]["valueFrom"]["secretKeyRef"]["name"] == "grafana-admin"
     one(objs, "ClusterRole", "labctl-prometheus-llm")
+
+
+def test_prometheus_reads_cadvisor_at_the_kubelet_with_nodes_metrics_only() -> None:
+    """The kubelet authorizes /metrics/* as nodes/metrics and every other path (exec, run, attach)
+    as nodes/proxy (kubernetes/kubernetes pkg/kubelet/server/auth.go, GetRequestAttributes), and
+    the API server's node proxy needs nodes/proxy itself. So: scrape https://<node>:10250/metrics/cadvisor
+    directly, and never grant nodes/proxy (Kubernetes RBAC good practices: nodes/proxy reaches exec)."""
+    import yaml
+
+    objs = objects("monitoring")
+    rules = one(objs, "ClusterRole", "labctl-prometheus-llm")["rules"]
+    granted = {(r, v) for rule in rules for r in rule["resources"] for v in rule["verbs"]}
+    assert granted == {("nodes", "get"), ("nodes", "list"), ("nodes", "watch"), ("nodes/metrics", "get")}
+    prom = yaml.safe_load(one(objs, "ConfigMap", "prometheus-config")["data"]["prometheus.yml"])
+    job = next(j for j in prom["scrape_configs"] if j["job_name"] == "kubelet-cadvisor")
+    assert job["metrics_path"] == "/metrics/cadvisor" and job["scheme"] == "https"
+    assert "relabel_configs" not in job, "the target stays the node's own address, not the API server's proxy"
+    assert job["tls_config"] == {"insecure_skip_verify": True}  # kubeadm's kubelet cert is self-signed
+    for case in CASES:
+        for obj in objects(case):
+            if obj["kind"] in ("ClusterRole", "Role"):
+                assert not any("nodes/proxy" in r["resources"] for r in obj["rules"]), case
+
+
+def test_deploy_renders_no_cluster_scoped_object_unless_asked() -> None:
+    spec, _ = CASES["all-options"]
+    plain = load_objects(render_bundles(spec, TEST_SECRETS, deploy_target("alice", gpu=False))["apps"])
+    assert [o for o in plain if "namespace" not in o["metadata"]] == []
+    prom = one(plain, "ConfigMap", "prometheus-config")["data"]["prometheus.yml"]
+    assert "kubelet-cadvisor" not in prom and "ollama-generate-probe" in prom
+    assert one(plain, "Deployment", "prometheus")["spec"]["template"]["spec"]["automountServiceAccountToken"] is False
+    asked = load_objects(render_bundles(spec, TEST_SECRETS, deploy_target("alice", cluster_rbac=True))["apps"])
+    assert {o["kind"] for o in asked if "namespace" not in o["metadata"]} == {"ClusterRole", "ClusterRoleBinding"}
 
 
 def test_ingress_option_with_tls_and_openai_upstream() -> None:
@@ -406,6 +468,13 @@ def test_students_side_by_side_do_not_clash() -> None:
         return {(o["kind"], o["metadata"]["name"]) for o in objs if "namespace" not in o["metadata"]}
 
     alice, bob = cluster_scoped("alice", "deploy"), cluster_scoped("bob", "deploy")
+    assert alice == bob == set(), "deploy mode renders no cluster-scoped object unless --cluster-rbac"
+
+    def with_rbac(ns: str) -> set[tuple[str, str]]:
+        objs = load_objects(render_bundles(spec, TEST_SECRETS, deploy_target(ns, cluster_rbac=True))["apps"])
+        return {(o["kind"], o["metadata"]["name"]) for o in objs if "namespace" not in o["metadata"]}
+
+    alice, bob = with_rbac("alice"), with_rbac("bob")
     assert alice and not alice & bob
     # Lab mode, two namespaces: only the identical RuntimeClass is shared (safe: same content).
     lab_a, lab_b = cluster_scoped("alice", "lab"), cluster_scoped("bob", "lab")

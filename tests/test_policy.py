@@ -88,6 +88,10 @@ def exposure_problems(obj: dict[str, Any], ollama_exposed: bool = False) -> list
         backends = {p["backend"]["service"]["name"] for r in obj["spec"]["rules"] for p in r["http"]["paths"]}
         if backends != {"open-webui"}:
             out.append(f"Ingress routes to {sorted(backends)}")
+    if obj["kind"] == "HTTPRoute":
+        backends = {b["name"] for r in obj["spec"]["rules"] for b in r.get("backendRefs", [])}
+        if backends != {"open-webui"}:
+            out.append(f"HTTPRoute routes to {sorted(backends)}")
     return out
 
 
@@ -157,6 +161,8 @@ def test_each_check_can_fail() -> None:
     assert exposure_problems(svc) and not exposure_problems(svc, ollama_exposed=True)
     grafana = {"kind": "Service", "metadata": {"name": "grafana"}, "spec": {"type": "LoadBalancer"}}
     assert exposure_problems(grafana)
+    route = {"kind": "HTTPRoute", "metadata": {"name": "x"}, "spec": {"rules": [{"backendRefs": [{"name": "grafana"}]}]}}
+    assert exposure_problems(route)
 
 
 def test_no_secret_value_appears_outside_secret_objects() -> None:

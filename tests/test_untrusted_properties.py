@@ -99,9 +99,9 @@ def test_any_text_is_rejected_once_or_reaches_ruby_bash_and_yaml_unchanged(
         if PROBE in probe_text:
             want = R.swap(R.seen_by_bash(sandbox, probe_text), PROBE, value)
             got = R.swap(R.seen_by_bash(sandbox, text), "", "")  # blanks value-derived hashes, as in want
-            # The commands of a pipeline start at once, so their order in the record is a race: the
-            # words each command saw are what must match.
-            assert sorted(got) == sorted(want), f"bash saw other words:\n{text[:1500]}"
+            # The commands of a pipeline start at once, and a wait loop runs as often as it can until
+            # the sandbox's deadline: order and count are races. The words each command saw must match.
+            assert sorted(set(map(tuple, got))) == sorted(set(map(tuple, want))), f"bash saw other words:\n{text[:1500]}"
 
     # (c) YAML
     assert R.swap(R.objects(R.manifests(spec)), "", "") == R.swap(probe["objects"], PROBE, value)

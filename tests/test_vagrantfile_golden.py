@@ -202,7 +202,11 @@ def test_a_warm_cache_is_copied_by_rsync_on_libvirt_with_only_what_each_vm_reads
 
     assert folder_line("nfs").endswith('rsync__exclude: ["boxes/", "debs/", "images/", "addons/", "releases/"]')
     for k8s in ("master", "gpu1"):
-        assert folder_line(k8s).endswith('rsync__exclude: ["boxes/", "models/"]')
+        assert 'rsync__exclude: ["boxes/", "models/", "images/' in folder_line(k8s)
+    # each VM gets only the image archives it imports (labctl.disk_sizing.node_image_keys)
+    assert '"images/docker.io_ollama_ollama_0.40.1.tar"' in folder_line("master")
+    assert '"images/registry.k8s.io_kube-apiserver_v1.36.4.tar"' in folder_line("gpu1")
+    assert "docker.io_ollama_ollama" not in folder_line("gpu1") and "kube-apiserver" not in folder_line("master")
     assert '"-z"' not in text  # no compression of already compressed layers on a local copy
     assert "mount_options" not in text
 

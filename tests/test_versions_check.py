@@ -47,6 +47,9 @@ def test_everything_pinned_exists_exit_0_one_table(upstream, tmp_path, monkeypat
     assert len(lines) == 1 + expected + 1  # header, one row per pin, the summary
     assert all(" ok " in line for line in lines[1:-1])
     assert lines[-1] == f"all {expected} pinned downloads exist upstream"
+    # labctl.registries: the default lab pulls from Docker Hub more than a shared NAT address may
+    assert "warning: this lab makes 7 image pulls from Docker Hub" in result.stderr
+    assert "apps.options.registry_mirror" in result.stderr
     # every lookup went to the fake upstream (the real hosts were never asked)
     assert any(p.startswith("/v2/") for p in fake.requests) and "/apt/Packages" in fake.requests
     assert f"/vc/{LabSpec.default().box}" in fake.requests

@@ -110,7 +110,7 @@ def contains(value: Any, text: str) -> bool:
 # words after quoting, expansion and splitting.
 RECORDER = r"""
 PATH=/nonexistent
-labctl_record() { local IFS=$'\x1f'; builtin printf '%s\x1e' "$*" >>/labctl-record; }
+labctl_record() { builtin printf '%s\0' "${@/#/W}" E >>/labctl-record; }
 command_not_found_handle() { labctl_record "$@"; return 0; }
 echo() { labctl_record echo "$@"; }
 printf() { labctl_record printf "$@"; }
@@ -135,7 +135,7 @@ def make_sandbox(root: Path) -> Path:
     return root
 
 
-def seen_by_bash(sandbox: Path, script: str, timeout: float = 5) -> list[list[str]]:
+def seen_by_bash(sandbox: Path, script: str, timeout: float = 10) -> list[list[str]]:
     """Each command the script ran (its words as bash passed them), in order."""
     record = sandbox / "labctl-record"
     record.write_bytes(b"")
@@ -146,4 +146,15 @@ def seen_by_bash(sandbox: Path, script: str, timeout: float = 5) -> list[list[st
             stdin=subprocess.DEVNULL, capture_output=True, timeout=timeout, check=False, cwd=sandbox,
         )
     raw = record.read_bytes().decode("utf-8", errors="surrogateescape")
-    return [call.split("\x1f") for call in raw.split("\x1e") if call]
+    # Each word as W<word>NUL, each command ended by ENUL, in one printf (one append: the commands of
+    # a pipeline record at the same time). NUL is the one byte no bash word can hold, so a hostile
+    # value (\x1e, \x1f, anything) cannot pass for a separator.
+    calls: list[list[str]] = []
+    words: list[str] = []
+    for item in raw.split("\0"):
+        if item.startswith("W"):
+            words.append(item[1:])
+        elif item == "E":
+            calls.append(words)
+            words = []
+    return calls

@@ -1,0 +1,42 @@
+"""Container registries and their limits: how many Docker Hub pulls a lab makes, for `doctor` and
+`versions --check` to warn about (labctl.cache honours Retry-After when it is rate-limited itself)."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from labctl.spec import LabSpec
+
+# Docker Hub: 10 pulls an hour per IPv4 address (or IPv6 /64) for unauthenticated users, 100 for a
+# logged-in Personal account; a pull is counted per manifest request (docker/docs
+# content/manuals/docker-hub/usage/_index.md and pulls.md). Each image on each node is a pull.
+DOCKER_HUB_ANONYMOUS_PULLS_PER_HOUR = 10
+
+
+def docker_hub_pulls(spec: LabSpec) -> int:
+    """How many Docker Hub pulls a create without a cache or mirror makes: every docker.io image
+    once per node that runs it (Calico on every Kubernetes node; the apps images once, worst case)."""
+    from labctl.lock import images
+
+    k8s_nodes = sum(1 for _, node in spec.all_nodes() if "k8s" in spec.roles_of(node))
+    pulls = 0
+    for key, ref in images(spec).items():
+        if ref.startswith("docker.io/"):
+            pulls += k8s_nodes if key.startswith("calico-") else 1
+    return pulls
+
+
+def docker_hub_warning(spec: LabSpec, *, cache: bool = False) -> str | None:
+    """One line for `doctor` / `versions --check` (or None): a room behind one NAT address shares
+    Docker Hub's anonymous limit, and manifest requests count."""
+    if cache or spec.offline or spec.apps.options.registry_mirror:
+        return None
+    pulls = docker_hub_pulls(spec)
+    if pulls <= DOCKER_HUB_ANONYMOUS_PULLS_PER_HOUR // 2:
+        return None
+    return (
+        f"this lab makes {pulls} image pulls from Docker Hub, which allows about {DOCKER_HUB_ANONYMOUS_PULLS_PER_HOUR} "
+        "anonymous pulls an hour per address: a room behind one NAT hits HTTP 429 — use create --cache, "
+        "apps.options.registry_mirror, or apps.options.image_pull_secret"
+    )
