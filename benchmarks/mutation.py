@@ -34,6 +34,7 @@ import json
 import os
 import random
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -261,6 +262,12 @@ def test_files(module: str, root: Path = ROOT) -> list[str]:
     return [f for f in files if f.endswith(".py")]
 
 
+def _default_sigint() -> None:
+    # A job started in the background (`cmd &`) inherits SIGINT ignored, and Python then never raises
+    # KeyboardInterrupt: the runner's Ctrl-C test would fail without any mutant.
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 @dataclass
 class Outcome:
     mutant: Mutant
@@ -278,17 +285,24 @@ class Sandbox:
         self.root = self.dir / "tree"
 
     def pytest(self, tests: list[str], timeout: float) -> tuple[str, float]:
+        status, seconds, _ = self.pytest_output(tests, timeout)
+        return status, seconds
+
+    def pytest_output(self, tests: list[str], timeout: float) -> tuple[str, float, str]:
         env = dict(os.environ, PYTHONPATH=str(self.root), PYTHONDONTWRITEBYTECODE="1")
         cmd = [sys.executable, "-m", "pytest", "-x", "-q", "-p", "no:cacheprovider", "-m", FAST, *tests]
         started = time.monotonic()
         try:
-            proc = subprocess.run(cmd, cwd=self.root, env=env, capture_output=True, timeout=timeout, check=False)
+            proc = subprocess.run(
+                cmd, cwd=self.root, env=env, capture_output=True, timeout=timeout, check=False, preexec_fn=_default_sigint
+            )
         except subprocess.TimeoutExpired:
-            return "timeout", time.monotonic() - started
+            return "timeout", time.monotonic() - started, ""
+        output = proc.stdout.decode(errors="replace")[-3000:]
         # 0: every test passed (survived); 5: nothing collected (a broken map, not a kill).
         if proc.returncode == 5:
             raise RuntimeError(f"no tests collected from {tests}")
-        return ("survived" if proc.returncode == 0 else "killed"), time.monotonic() - started
+        return ("survived" if proc.returncode == 0 else "killed"), time.monotonic() - started, output
 
     def run(self, module: str, source: str, mutant: Mutant, tests: list[str], timeout: float) -> Outcome:
         target = self.root / module
@@ -311,17 +325,27 @@ def score(outcomes: list[Outcome]) -> tuple[int, int, float]:
 
 
 def run_module(
-    box: Sandbox, module: str, n: int | None, seed: int, equivalents: dict[str, str], tests: list[str] | None
+    box: Sandbox,
+    module: str,
+    n: int | None,
+    seed: int,
+    equivalents: dict[str, str],
+    tests: list[str] | None,
+    match: str | None = None,
 ) -> Iterator[Outcome]:
     source = (box.root / module).read_text()
     tests = tests or test_files(module, box.root)
     if not tests:
         raise SystemExit(f"{module}: no test files mapped (add it to TESTS in {Path(__file__).name} or pass --tests)")
-    baseline, took = box.pytest(tests, timeout=600)
-    if baseline != "survived":
-        raise SystemExit(f"{module}: the tests fail without any mutant ({' '.join(tests)}): fix them first")
+    for _ in range(2):  # twice: a timing test may fail once on a loaded machine
+        baseline, took, output = box.pytest_output(tests, timeout=600)
+        if baseline == "survived":
+            break
+    else:
+        raise SystemExit(f"{module}: the tests fail without any mutant ({' '.join(tests)}): fix them first\n{output}")
     timeout = max(10.0, 3 * took)
-    for m in sample(mutants_of(source, module), n, seed):
+    candidates = [m for m in mutants_of(source, module) if match is None or match in m.id]
+    for m in sample(candidates, n, seed):
         if m.id in equivalents:
             yield Outcome(m, "equivalent", 0.0)
             continue
@@ -334,6 +358,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seed", type=int, default=0, help="sampling seed (default 0)")
     p.add_argument("--sample", type=int, default=None, help="mutants per module (default: all)")
     p.add_argument("--tests", nargs="+", help="test files to run instead of the module's mapped ones")
+    p.add_argument("--match", metavar="TEXT", help="only the mutants whose id contains TEXT (before sampling)")
     p.add_argument("--list", action="store_true", help="print every mutant id and exit")
     p.add_argument("--show", metavar="ID", help="print one mutant's diff and exit")
     p.add_argument("--json", type=Path, help="also write the outcomes to this file")
@@ -347,6 +372,8 @@ def main(argv: list[str] | None = None) -> int:
                     print(diff(source, module, args.show))
                 continue
             for m in mutants_of(source, module):
+                if args.match and args.match not in m.id:
+                    continue
                 print(f"{m.line:5}  {m.id}")
         return 0
 
@@ -357,7 +384,7 @@ def main(argv: list[str] | None = None) -> int:
         for module in args.modules:
             results[module] = []
             print(f"== {module}", flush=True)
-            for o in run_module(box, module, args.sample, args.seed, equivalents, args.tests):
+            for o in run_module(box, module, args.sample, args.seed, equivalents, args.tests, args.match):
                 results[module].append(o)
                 mark = {"killed": ".", "timeout": "T", "survived": "S", "equivalent": "e"}[o.status]
                 print(mark, end="", flush=True)
