@@ -1,0 +1,229 @@
+"""doctor at its boundaries: the exact values where a check turns ok → warn → fail, the lab's own
+vboxnet/virbr interface left out of the subnet-clash check, and Ti/Gi/Mi model volumes in the disk
+estimate. Pure checks get facts in; ``lab_interfaces`` reads a fake ``ip`` put first on PATH."""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import os
+import stat
+from pathlib import Path
+
+import pytest
+
+from labctl import doctor
+from labctl.spec import LabSpec
+
+SUBNET = ipaddress.ip_network("192.168.33.0/24")
+
+
+def meminfo(available_mib: int) -> str:
+    return f"MemTotal:       24683520 kB\nMemAvailable:   {available_mib * 1024} kB\n"
+
+
+# ---- memory ---------------------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    "available, status",
+    [
+        (9999, "fail"),  # one MiB short
+        (10000, "warn"),  # exactly what the VMs need: they fit, the host has nothing left
+        (10000 + doctor.HOST_HEADROOM_MIB - 1, "warn"),
+        (10000 + doctor.HOST_HEADROOM_MIB, "ok"),  # exactly the headroom left: fine
+    ],
+)
+def test_memory_thresholds_are_exact(available, status):
+    check = doctor.check_memory(meminfo(available), 10000)
+    assert check.status == status
+    assert check.what.startswith(f"{available} MiB available, the lab's VMs need 10000 MiB more")
+    assert ("left for the host" in check.what) == (status == "warn")
+    assert bool(check.fix) == (status != "ok")
+
+
+def test_memory_counts_kib_down_to_whole_mib():
+    text = "MemAvailable:   10240000 kB\n"  # 10000 MiB exactly
+    assert doctor.check_memory(text, 10000).status == "warn"
+    assert doctor.check_memory("MemAvailable:   10239999 kB\n", 10000).status == "fail"
+
+
+def test_running_vms_never_make_the_need_negative():
+    check = doctor.check_memory(meminfo(5000), 2000, running_vm_mib=9000)
+    assert check.status == "ok" and "need 0 MiB more" in check.what
+
+
+def test_memavailable_is_read_not_memfree():
+    text = "MemFree:   99999999 kB\nMemAvailable:   1024 kB\n"
+    assert doctor.parse_meminfo_kib(text) == 1024
+    assert doctor.parse_meminfo_kib(text, "MemFree") == 99999999
+
+
+# ---- disk -----------------------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    "free_gib, status", [(9.99, "fail"), (10, "warn"), (29.99, "warn"), (30, "ok")]
+)  # fmt: skip
+def test_disk_thresholds_are_exact(free_gib, status):
+    check = doctor.check_disk(int(free_gib * doctor.GIB), "/var/lib", 10, 30)
+    assert check.status == status
+    assert "/var/lib; the lab needs 10 GiB, 30 GiB with models" in check.what
+    assert ("/var/lib" in check.fix) == (status != "ok")
+
+
+def spec_with(models_size: str, disk_gib: int | None = None) -> LabSpec:
+    data = json.loads(LabSpec.default().model_dump_json())
+    storage = {"models_size": models_size}
+    nodes = data["nodes"]
+    nodes["master"]["disk_gib"] = disk_gib
+    return LabSpec.from_dict({"nodes": {k: v for k, v in nodes.items() if v is not None}, "storage": storage})
+
+
+@pytest.mark.parametrize("size, models_gib", [("20Gi", 20), ("2Ti", 2048), ("1Ti", 1024), ("500Mi", 1)])
+def test_disk_estimate_reads_the_unit_of_the_models_volume(size, models_gib):
+    minimum, comfortable = doctor.disk_needed_gib(spec_with(size))
+    assert minimum == doctor.BOX_GIB + 3 * doctor.VM_DISK_GIB
+    assert comfortable == doctor.BOX_GIB + 3 * doctor.VM_DISK_GIB + models_gib
+
+
+def test_disk_estimate_counts_a_node_disk_bigger_than_a_clone():
+    _, comfortable = doctor.disk_needed_gib(spec_with("20Gi", disk_gib=64))
+    assert comfortable == doctor.BOX_GIB + 64 + 2 * doctor.VM_DISK_GIB + 20
+
+
+# ---- the subnet-clash check and the lab's own interfaces ------------------------------------------
+def test_the_labs_own_interface_is_left_out_but_another_on_the_same_subnet_is_not():
+    routes = [("192.168.33.0/24", "virbr1"), ("0.0.0.0/0", "eth0")]
+    assert doctor.check_subnet_routes(routes, SUBNET, {"virbr1"}).status == "ok"
+    clash = doctor.check_subnet_routes(routes, SUBNET, {"vboxnet0"})
+    assert clash.status == "fail" and "192.168.33.0/24 via virbr1" in clash.what
+
+
+def test_single_host_routes_and_bad_destinations():
+    assert doctor.check_subnet_routes([("192.168.33.7", "tun0")], SUBNET).status == "fail"
+    assert doctor.check_subnet_routes([("192.168.34.7", "tun0"), ("not-an-ip", "x")], SUBNET).status == "ok"
+    assert doctor.check_subnet_routes([("fd00::/8", "wg0")], SUBNET).status == "ok"
+    what = doctor.check_subnet_routes([("192.168.33.0/25", ""), ("192.168.0.0/16", "wg0")], SUBNET).what
+    assert what.endswith("192.168.33.0/25 via ?, 192.168.0.0/16 via wg0")
+
+
+def fake_ip(tmp_path: Path, monkeypatch, links: list[dict] | str) -> None:
+    """A fake `ip` first on PATH that answers `ip -j addr` with ``links``."""
+    bindir = tmp_path / "bin"
+    bindir.mkdir()
+    out = links if isinstance(links, str) else json.dumps(links)
+    (bindir / "answer.json").write_text(out)
+    script = bindir / "ip"
+    script.write_text(f"#!/bin/sh\ncat '{bindir / 'answer.json'}'\n")
+    script.chmod(script.stat().st_mode | stat.S_IXUSR)
+    monkeypatch.setenv("PATH", f"{bindir}{os.pathsep}{os.environ['PATH']}")
+
+
+def link(name: str, *addresses: str) -> dict:
+    return {"ifname": name, "addr_info": [{"family": "inet", "local": a, "prefixlen": 24} for a in addresses]}
+
+
+def test_lab_interfaces_are_vboxnet_or_virbr_holding_the_subnets_first_address(tmp_path, monkeypatch):
+    fake_ip(tmp_path, monkeypatch, [
+        link("lo", "127.0.0.1"),
+        link("eth0", "192.168.33.1"),  # a real network on the lab subnet: not ours, whatever its address
+        link("vboxnet0", "192.168.33.1"),
+        link("virbr3", "192.168.33.1", "10.0.0.1"),
+        link("virbr0", "192.168.122.1"),  # libvirt's default network: another subnet
+        link("vboxnet1", "192.168.33.5"),  # on the subnet but not at .1: not Vagrant's
+    ])  # fmt: skip
+    assert doctor.lab_interfaces(LabSpec.default()) == frozenset({"vboxnet0", "virbr3"})
+
+
+@pytest.mark.parametrize("answer", ["not json", ""])
+def test_lab_interfaces_with_an_unreadable_answer_is_empty(tmp_path, monkeypatch, answer):
+    fake_ip(tmp_path, monkeypatch, answer)
+    assert doctor.lab_interfaces(LabSpec.default()) == frozenset()
+
+
+# ---- versions and tools ---------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    "output, status",
+    [("Vagrant 2.2.18", "fail"), ("Vagrant 2.2.19", "ok"), ("Vagrant 2.3", "ok"), ("Vagrant 1.9.9", "fail"),
+     ("Vagrant x", "fail"), (None, "fail")],
+)  # fmt: skip
+def test_vagrant_minimum_version_is_inclusive(output, status):
+    check = doctor.check_vagrant(output)
+    assert check.status == status
+    if output == "Vagrant 2.2.18":
+        assert check.what == "Vagrant 2.2.18 is older than 2.2.19" and check.fix == "upgrade Vagrant to ≥ 2.2.19"
+    if output == "Vagrant 2.3":
+        assert check.what == "Vagrant 2.3.0"
+
+
+def test_parse_version_forms():
+    assert doctor.parse_version("Vagrant 2.4.1") == (2, 4, 1)
+    assert doctor.parse_version("7.0") == (7, 0, 0)
+    assert doctor.parse_version("") is None
+
+
+def test_virtualbox_version_is_the_last_line_and_warnings_fail():
+    assert doctor.check_virtualbox("7.0.20r163906\n").what == "VirtualBox 7.0.20r163906"
+    warned = doctor.check_virtualbox("WARNING: The vboxdrv kernel module is not loaded.\n7.0.20r1\n")
+    assert warned.status == "fail" and warned.what.endswith(": 7.0.20r1")
+    assert doctor.check_virtualbox("vboxdrv not loaded\n7.0\n").status == "fail"
+    assert doctor.check_virtualbox(None).status == "fail"
+
+
+def test_libvirt_answers():
+    ok = doctor.check_libvirt("Running hypervisor: QEMU 8.2.2\n", "", True)
+    assert ok.status == "ok" and ok.what == "libvirtd answers (QEMU 8.2.2)"
+    assert doctor.check_libvirt("something\n", "", True).what == "libvirtd answers (qemu:///system)"
+    down = doctor.check_libvirt(None, "", False)
+    assert down.status == "fail" and down.what == "libvirtd is not running (no /var/run/libvirt/libvirt-sock)"
+    denied = doctor.check_libvirt(None, "error: first\nerror: permission denied\n", True)
+    assert denied.what.endswith("failed: error: permission denied")
+
+
+def test_vagrant_libvirt_plugin():
+    assert doctor.check_vagrant_libvirt(None).status == "ok"
+    assert doctor.check_vagrant_libvirt(True).status == "ok"
+    assert doctor.check_vagrant_libvirt(False).status == "fail"
+
+
+@pytest.mark.parametrize(
+    "flags, found", [("fpu vmx sse2", "vmx"), ("fpu svm", "svm"), ("fpu sse2", None), ("fpu vmxx", None)]
+)  # fmt: skip
+def test_cpu_flags(flags, found):
+    assert doctor.cpu_virtualization(f"processor\t: 0\nmodel name\t: vmx svm cpu\nflags\t\t: {flags}\n") == found
+
+
+def test_cpu_virtualization_names_the_technology():
+    assert doctor.check_cpu_virtualization("flags\t: svm\n", "virtualbox", "kvm").what.endswith("AMD-V (svm)")
+    assert doctor.check_cpu_virtualization("flags\t: vmx\n", "virtualbox", "kvm").what.endswith("VT-x (vmx)")
+    assert doctor.check_cpu_virtualization("flags\t: sse\n", "libvirt", "qemu").status == "warn"
+    libvirt_kvm = doctor.check_cpu_virtualization("flags\t: sse\n", "libvirt", "kvm")
+    assert libvirt_kvm.status == "fail" and "driver: qemu" in libvirt_kvm.fix
+    vbox = doctor.check_cpu_virtualization("flags\t: sse\n", "virtualbox", "kvm")
+    assert vbox.status == "fail" and "driver: qemu" not in vbox.fix
+
+
+def test_kvm_under_each_driver():
+    assert doctor.check_kvm(False, "qemu").status == "ok"
+    both = doctor.check_kvm(True, "qemu")
+    assert both.status == "warn" and both.what.endswith("; /dev/kvm exists") and "kvm" in both.fix
+    assert doctor.check_kvm(True, "kvm").status == "ok"
+    assert doctor.check_kvm(False, "kvm").status == "fail"
+
+
+# ---- the report -----------------------------------------------------------------------------------
+def test_report_lines_counts_and_plural():
+    checks = [
+        doctor.Check("memory", "warn", "tight", "why-m", "fix-m"),
+        doctor.Check("disk", "ok", "plenty", "why-d", "fix-d"),
+        doctor.Check("vagrant-libvirt", "fail", "missing", "", "install it"),
+    ]
+    text = doctor.format_report(checks)
+    lines = text.splitlines()
+    assert lines[0] == "WARN  memory           tight"
+    assert lines[1].strip() == "why: why-m" and lines[1].startswith(" " * 23)
+    assert lines[3] == "ok    disk             plenty"  # an ok check prints no why/fix
+    assert lines[4] == "FAIL  vagrant-libvirt  missing"
+    assert lines[5].strip() == "fix: install it"  # no empty why line
+    assert lines[-1] == "doctor: 3 checks, 1 failed, 1 warning"
+    assert text.endswith("\n")
+    two = doctor.format_report([checks[0], checks[0]])
+    assert two.splitlines()[-1] == "doctor: 2 checks, 0 failed, 2 warnings"
+    assert doctor.format_report([checks[1]]).splitlines()[-1] == "doctor: 1 checks, 0 failed, 0 warnings"
