@@ -161,9 +161,8 @@ def test_destroy_keeps_the_lock_usable_for_the_next_command(tmp_path, kubeconfig
     lab = make_lab(tmp_path)
     fill_state(lab)
     lifecycle.destroy(lab, console()[0])
-    with LabLock(lab.state_dir, lab.spec.name, "labctl create"):
-        with pytest.raises(LabBusy):
-            LabLock(lab.state_dir, lab.spec.name, "labctl destroy").acquire()
+    with LabLock(lab.state_dir, lab.spec.name, "labctl create"), pytest.raises(LabBusy):
+        LabLock(lab.state_dir, lab.spec.name, "labctl destroy").acquire()
 
 
 def test_destroy_keep_data_keeps_the_nfs_vm_secrets_and_vagrantfile(tmp_path, kubeconfig_env):
@@ -278,9 +277,9 @@ def test_halt_and_resume_refuse_provider_ssh(tmp_path):
 
 def test_halt_and_resume_of_a_lab_never_created_say_so(tmp_path):
     lab = make_lab(tmp_path)
-    with pytest.raises(lifecycle.LifecycleError, match="has no VMs .* nothing to halt"):
+    with pytest.raises(lifecycle.LifecycleError, match=r"has no VMs .* nothing to halt"):
         lifecycle.halt(lab, console()[0])
-    with pytest.raises(lifecycle.LifecycleError, match="was never created .* run `labctl create`"):
+    with pytest.raises(lifecycle.LifecycleError, match=r"was never created .* run `labctl create`"):
         lifecycle.resume(lab, console()[0], transport_factory=ScriptedTransport)
     assert ("halt",) not in lab.fake.calls and not any(c[0] == "up" for c in lab.fake.calls)
 
