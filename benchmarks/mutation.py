@@ -343,7 +343,7 @@ def run_module(
             break
     else:
         raise SystemExit(f"{module}: the tests fail without any mutant ({' '.join(tests)}): fix them first\n{output}")
-    timeout = max(10.0, 3 * took)
+    timeout = max(20.0, 4 * took)  # generous: a loaded machine must not turn a slow run into a "kill"
     candidates = [m for m in mutants_of(source, module) if match is None or match in m.id]
     for m in sample(candidates, n, seed):
         if m.id in equivalents:
