@@ -356,3 +356,26 @@ def test_create_prints_the_doctor_report_before_refusing(tmp_path, monkeypatch):
     fail_lines = [line for line in text.splitlines() if line.lstrip().startswith("FAIL")]
     assert any("memory" in line.lower() for line in fail_lines), text
     assert t.calls == [] and not any(call[0] in ("up", "render") for call in lab.fake.calls)
+
+
+def test_labctl_create_shows_the_fail_lines_it_refers_to(tmp_path, monkeypatch):
+    """Through the CLI: the refusal says "fix the FAIL lines above" — they must be above."""
+    from click.testing import CliRunner
+
+    from labctl.cli import cli
+
+    monkeypatch.setenv("LABCTL_HOME", str(tmp_path / "labs"))
+    monkeypatch.setenv("KUBECONFIG", str(tmp_path / "kube" / "config"))
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "lab.yaml").write_text(
+        "nodes:\n  master: {name: master, ip: 192.168.33.100, cpus: 4, memory_mib: 262144}\n"
+    )
+    result = CliRunner().invoke(cli, ["create", "-f", "lab.yaml"])
+    assert result.exit_code != 0
+    out = result.output
+    assert "fix the FAIL lines above" in out
+    fail_lines = [line for line in out.splitlines() if line.lstrip().startswith("FAIL")]
+    assert any("memory" in line for line in fail_lines), out
+    assert out.index(fail_lines[0]) < out.index("fix the FAIL lines above")
+    assert "Traceback" not in out
+    assert not (tmp_path / "labs" / "llm-lab" / "Vagrantfile").exists()  # nothing half-done
