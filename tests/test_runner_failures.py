@@ -321,3 +321,75 @@ def test_summary_counts_every_status(tmp_path, scripted):
 )  # fmt: skip
 def test_format_duration_boundaries(seconds, text):
     assert format_duration(seconds) == text
+
+
+def test_summary_of_a_failed_run_counts_the_failure(tmp_path, scripted):
+    t = scripted().on("bad", host="worker1", exit_code=1)
+    r, _ = make_runner(t, tmp_path)
+    with pytest.raises(StepFailed) as info:
+        r.run(plan(step("a.ok", "true"), step("b.bad", "bad")))
+    summary = info.value.report.summary()
+    assert "Summary: 2 steps in" in summary
+    assert "— 5 host runs done, 0 skipped, 1 failed" in summary
+    step_lines = summary.splitlines()[1:3]
+    assert step_lines[0].split()[0] == "a.ok" and step_lines[0].endswith("3 done")
+    assert step_lines[1].split()[0] == "b.bad" and step_lines[1].endswith("2 done, 1 failed")
+
+
+def test_the_log_heads_each_command_with_how_it_ran(tmp_path, scripted):
+    t = scripted()
+    r, _ = make_runner(t, tmp_path)
+    r.run(
+        plan(
+            step("a.cap", "print", hosts=("master",), capture="x"),
+            step("b.use", "use", hosts=("nfs",), uses=("x",), sudo=False, timeout=12),
+        )
+    )
+    # Each log line is "[elapsed] text": compare the texts.
+    log = [line.split("] ", 1)[1] for line in (tmp_path / "run.log").read_text().splitlines()]
+    at = log.index("--- a.cap on master: run [sudo, timeout 300s]")
+    assert log[at + 1 : at + 3] == ["$ print", "exit 0 in 0.00s"]
+    at = log.index("--- b.use on nfs: run [login user, timeout 12s, facts LABCTL_X]")
+    assert log[at + 1] == "$ use"
+
+
+def test_on_a_terminal_lines_are_coloured_by_outcome_and_a_spinner_runs(tmp_path, scripted):
+    t = (
+        scripted()
+        .on("chk", host="master", exit_code=0)
+        .on("chk", exit_code=1)
+        .on("flaky", host="nfs", exit_code=1, times=1)
+        .on("bad", host="worker1", exit_code=1)
+    )
+    out = io.StringIO()
+    console = Console(file=out, force_terminal=True, color_system="standard", width=300)
+    r = Runner(t, HOSTS, log_path=tmp_path / "run.log", console=console, retry_backoff=0.01, retry_max_wait=0.01)
+    with pytest.raises(StepFailed):
+        r.run(plan(step("a.b", "flaky", check="chk", retries=1), step("c.d", "bad")))
+    text = out.getvalue()
+    assert "\x1b[1m==> Step: Title of a.b\x1b[0m" in text
+    assert "\x1b[33m    master: skipped (already done)\x1b[0m" in text
+    assert "\x1b[32m    worker1: done (" in text
+    assert "\x1b[33m    nfs: attempt 1/2 failed (exit 1 after 0.0s); retrying in 0s\x1b[0m" in text
+    assert "\x1b[1;31m    worker1: FAILED (exit 1 after 0.0s)\x1b[0m" in text
+    assert "\x1b[1;31m==> Failed after" in text
+    assert "Title of c.d — 3 host(s)" in text  # the live spinner, only on a terminal
+
+
+def test_no_spinner_when_not_a_terminal(tmp_path, scripted):
+    r, out = make_runner(scripted(), tmp_path)
+    r.run(plan(step("a.b", "true")))
+    assert "host(s)" not in out.getvalue()
+    assert "\x1b[" not in out.getvalue()
+
+
+def test_profile_skip_and_provider_outcomes_are_coloured(tmp_path, scripted):
+    out = io.StringIO()
+    console = Console(file=out, force_terminal=True, color_system="standard", width=300)
+    r = Runner(scripted(), HOSTS, log_path=tmp_path / "run.log", console=console,
+               on_provider_step=lambda s: ProviderResult(skipped_reason="all up"))  # fmt: skip
+    r.run(plan(step("vm.up", "up", kind="provider", hosts=("master",)), step("a.b", "x", skip_reason="offline")))
+    text = out.getvalue()
+    assert "\x1b[33m    skipped (all up)\x1b[0m" in text
+    assert "\x1b[1;33m    SKIPPED on every host: offline\x1b[0m" in text
+    assert "\x1b[1;32m==> Finished in" in text
