@@ -227,3 +227,79 @@ def test_report_lines_counts_and_plural():
     two = doctor.format_report([checks[0], checks[0]])
     assert two.splitlines()[-1] == "doctor: 2 checks, 0 failed, 2 warnings"
     assert doctor.format_report([checks[1]]).splitlines()[-1] == "doctor: 1 checks, 0 failed, 0 warnings"
+
+
+# ---- gathering, with fake tools first on PATH -------------------------------------------------------
+def fake_tools(tmp_path: Path, monkeypatch, **scripts: str) -> Path:
+    """Executables named after the keywords (`vagrant`, `virsh`, ...) answering with the given shell body."""
+    bindir = tmp_path / "tools"
+    bindir.mkdir(exist_ok=True)
+    for name, body in scripts.items():
+        path = bindir / name
+        path.write_text(f"#!/bin/sh\n{body}\n")
+        path.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bindir}{os.pathsep}{os.environ['PATH']}")
+    return bindir
+
+
+VAGRANT = 'case "$1" in --version) echo "Vagrant 2.4.1";; plugin) echo "vagrant-libvirt (0.12.2, global)";; esac'
+
+
+def test_gather_for_libvirt_reads_the_tools_it_finds(tmp_path, monkeypatch):
+    fake_tools(tmp_path, monkeypatch, vagrant=VAGRANT,
+               virsh='echo "Running hypervisor: QEMU 8.2.2"', rsync="exit 0")  # fmt: skip
+    spec = LabSpec.from_dict({"provider": {"type": "libvirt"}})
+    facts = doctor.gather(spec, tmp_path / "not" / "yet" / "created", running_vm_mib=512)
+    assert facts.vagrant_version is not None and facts.vagrant_version.strip() == "Vagrant 2.4.1"
+    assert facts.vagrant_libvirt_plugin is True
+    assert facts.virsh_version is not None and "QEMU 8.2.2" in facts.virsh_version
+    assert facts.rsync_path == str(tmp_path / "tools" / "rsync")
+    assert facts.running_vm_mib == 512
+    assert "flags" in facts.cpuinfo or facts.cpuinfo.startswith("processor")
+    assert facts.proc_net_route is not None and facts.proc_net_route.startswith("Iface")
+    assert "MemAvailable" in facts.meminfo
+    assert facts.disk_free_bytes > 0 and facts.disk_path
+    assert facts.vboxmanage_version is None and facts.networks_conf is None  # VirtualBox is not asked
+
+
+def test_gather_without_the_plugin_or_a_failing_virsh(tmp_path, monkeypatch):
+    fake_tools(tmp_path, monkeypatch, vagrant='case "$1" in --version) echo "Vagrant 2.4.1";; plugin) echo "vagrant-share";; esac',
+               virsh='echo "error: failed to connect" >&2; exit 1')  # fmt: skip
+    facts = doctor.gather(LabSpec.from_dict({"provider": {"type": "libvirt"}}), tmp_path)
+    assert facts.vagrant_libvirt_plugin is False
+    assert facts.virsh_version is None and "failed to connect" in facts.virsh_error
+
+
+def test_gather_for_virtualbox_keeps_vboxmanage_warnings(tmp_path, monkeypatch):
+    fake_tools(tmp_path, monkeypatch, vagrant=VAGRANT,
+               VBoxManage='echo "WARNING: vboxdrv not loaded" >&2; echo "7.0.20r163906"')  # fmt: skip
+    facts = doctor.gather(LabSpec.default(), tmp_path)
+    assert facts.vboxmanage_version is not None
+    assert facts.vboxmanage_version.startswith("WARNING: vboxdrv not loaded") and "7.0.20r163906" in facts.vboxmanage_version
+    assert doctor.check_virtualbox(facts.vboxmanage_version).status == "fail"
+    assert facts.virsh_version is None and facts.vagrant_libvirt_plugin is None
+
+
+def test_gather_for_provider_ssh_asks_the_host_nothing(tmp_path, monkeypatch):
+    fake_tools(tmp_path, monkeypatch, vagrant=VAGRANT)
+    spec = LabSpec.from_dict({
+        "provider": {"type": "ssh"},
+        "nodes": {"master": {"name": "master", "ip": "192.168.33.100", "cpus": 2, "memory_mib": 2048, "ssh_user": "u"},
+                  "workers": [], "nfs": {"name": "nfs", "ip": "192.168.33.11", "cpus": 1, "memory_mib": 1024, "ssh_user": "u"}},
+    })  # fmt: skip
+    facts = doctor.gather(spec, tmp_path, running_vm_mib=7)
+    assert facts == doctor.HostFacts(running_vm_mib=7)
+
+
+def test_a_tool_that_is_missing_is_none(tmp_path, monkeypatch):
+    monkeypatch.setenv("PATH", str(tmp_path))  # nothing there
+    facts = doctor.gather(LabSpec.from_dict({"provider": {"type": "libvirt"}}), tmp_path)
+    assert facts.vagrant_version is None and facts.vagrant_libvirt_plugin is None and facts.virsh_version is None
+    assert facts.virsh_error == "virsh not found"
+    assert facts.routes_json == "[]" and facts.lab_interfaces == frozenset()
+
+
+def test_a_check_without_why_or_fix_prints_neither():
+    text = doctor.format_report([doctor.Check("kvm", "fail", "/dev/kvm is missing")])
+    assert text == "FAIL  kvm  /dev/kvm is missing\ndoctor: 1 checks, 1 failed, 0 warnings\n"
+    assert doctor.Check("x", "fail", "y").failed and not doctor.Check("x", "warn", "y").failed

@@ -192,3 +192,13 @@ def test_a_provider_step_shows_its_timeout_but_no_sudo():
                        commands=(HostCommands("master", "", "vagrant up"),), timeout=900)  # fmt: skip
     text = Plan(lab="l", provider="virtualbox", hosts=(), steps=(step,)).to_text()
     assert "    [timeout 900s]\n" in text
+
+
+def test_precompiling_writes_one_module_per_template_text(tmp_path):
+    from labctl.plan import precompile_templates
+
+    books = load_playbooks(folder(tmp_path / "books", **{"10-p.yaml": STEPS}) if (tmp_path / "books").mkdir() is None else None)
+    target = tmp_path / "compiled"
+    target.mkdir()
+    count = precompile_templates(target, books)
+    assert count == len(list(target.glob("*.py"))) and count >= 4  # title, check, run, done_reason, when...

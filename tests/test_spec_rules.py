@@ -261,3 +261,27 @@ def test_load_refuses_a_missing_or_non_utf8_file(tmp_path):
     good = tmp_path / "lab.yaml"
     good.write_text("name: mine\n")
     assert LabSpec.load(good).name == "mine"
+
+
+@pytest.mark.parametrize("value, ok", [(59, False), (60, True), (7200, True), (7201, False)])
+def test_boot_timeout_limits(value, ok):
+    data = {"provider": {"boot_timeout": value}}
+    if ok:
+        assert LabSpec.from_dict(data).provider.boot_timeout == value
+    else:
+        assert one(data).startswith(f"provider.boot_timeout: {value} is too ")
+
+
+def test_memory_not_a_number_suggests_mib():
+    assert one(nodes(master=node("master", "192.168.33.100", memory_mib="8G"))) == (
+        "nodes.master.memory_mib: '8G' is not a whole number — write digits, e.g. 8192"
+    )
+
+
+def test_the_default_lab_names_its_format_and_loads_from_a_path_string(tmp_path):
+    spec = LabSpec.default()
+    assert (spec.apiVersion, spec.kind) == ("labctl.dev/v1alpha1", "Lab")
+    path = tmp_path / "lab.yaml"
+    path.write_text("apiVersion: labctl.dev/v1alpha1\nkind: Lab\nname: from-str\n")
+    assert LabSpec.load(str(path)).name == "from-str"
+    assert one({"apiVersion": "labctl.dev/v1"}) == "apiVersion: 'labctl.dev/v1' is not allowed — use 'labctl.dev/v1alpha1'"
