@@ -53,9 +53,16 @@ def test_create_runs_the_plan_fetches_the_kubeconfig_and_says_what_next(tmp_path
     result = lifecycle.create(lab, c, transport_factory=lambda: t, merge_kubeconfig_into=merged)
     assert t.closed
     assert result.kubeconfig == lab.kubeconfig and result.report is not None
+    assert lab.state_dir == tmp_path / "state"
     assert result.log_path.exists() and result.log_path.parent == lab.state_dir / "logs"
+    assert result.log_path.name.startswith("create-") and result.log_path.suffix == ".log"
+    assert not (lab.state_dir / "Vagrantfile").exists()  # provider ssh: no VMs, no Vagrantfile
     conf = yaml.safe_load(lab.kubeconfig.read_text())
+    assert conf["kind"] == "Config" and conf["apiVersion"] == "v1"
     assert conf["clusters"][0]["cluster"]["server"] == "https://127.0.0.100:6443"
+    assert [c["name"] for c in conf["clusters"]] == ["labctl-loop"]
+    assert [u["name"] for u in conf["users"]] == ["labctl-loop-admin"]
+    assert conf["contexts"] == [{"name": "labctl-loop", "context": {"cluster": "labctl-loop", "user": "labctl-loop-admin"}}]
     assert conf["current-context"] == "labctl-loop"
     assert stat.S_IMODE(lab.kubeconfig.stat().st_mode) == 0o600
     assert "labctl-loop" in merged.read_text()
@@ -88,7 +95,7 @@ def test_create_without_merging_prints_the_kubeconfig_command(tmp_path, monkeypa
 
 def test_create_with_only_skips_the_kubeconfig_and_says_so(tmp_path, monkeypatch):
     monkeypatch.setenv("KUBECONFIG", str(tmp_path / "kube" / "config"))
-    lab = lifecycle.Lab.of(loopback_spec(offline=True), state_dir=tmp_path / "state")
+    lab = lifecycle.Lab(loopback_spec(offline=True), tmp_path / "state")  # no source: the built-in default
     t = ScriptedTransport()
     c, out = console()
     result = lifecycle.create(lab, c, only=["node-prep.*"], transport_factory=lambda: t)
@@ -99,6 +106,7 @@ def test_create_with_only_skips_the_kubeconfig_and_says_so(tmp_path, monkeypatch
     assert "    offline lab: every step that needs the internet was skipped (see above)" in text
     assert "    kubeconfig:  not fetched (the control-plane steps did not run)" in text
     assert "kubectl --" not in text
+    assert "      labctl status\n" in text and "      labctl ssh master\n" in text  # no -f for the default lab
 
 
 def test_create_names_the_master_when_admin_conf_cannot_be_read(tmp_path, monkeypatch):
@@ -137,6 +145,8 @@ PODS_JSON = json.dumps({"items": [
     {"metadata": {"namespace": "llm", "name": "ollama-0"},
      "status": {"phase": "Running", "containerStatuses": [{"ready": True, "restartCount": 2}]}},
     {"metadata": {"namespace": "kube-system", "name": "etcd-master"}, "status": {"phase": "Running"}},
+    {"metadata": {"namespace": "metallb-system", "name": "controller-7d9c"},
+     "status": {"phase": "Running", "containerStatuses": [{"ready": True}]}},
     {"metadata": {"namespace": "llm", "name": "open-webui-0"},
      "status": {"phase": "Running", "containerStatuses": [{"ready": True, "restartCount": 0}]}},
 ]})  # fmt: skip
@@ -186,7 +196,7 @@ def test_a_healthy_lab_passes_every_check(tmp_path, webui):
     assert t.closed and t.runs()[0].host == "master" and t.runs()[0].sudo
     assert [n["name"] for n in status.nodes] == ["master", "worker1"]
     assert status.nodes[0] == {"name": "master", "ready": True, "roles": ["control-plane"], "version": "v1.36.4"}
-    assert [p["name"] for p in status.pods] == ["ollama-0", "open-webui-0"]
+    assert [p["name"] for p in status.pods] == ["ollama-0", "controller-7d9c", "open-webui-0"]
     assert status.pods[0]["restarts"] == 2
     checks = {c.name: (c.ok, c.detail) for c in status.checks(lab.spec)}
     assert all(ok for ok, _ in checks.values()), checks
@@ -200,7 +210,8 @@ def test_a_healthy_lab_passes_every_check(tmp_path, webui):
     assert text.startswith("Lab loop (provider libvirt)\n\nVMs:\n  nfs          running\n")
     assert "  master       Ready     control-plane  v1.36.4" in text
     assert "  worker1      Ready     -              v1.36.4" in text
-    assert "Key pods:" in text and "NOT ready" not in text and "restarts 2" in text
+    assert "\n\nNodes:\n  master " in text and "\n\nKey pods:\n  llm/ollama-0 " in text and "\n\nChecks:\n  ok  " in text
+    assert "NOT ready" not in text and "restarts 2" in text
     assert "FAIL" not in text
     as_json = status.to_dict(lab.spec)
     assert as_json["lab"] == "loop" and len(as_json["checks"]) == len(status.checks(lab.spec))
@@ -258,3 +269,60 @@ def test_verify_returns_the_status_and_its_checks(tmp_path, webui):
     t = ScriptedTransport().on("section nodes", stdout=probe())
     status, checks = lifecycle.verify(lab, transport_factory=lambda: t)
     assert status.lab == "loop" and all(c.ok for c in checks)
+
+
+def test_long_lines_are_never_wrapped(tmp_path):
+    """Paths and commands are copied from the terminal: a narrow terminal must not break them."""
+    out = io.StringIO()
+    c = lifecycle.Console(RichConsole(file=out, width=30, highlight=False))
+    long_path = "/home/student/.local/share/labctl/llm-lab/logs/create-20261203-080000.log"
+    c.say(f"log {long_path}")
+    assert out.getvalue() == f"log {long_path}\n"
+
+
+def test_merging_before_the_lab_has_a_kubeconfig_is_refused(tmp_path):
+    lab = lifecycle.Lab(loopback_spec(), tmp_path / "state")
+    with pytest.raises(lifecycle.LifecycleError, match=r"kubeconfig does not exist yet — run `labctl create` first"):
+        lifecycle.merge_kubeconfig_file(lab, tmp_path / "config")
+    assert not (tmp_path / "config").exists()
+
+
+def test_status_of_an_ssh_lab_probes_the_master_it_was_given(tmp_path, webui):
+    lab = lifecycle.Lab(loopback_spec(port=webui), tmp_path / "state")
+    t = ScriptedTransport().on("section nodes", stdout=probe())
+    status = lifecycle.lab_status(lab, transport_factory=lambda: t)
+    assert status.vms == [{"name": n, "state": "existing host"} for n in ("nfs", "master", "worker1")]
+    assert [c.host for c in t.runs()] == ["master"]
+    assert all(c.ok for c in status.checks(lab.spec) if c.name != "vms-running")
+
+
+def test_create_on_libvirt_with_the_vms_already_running(tmp_path, monkeypatch):
+    """The Vagrant path of create with a fake provider: doctor sees the running VMs' memory as held
+    already, the provider step says every VM runs, the plan runs on the hosts ssh-config gives."""
+    from tests.test_doctor_boundaries import VAGRANT, fake_tools
+
+    fake_tools(tmp_path, monkeypatch, vagrant=VAGRANT, virsh='echo "Running hypervisor: QEMU 8.2.2"')
+    monkeypatch.setenv("KUBECONFIG", str(tmp_path / "kube" / "config"))
+    data = {
+        "name": "loop", "provider": {"type": "libvirt", "libvirt": {"driver": "qemu"}},
+        "network": {"subnet": "127.0.0.0/24", "metallb_pool": "127.0.0.2-127.0.0.5"},
+        "nodes": {"master": {"name": "master", "ip": "127.0.0.100", "cpus": 2, "memory_mib": 2048},
+                  "workers": [], "nfs": {"name": "nfs", "ip": "127.0.0.11", "cpus": 1, "memory_mib": 1024}},
+        # No disk has room for 900 TiB of models: a sure warning, so doctor prints its whole report.
+        "storage": {"models_size": "900Ti"},
+    }  # fmt: skip
+    spec = LabSpec.from_dict(data)
+    lab = FakeLab(spec, tmp_path / "state")
+    lab.state_dir.mkdir(parents=True)
+    lab.fake = FakeProvider(lab.state_dir, {"nfs": "running", "master": "running"})
+    lab.fake.vagrantfile.write_text("# rendered before\n")
+    t = ScriptedTransport().on("cat /etc/kubernetes/admin.conf", stdout=ADMIN)
+    c, out = console()
+    result = lifecycle.create(lab, c, transport_factory=lambda: t)
+    text = out.getvalue()
+    assert "the lab's VMs need 0 MiB more" in text  # both VMs run: their 3072 MiB are held already
+    assert ("render", "the built-in default lab") in lab.fake.calls
+    assert not any(call[0] == "up" for call in lab.fake.calls)
+    assert "    skipped (every VM is already running)" in text
+    assert {c.host for c in t.runs()} == {"master", "nfs"}
+    assert result.kubeconfig == lab.kubeconfig and lab.ssh_config.exists()

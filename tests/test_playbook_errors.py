@@ -197,7 +197,9 @@ def test_a_provider_step_shows_its_timeout_but_no_sudo():
 def test_precompiling_writes_one_module_per_template_text(tmp_path):
     from labctl.plan import precompile_templates
 
-    books = load_playbooks(folder(tmp_path / "books", **{"10-p.yaml": STEPS}) if (tmp_path / "books").mkdir() is None else None)
+    books_dir = tmp_path / "books"
+    books_dir.mkdir()
+    books = load_playbooks(folder(books_dir, **{"10-p.yaml": STEPS}))
     target = tmp_path / "compiled"
     target.mkdir()
     count = precompile_templates(target, books)
