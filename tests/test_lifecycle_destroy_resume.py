@@ -344,6 +344,9 @@ def test_create_prints_the_doctor_report_before_refusing(tmp_path, monkeypatch):
     """A lab bigger than any laptop fails doctor's memory check: the FAIL line is shown, then the refusal."""
     from labctl.doctor import PreflightFailed
 
+    from tests.test_doctor_boundaries import VAGRANT, fake_tools
+
+    fake_tools(tmp_path, monkeypatch, vagrant=VAGRANT)  # a quick stand-in: the real one takes seconds to answer
     data = json.loads(LabSpec.default().model_dump_json())
     data["nodes"]["master"]["memory_mib"] = 262144  # 256 GiB, the most a node may ask for: no test host has it
     big = LabSpec.from_dict({k: v for k, v in data.items() if k in ("name", "nodes")})
@@ -364,6 +367,9 @@ def test_labctl_create_shows_the_fail_lines_it_refers_to(tmp_path, monkeypatch):
 
     from labctl.cli import cli
 
+    from tests.test_doctor_boundaries import VAGRANT, fake_tools
+
+    fake_tools(tmp_path, monkeypatch, vagrant=VAGRANT)
     monkeypatch.setenv("LABCTL_HOME", str(tmp_path / "labs"))
     monkeypatch.setenv("KUBECONFIG", str(tmp_path / "kube" / "config"))
     monkeypatch.chdir(tmp_path)
