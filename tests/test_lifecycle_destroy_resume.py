@@ -343,7 +343,6 @@ def test_resume_failing_on_a_host_raises_and_closes_the_transport(tmp_path):
 def test_create_prints_the_doctor_report_before_refusing(tmp_path, monkeypatch):
     """A lab bigger than any laptop fails doctor's memory check: the FAIL line is shown, then the refusal."""
     from labctl.doctor import PreflightFailed
-
     from tests.test_doctor_boundaries import VAGRANT, fake_tools
 
     fake_tools(tmp_path, monkeypatch, vagrant=VAGRANT)  # a quick stand-in: the real one takes seconds to answer
@@ -366,7 +365,6 @@ def test_labctl_create_shows_the_fail_lines_it_refers_to(tmp_path, monkeypatch):
     from click.testing import CliRunner
 
     from labctl.cli import cli
-
     from tests.test_doctor_boundaries import VAGRANT, fake_tools
 
     fake_tools(tmp_path, monkeypatch, vagrant=VAGRANT)
