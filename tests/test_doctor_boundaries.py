@@ -303,3 +303,31 @@ def test_a_check_without_why_or_fix_prints_neither():
     text = doctor.format_report([doctor.Check("kvm", "fail", "/dev/kvm is missing")])
     assert text == "FAIL  kvm  /dev/kvm is missing\ndoctor: 1 checks, 1 failed, 0 warnings\n"
     assert doctor.Check("x", "fail", "y").failed and not doctor.Check("x", "warn", "y").failed
+
+
+def test_a_route_without_a_device_is_shown_with_a_question_mark():
+    routes = doctor.parse_ip_route_json('[{"dst": "192.168.33.0/24"}, {"dst": "default", "dev": "eth0"}]')
+    assert routes == [("192.168.33.0/24", ""), ("0.0.0.0/0", "eth0")]
+    assert doctor.check_subnet_routes(routes, SUBNET).what.endswith(": 192.168.33.0/24 via ?")
+
+
+def test_every_failing_check_says_why_and_how_to_fix_it():
+    """The start of each explanation is pinned: it is what the user reads before fixing anything."""
+    no_virt = doctor.check_cpu_virtualization("flags\t: sse\n", "virtualbox", "kvm")
+    assert no_virt.why.startswith("VirtualBox and KVM need hardware virtualization")
+    assert no_virt.fix.startswith("enable VT-x/AMD-V in the firmware")
+    slow = doctor.check_cpu_virtualization("flags\t: sse\n", "libvirt", "qemu")
+    assert slow.why.startswith("libvirt.driver is qemu: the VMs run under software emulation")
+    both = doctor.check_kvm(True, "qemu")
+    assert both.why.startswith("qemu emulation is much slower than KVM")
+    assert both.fix.startswith("set provider.libvirt.driver: kvm")
+    assert doctor.check_kvm(False, "qemu").why == "" and doctor.check_kvm(False, "qemu").fix == ""
+    missing = doctor.check_kvm(False, "kvm")
+    assert missing.why.startswith("libvirt.driver is kvm: libvirt cannot start a KVM guest")
+    assert missing.fix.startswith("load the module")
+    vagrant = doctor.check_vagrant(None)
+    assert vagrant.why.startswith("labctl drives the VMs through Vagrant") and vagrant.fix.startswith("install Vagrant")
+    memory = doctor.check_memory(meminfo(100), 10000)
+    assert memory.why.startswith("VMs that do not fit make the host swap") and memory.fix.startswith("close programs")
+    disk = doctor.check_disk(0, "/x", 10, 30)
+    assert disk.why.startswith("VM disks, the box and the downloaded models") and disk.fix.startswith("free space at /x")

@@ -393,3 +393,32 @@ def test_profile_skip_and_provider_outcomes_are_coloured(tmp_path, scripted):
     assert "\x1b[33m    skipped (all up)\x1b[0m" in text
     assert "\x1b[1;33m    SKIPPED on every host: offline\x1b[0m" in text
     assert "\x1b[1;32m==> Finished in" in text
+
+
+def test_a_provider_step_without_a_provider_is_skipped_and_counted(tmp_path, scripted):
+    r, out = make_runner(scripted(), tmp_path)
+    report = r.run(plan(step("vm.up", "up", kind="provider", hosts=("master", "nfs")), step("a.b", "true", hosts=("nfs",))))
+    assert [(o.host, o.status, o.reason) for o in report.steps[0].outcomes] == [
+        ("master", "skipped", "handled by the provider"),
+        ("nfs", "skipped", "handled by the provider"),
+    ]
+    assert "    skipped (handled by the provider)" in out.getvalue()
+    assert "1 host runs done, 2 skipped, 0 failed" in report.summary()
+
+
+def test_ctrl_c_does_not_wait_for_the_hosts_to_finish(tmp_path, scripted):
+    """Interrupting returns at once: the runner does not sit out a long command before re-raising."""
+    import os
+    import threading
+    import time
+
+    t = scripted().on("very-slow", delay=3.0)
+    r, _ = make_runner(t, tmp_path)
+    timer = threading.Timer(0.2, lambda: os.kill(os.getpid(), 2))
+    started = time.monotonic()
+    timer.start()
+    with pytest.raises(KeyboardInterrupt):
+        r.run(plan(step("a.slow", "very-slow", hosts=("master",))))
+    assert time.monotonic() - started < 2.0
+    assert t.closed
+    assert "INTERRUPTED (Ctrl-C)" in (tmp_path / "run.log").read_text()

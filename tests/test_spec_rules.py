@@ -285,3 +285,10 @@ def test_the_default_lab_names_its_format_and_loads_from_a_path_string(tmp_path)
     path.write_text("apiVersion: labctl.dev/v1alpha1\nkind: Lab\nname: from-str\n")
     assert LabSpec.load(str(path)).name == "from-str"
     assert one({"apiVersion": "labctl.dev/v1"}) == "apiVersion: 'labctl.dev/v1' is not allowed — use 'labctl.dev/v1alpha1'"
+
+
+def test_roles_of_each_node():
+    spec = LabSpec.default()
+    assert spec.roles_of(spec.nodes.master) == ("k8s", "control_plane")
+    assert spec.roles_of(spec.nodes.nfs) == ("nfs",)
+    assert spec.roles_of(spec.nodes.workers[0]) == ("k8s", "workers")
