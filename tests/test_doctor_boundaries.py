@@ -331,3 +331,21 @@ def test_every_failing_check_says_why_and_how_to_fix_it():
     assert memory.why.startswith("VMs that do not fit make the host swap") and memory.fix.startswith("close programs")
     disk = doctor.check_disk(0, "/x", 10, 30)
     assert disk.why.startswith("VM disks, the box and the downloaded models") and disk.fix.startswith("free space at /x")
+
+
+def test_check_names_are_stable():
+    """`doctor --output json` readers and the report key on these names."""
+    assert doctor.check_disk(100 * doctor.GIB, "/x", 10, 30).name == "disk"
+    assert doctor.check_memory(meminfo(99999), 1).name == "memory"
+    assert doctor.check_subnet_routes([], SUBNET).name == "subnet-free"
+
+
+def test_provider_ssh_with_no_key_files_named_is_one_ok_check():
+    spec = LabSpec.from_dict({
+        "provider": {"type": "ssh"},
+        "nodes": {"master": {"name": "master", "ip": "192.168.33.100", "cpus": 2, "memory_mib": 2048, "ssh_user": "u"},
+                  "workers": [], "nfs": {"name": "nfs", "ip": "192.168.33.11", "cpus": 1, "memory_mib": 1024, "ssh_user": "u"}},
+    })  # fmt: skip
+    checks = doctor.evaluate(spec, doctor.HostFacts())
+    assert [(c.name, c.status) for c in checks] == [("ssh-keys", "ok")]
+    assert doctor.format_report(checks).startswith("ok    ssh-keys  every ssh_key named in lab.yaml exists")
