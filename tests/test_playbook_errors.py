@@ -204,3 +204,9 @@ def test_precompiling_writes_one_module_per_template_text(tmp_path):
     target.mkdir()
     count = precompile_templates(target, books)
     assert count == len(list(target.glob("*.py"))) and count >= 4  # title, check, run, done_reason, when...
+
+
+def test_a_script_sees_the_node_and_its_roles(tmp_path):
+    p = plan_of(tmp_path, "title: T\nsteps:\n  - {name: a, title: A, run: \"echo {{ node.name }} {{ roles | join(',') }}\"}\n")
+    runs = {c.host: c.run for c in p.steps[0].commands}
+    assert runs == {"nfs": "echo nfs nfs", "master": "echo master k8s,control_plane", "worker1": "echo worker1 k8s,workers"}
