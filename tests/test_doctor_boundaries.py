@@ -349,3 +349,18 @@ def test_provider_ssh_with_no_key_files_named_is_one_ok_check():
     checks = doctor.evaluate(spec, doctor.HostFacts())
     assert [(c.name, c.status) for c in checks] == [("ssh-keys", "ok")]
     assert doctor.format_report(checks).startswith("ok    ssh-keys  every ssh_key named in lab.yaml exists")
+
+
+def test_labctl_doctor_exits_4_on_a_failure_as_its_help_says(tmp_path, monkeypatch):
+    from click.testing import CliRunner
+
+    from labctl.cli import cli
+
+    fake_tools(tmp_path, monkeypatch, vagrant=VAGRANT)
+    monkeypatch.setenv("LABCTL_HOME", str(tmp_path / "labs"))
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "lab.yaml").write_text("nodes:\n  master: {name: master, ip: 192.168.33.100, cpus: 4, memory_mib: 262144}\n")
+    assert "exit 4 on a failure" in " ".join(CliRunner().invoke(cli, ["doctor", "--help"]).output.split())
+    result = CliRunner().invoke(cli, ["doctor", "-f", "lab.yaml"])
+    assert result.exit_code == 4, result.output
+    assert any(line.startswith("FAIL  memory") for line in result.output.splitlines())
