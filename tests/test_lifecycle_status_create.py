@@ -326,3 +326,30 @@ def test_create_on_libvirt_with_the_vms_already_running(tmp_path, monkeypatch):
     assert "    skipped (every VM is already running)" in text
     assert {c.host for c in t.runs()} == {"master", "nfs"}
     assert result.kubeconfig == lab.kubeconfig and lab.ssh_config.exists()
+
+
+def test_the_hosts_of_an_existing_lab(tmp_path):
+    from labctl.providers.ssh import hosts_from_spec
+
+    ssh_lab = lifecycle.Lab(loopback_spec(), tmp_path / "a")
+    assert lifecycle.lab_hosts(ssh_lab, tmp_path / "log") == hosts_from_spec(ssh_lab.spec)
+    vagrant_lab = FakeLab(loopback_spec("libvirt"), tmp_path / "b")
+    vagrant_lab.fake = FakeProvider(vagrant_lab.state_dir, {"nfs": "running", "master": "running", "worker1": "running"})
+    vagrant_lab.fake.hosts = lambda: {"master": "from-vagrant"}  # type: ignore[attr-defined]
+    assert lifecycle.lab_hosts(vagrant_lab, tmp_path / "log") == {"master": "from-vagrant"}
+
+
+def test_a_labs_vagrant_provider_lives_in_its_state_folder(tmp_path):
+    lab = lifecycle.Lab(loopback_spec("libvirt"), tmp_path / "state")
+    provider = lab.provider(tmp_path / "log")
+    assert provider.vagrantfile == tmp_path / "state" / "Vagrantfile"
+    assert lab.webui_url == "http://127.0.0.2:8080" and lab.context == "labctl-loop"
+    assert lab.ssh_config == tmp_path / "state" / "ssh-config"
+    assert lifecycle.Lab.of(lab.spec).state_dir.name == "loop"  # one folder per lab name
+    assert lifecycle.Lab.of(lab.spec).source == "the built-in default lab"
+
+
+def test_a_clean_preflight_prints_only_its_last_line(tmp_path):
+    c, out = console()
+    lifecycle.preflight(lifecycle.Lab(loopback_spec(), tmp_path), c)
+    assert out.getvalue() == "doctor: 1 checks, 0 failed, 0 warnings\n"

@@ -422,3 +422,22 @@ def test_ctrl_c_does_not_wait_for_the_hosts_to_finish(tmp_path, scripted):
     assert time.monotonic() - started < 2.0
     assert t.closed
     assert "INTERRUPTED (Ctrl-C)" in (tmp_path / "run.log").read_text()
+
+
+def test_hosts_without_an_address_are_named_before_anything_runs(tmp_path, scripted):
+    from labctl.runner import RunnerError
+
+    t = scripted()
+    r, _ = make_runner(t, tmp_path)
+    with pytest.raises(RunnerError) as one:
+        r.run(plan(step("a.ok", "true"), step("g.x", "true", hosts=("gpu1",))))
+    assert str(one.value) == (
+        "the plan targets gpu1 but the provider gave no address for it — check the node names in lab.yaml and `labctl status`"
+    )
+    with pytest.raises(RunnerError) as two:
+        r.run(plan(step("g.x", "true", hosts=("gpu2", "gpu1", "master"))))
+    assert str(two.value).startswith("the plan targets gpu1, gpu2 but the provider gave no address for them — ")
+    with pytest.raises(RunnerError) as art:
+        r.run(plan(step("u.x", "true", upload=("missing",))))
+    assert str(art.value) == "step u.x uploads artefact 'missing', which was not rendered for this run"
+    assert t.calls == [] and two.value.exit_code == 2
