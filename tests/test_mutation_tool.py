@@ -156,3 +156,14 @@ def test_a_toy_project_end_to_end(tmp_path):
     }
     assert (tmp_path / "toy" / "grade.py").read_text().startswith("LIMIT = 50")  # the tree itself is untouched
     assert not box.dir.exists()
+
+
+def test_list_and_show_on_a_real_module(capsys):
+    assert mt.main(["labctl/errors.py", "--list", "--match", "exit_code"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines and all("labctl/errors.py:" in line and "exit_code" in line for line in lines)
+    mutant_id = lines[0].split(None, 1)[1]
+    assert mt.main(["labctl/errors.py", "--show", mutant_id]) == 0
+    shown = capsys.readouterr().out
+    assert shown.startswith("--- labctl/errors.py\n+++ labctl/errors.py (mutant)")
+    assert sum(1 for line in shown.splitlines() if line.startswith("-    ")) == 1
