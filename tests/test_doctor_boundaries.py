@@ -335,8 +335,11 @@ def test_every_failing_check_says_why_and_how_to_fix_it():
 
 def test_check_names_are_stable():
     """`doctor --output json` readers and the report key on these names."""
-    assert doctor.check_disk(100 * doctor.GIB, "/x", 10, 30).name == "disk"
-    assert doctor.check_memory(meminfo(99999), 1).name == "memory"
+    for free_gib in (0, 20, 100):  # fail, warn, ok
+        assert doctor.check_disk(free_gib * doctor.GIB, "/x", 10, 30).name == "disk"
+    for available in (10, 10000, 99999):
+        assert doctor.check_memory(meminfo(available), 9500).name == "memory"
+    assert doctor.check_memory("garbage", 1).name == "memory"
     assert doctor.check_subnet_routes([], SUBNET).name == "subnet-free"
 
 
