@@ -28,8 +28,8 @@ def meminfo(available_mib: int) -> str:
     [
         (9999, "fail"),  # one MiB short
         (10000, "warn"),  # exactly what the VMs need: they fit, the host has nothing left
-        (10000 + doctor.HOST_HEADROOM_MIB - 1, "warn"),
-        (10000 + doctor.HOST_HEADROOM_MIB, "ok"),  # exactly the headroom left: fine
+        (11023, "warn"),
+        (11024, "ok"),  # exactly the 1024 MiB the host keeps for itself left: fine
     ],
 )
 def test_memory_thresholds_are_exact(available, status):
@@ -79,13 +79,13 @@ def spec_with(models_size: str, disk_gib: int | None = None) -> LabSpec:
 @pytest.mark.parametrize("size, models_gib", [("20Gi", 20), ("2Ti", 2048), ("1Ti", 1024), ("500Mi", 1)])
 def test_disk_estimate_reads_the_unit_of_the_models_volume(size, models_gib):
     minimum, comfortable = doctor.disk_needed_gib(spec_with(size))
-    assert minimum == doctor.BOX_GIB + 3 * doctor.VM_DISK_GIB
-    assert comfortable == doctor.BOX_GIB + 3 * doctor.VM_DISK_GIB + models_gib
+    assert minimum == 14  # the 2 GiB box + 4 GiB per linked clone, 3 VMs
+    assert comfortable == 14 + models_gib
 
 
 def test_disk_estimate_counts_a_node_disk_bigger_than_a_clone():
     _, comfortable = doctor.disk_needed_gib(spec_with("20Gi", disk_gib=64))
-    assert comfortable == doctor.BOX_GIB + 64 + 2 * doctor.VM_DISK_GIB + 20
+    assert comfortable == 2 + 64 + 2 * 4 + 20
 
 
 # ---- the subnet-clash check and the lab's own interfaces ------------------------------------------
