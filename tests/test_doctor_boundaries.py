@@ -367,3 +367,30 @@ def test_labctl_doctor_exits_4_on_a_failure_as_its_help_says(tmp_path, monkeypat
     result = CliRunner().invoke(cli, ["doctor", "-f", "lab.yaml"])
     assert result.exit_code == 4, result.output
     assert any(line.startswith("FAIL  memory") for line in result.output.splitlines())
+
+
+def test_host_facts_start_as_nothing_known():
+    facts = doctor.HostFacts()
+    assert (facts.vagrant_version, facts.vboxmanage_version, facts.virsh_version, facts.networks_conf) == (None,) * 4
+    assert (facts.virsh_error, facts.cpuinfo, facts.meminfo, facts.disk_path) == ("", "", "", "")
+    assert (facts.routes_json, facts.proc_net_route, facts.lab_interfaces) == ("[]", None, frozenset())
+    assert (facts.libvirt_socket, facts.dev_kvm, facts.vagrant_libvirt_plugin) == (False, False, None)
+    assert (facts.disk_free_bytes, facts.running_vm_mib, facts.rsync_path) == (0, 0, None)
+
+
+def test_more_fix_texts_and_kvm_names():
+    assert doctor.check_vagrant("Vagrant x").fix == "reinstall Vagrant"
+    assert doctor.check_cpu_virtualization("flags\t: sse\n", "libvirt", "kvm").fix.endswith(
+        "; or set provider.libvirt.driver: qemu (slow software emulation)"
+    )
+    assert {doctor.check_kvm(k, d).name for k in (True, False) for d in ("kvm", "qemu")} == {"kvm"}
+
+
+def test_proc_net_route_skips_short_and_garbage_lines():
+    text = (
+        "Iface\tDestination\tGateway\tFlags\tRefCnt\tUse\tMetric\tMask\n"
+        "eth0\t0021A8C0\n"  # cut short
+        "eth0\tZZZZ\t00000000\t0001\t0\t0\t0\t00FFFFFF\n"  # not hex
+        "vboxnet0\t0021A8C0\t00000000\t0001\t0\t0\t0\t00FFFFFF\n"
+    )
+    assert doctor.parse_proc_net_route(text) == [("192.168.33.0/24", "vboxnet0")]

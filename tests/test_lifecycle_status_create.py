@@ -353,3 +353,7 @@ def test_a_clean_preflight_prints_only_its_last_line(tmp_path):
     c, out = console()
     lifecycle.preflight(lifecycle.Lab(loopback_spec(), tmp_path), c)
     assert out.getvalue() == "doctor: 1 checks, 0 failed, 0 warnings\n"
+
+
+def test_an_unreadable_exit_code_in_the_probe_counts_as_a_failure():
+    assert lifecycle.parse_sections("@@nodes\nout\n@@rc garbage\n@@pods\n{}\n@@rc 0\n") == {"nodes": ("out", 1), "pods": ("{}", 0)}

@@ -210,3 +210,16 @@ def test_a_script_sees_the_node_and_its_roles(tmp_path):
     p = plan_of(tmp_path, "title: T\nsteps:\n  - {name: a, title: A, run: \"echo {{ node.name }} {{ roles | join(',') }}\"}\n")
     runs = {c.host: c.run for c in p.steps[0].commands}
     assert runs == {"nfs": "echo nfs nfs", "master": "echo master k8s,control_plane", "worker1": "echo worker1 k8s,workers"}
+
+
+def test_a_step_without_a_purpose_plans_an_empty_one_and_specs_are_frozen(tmp_path):
+    from pydantic import ValidationError
+
+    books = load_playbooks(folder(tmp_path, **{"10-p.yaml": GOOD}))
+    p = build_plan(LabSpec.default(), books, include_provider=False)
+    assert p.steps[0].purpose == "" and p.steps[0].done_reason == "already done"
+    assert books[0].spec.purpose == ""
+    with pytest.raises(ValidationError):
+        books[0].spec.title = "changed"  # type: ignore[misc]
+    with pytest.raises(ValidationError):
+        books[0].spec.steps[0].run = "changed"  # type: ignore[misc]

@@ -9,6 +9,8 @@ names them all. These tests pin that promise through the public ``Runner.run`` a
 from __future__ import annotations
 
 import io
+import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -409,8 +411,6 @@ def test_a_provider_step_without_a_provider_is_skipped_and_counted(tmp_path, scr
 def test_ctrl_c_does_not_wait_for_the_hosts_to_finish(tmp_path, scripted):
     """Interrupting returns at once: the runner does not sit out a long command before re-raising."""
     import os
-    import threading
-    import time
 
     t = scripted().on("very-slow", delay=3.0)
     r, _ = make_runner(t, tmp_path)
@@ -441,3 +441,25 @@ def test_hosts_without_an_address_are_named_before_anything_runs(tmp_path, scrip
         r.run(plan(step("u.x", "true", upload=("missing",))))
     assert str(art.value) == "step u.x uploads artefact 'missing', which was not rendered for this run"
     assert t.calls == [] and two.value.exit_code == 2
+
+
+def test_at_most_64_hosts_run_at_once(tmp_path, scripted):
+    names = [f"node{i}" for i in range(70)]
+    hosts = {n: Host(name=n, address="10.251.201.1") for n in names}
+    running, peak = [0], [0]
+    lock = threading.Lock()
+
+    class Counting(scripted):  # type: ignore[misc, valid-type]
+        def run(self, host, script, **kw):  # type: ignore[no-untyped-def, override]
+            with lock:
+                running[0] += 1
+                peak[0] = max(peak[0], running[0])
+            time.sleep(0.3)
+            with lock:
+                running[0] -= 1
+            return super().run(host, script, **kw)
+
+    out = io.StringIO()
+    r = Runner(Counting(), hosts, log_path=tmp_path / "run.log", console=Console(file=out, width=200))
+    r.run(plan(step("a.many", "true", hosts=tuple(names))))
+    assert peak[0] == 64
