@@ -413,7 +413,7 @@ def test_ctrl_c_does_not_wait_for_the_hosts_to_finish(tmp_path, scripted):
     import os
 
     t = scripted().on("very-slow", delay=3.0)
-    r, _ = make_runner(t, tmp_path)
+    r, out = make_runner(t, tmp_path)
     timer = threading.Timer(0.2, lambda: os.kill(os.getpid(), 2))
     started = time.monotonic()
     timer.start()
@@ -422,6 +422,7 @@ def test_ctrl_c_does_not_wait_for_the_hosts_to_finish(tmp_path, scripted):
     assert time.monotonic() - started < 2.0
     assert t.closed
     assert "INTERRUPTED (Ctrl-C)" in (tmp_path / "run.log").read_text()
+    assert "==> Interrupted after" in out.getvalue() and f"(log: {tmp_path / 'run.log'})" in out.getvalue()
 
 
 def test_hosts_without_an_address_are_named_before_anything_runs(tmp_path, scripted):
