@@ -252,6 +252,12 @@ def load_equivalents(path: Path = EQUIVALENTS) -> dict[str, str]:
     return out
 
 
+def stale_equivalents(mutants: list[Mutant], module: str, equivalents: dict[str, str]) -> list[str]:
+    """Listed equivalents of ``module`` that no longer exist (the code changed): review and drop them."""
+    ids = {m.id for m in mutants}
+    return [k for k in equivalents if k.startswith(module + ":") and k not in ids]
+
+
 def sample(mutants: list[Mutant], n: int | None, seed: int) -> list[Mutant]:
     if n is None or n >= len(mutants):
         return list(mutants)
@@ -346,7 +352,10 @@ def run_module(
     else:
         raise SystemExit(f"{module}: the tests fail without any mutant ({' '.join(tests)}): fix them first\n{output}")
     timeout = max(20.0, 4 * took)  # generous: a loaded machine must not turn a slow run into a "kill"
-    candidates = [m for m in mutants_of(source, module) if match is None or match in m.id]
+    every = mutants_of(source, module)
+    for stale in stale_equivalents(every, module, equivalents):
+        print(f"warning: {EQUIVALENTS.name} lists {stale!r}, which is no longer a mutant of {module}", flush=True)
+    candidates = [m for m in every if match is None or match in m.id]
     for m in sample(candidates, n, seed):
         if m.id in equivalents:
             yield Outcome(m, "equivalent", 0.0)

@@ -167,3 +167,10 @@ def test_list_and_show_on_a_real_module(capsys):
     shown = capsys.readouterr().out
     assert shown.startswith("--- labctl/errors.py\n+++ labctl/errors.py (mutant)")
     assert sum(1 for line in shown.splitlines() if line.startswith("-    ")) == 1
+
+
+def test_equivalents_that_no_longer_exist_are_reported():
+    mutants = mt.mutants_of("def f():\n    g()\n", "m.py")
+    listed = {"m.py:f|delete-statement|g() => pass": "r", "m.py:f|delete-statement|h() => pass": "r", "x.py:y": "r"}
+    assert mt.stale_equivalents(mutants, "m.py", listed) == ["m.py:f|delete-statement|h() => pass"]
+
