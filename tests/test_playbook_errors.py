@@ -223,3 +223,17 @@ def test_a_step_without_a_purpose_plans_an_empty_one_and_specs_are_frozen(tmp_pa
         books[0].spec.title = "changed"  # type: ignore[misc]
     with pytest.raises(ValidationError):
         books[0].spec.steps[0].run = "changed"  # type: ignore[misc]
+
+
+def test_templates_render_text_exactly_as_written(tmp_path):
+    """Block tags leave no blank lines or indentation behind (trim_blocks, lstrip_blocks), and text
+    keeps its final newline (keep_trailing_newline): a script reads the way the playbook shows it."""
+    text = (
+        "title: T\nsteps:\n  - name: a\n    title: A\n    hosts: nfs\n"
+        '    done_reason: "{{ spec.name }} ready\\n"\n'
+        "    run: |\n      {% for n in k8s_nodes %}\n        {% if n.name %}\n      echo {{ n.name }}\n        {% endif %}\n"
+        "      {% endfor %}\n      done\n"
+    )
+    step = plan_of(tmp_path, text).steps[0]
+    assert step.commands[0].run == "echo master\necho worker1\ndone"
+    assert step.done_reason == "llm-lab ready\n"
