@@ -390,3 +390,11 @@ def test_ssh_transport_without_a_key_file_reports_the_refused_connection():
     finally:
         transport.close()
     assert not result.ok and result.error
+
+
+def test_the_users_kubeconfig_is_the_first_of_kubeconfig(tmp_path, monkeypatch):
+    monkeypatch.setenv("KUBECONFIG", f"{tmp_path / 'a'}:{tmp_path / 'b'}")
+    assert lifecycle.user_kubeconfig_path() == tmp_path / "a"
+    monkeypatch.setenv("KUBECONFIG", "")
+    monkeypatch.setenv("HOME", str(tmp_path))
+    assert lifecycle.user_kubeconfig_path() == tmp_path / ".kube" / "config"

@@ -292,3 +292,9 @@ def test_roles_of_each_node():
     assert spec.roles_of(spec.nodes.master) == ("k8s", "control_plane")
     assert spec.roles_of(spec.nodes.nfs) == ("nfs",)
     assert spec.roles_of(spec.nodes.workers[0]) == ("k8s", "workers")
+
+
+def test_a_number_field_without_its_own_example_suggests_1():
+    assert one({"apps": {"ollama": {"num_parallel": "two"}}}) == (
+        "apps.ollama.num_parallel: 'two' is not a whole number — write digits, e.g. 1"
+    )
