@@ -464,3 +464,12 @@ def test_at_most_64_hosts_run_at_once(tmp_path, scripted):
     r = Runner(Counting(), hosts, log_path=tmp_path / "run.log", console=Console(file=out, width=200))
     r.run(plan(step("a.many", "true", hosts=tuple(names))))
     assert peak[0] == 64
+
+
+def test_the_log_labels_output_streams(tmp_path, scripted):
+    t = scripted().on("noisy", stdout="out-line\n", stderr="err-line\n")
+    r, _ = make_runner(t, tmp_path)
+    r.run(plan(step("a.noisy", "noisy", hosts=("master",))))
+    log = [line.split("] ", 1)[1] for line in (tmp_path / "run.log").read_text().splitlines()]
+    at = log.index("stdout:")
+    assert "out-line" in log[at + 1] and log[at + 2] == "stderr:" and "err-line" in log[at + 3]
