@@ -237,3 +237,8 @@ def test_templates_render_text_exactly_as_written(tmp_path):
     step = plan_of(tmp_path, text).steps[0]
     assert step.commands[0].run == "echo master\necho worker1\ndone"
     assert step.done_reason == "llm-lab ready\n"
+
+
+def test_scripts_are_not_html_escaped(tmp_path):
+    text = "title: T\nsteps:\n  - {name: a, title: A, hosts: nfs, run: \"{{ \\\"test -f /x && echo '<ok>'\\\" }}\"}\n"
+    assert plan_of(tmp_path, text).steps[0].commands[0].run == "test -f /x && echo '<ok>'"
