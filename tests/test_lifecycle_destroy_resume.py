@@ -383,3 +383,17 @@ def test_labctl_create_shows_the_fail_lines_it_refers_to(tmp_path, monkeypatch):
     assert out.index(fail_lines[0]) < out.index("fix the FAIL lines above")
     assert "Traceback" not in out
     assert not (tmp_path / "labs" / "llm-lab" / "Vagrantfile").exists()  # nothing half-done
+
+
+def test_on_a_terminal_headlines_are_bold_and_endings_green(tmp_path, kubeconfig_env):
+    out = io.StringIO()
+    c = lifecycle.Console(RichConsole(file=out, force_terminal=True, color_system="standard", width=300))
+    lab = make_lab(tmp_path)
+    fill_state(lab)
+    lifecycle.halt(lab, c)
+    lifecycle.destroy(lab, c)
+    text = out.getvalue()
+    assert "\x1b[1m==> Halting the VMs of lab 'llm-lab'\x1b[0m" in text
+    assert "\x1b[1;32m==> Halted in 3.0s" in text
+    assert "\x1b[1m==> Destroying lab 'llm-lab'\x1b[0m" in text
+    assert "\x1b[1;32m==> Destroyed in 2.5s" in text
