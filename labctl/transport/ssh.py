@@ -144,10 +144,12 @@ class SSHTransport:
                 config=self._config,
                 connect_timeout=int(self.connect_timeout),
                 connect_kwargs={
-                    "key_filename": [str(k) for k in host.key_files or ([host.key_file] if host.key_file else [])] or None,
+                    # No key named: the agent and the default keys (look_for_keys); fabric 3.2 iterates
+                    # key_filename, so it must be a list, never None (fabric/connection.py).
+                    "key_filename": [str(k) for k in host.key_files or ([host.key_file] if host.key_file else [])],
                     **({"sock": _proxy_sock(host)} if host.proxy_command else {}),
-                    "look_for_keys": host.key_file is None,
-                    "allow_agent": host.key_file is None,
+                    "look_for_keys": not (host.key_files or host.key_file),
+                    "allow_agent": not (host.key_files or host.key_file),
                     "banner_timeout": self.connect_timeout,
                     "auth_timeout": self.connect_timeout,
                 },
