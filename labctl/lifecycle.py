@@ -432,7 +432,10 @@ def create(
     merge_kubeconfig_into: Path | None = None,
     transport_factory: Callable[[], Any] | None = None,
     cache: Any = None,
+    host_checks: bool = True,
 ) -> CreateResult:
+    """``host_checks=False`` skips doctor's preflight: only for re-checking a lab that this host just
+    ran (a snapshot restore), where the host has not changed and every Vagrant call costs seconds."""
     from labctl.artefacts import build_artefacts
     from labctl.lablock import LabLock
     from labctl.plan import build_plan
@@ -446,11 +449,12 @@ def create(
     plan = select_steps(build_plan(spec, state_dir=lab.state_dir, cache=cache), only)
     with LabLock(lab.state_dir, spec.name, "labctl create"):
         provider = lab.provider(log_path, console) if spec.provider.type != "ssh" else None
-        running_mib = 0
-        if provider is not None and provider.vagrantfile.exists():
-            running_mib = _running_mib(spec, provider.status())
         cache_dir = Path(cache.host_dir) if cache is not None else None
-        preflight(lab, console, running_vm_mib=running_mib, cache_dir=cache_dir)
+        if host_checks:
+            running_mib = 0
+            if provider is not None and provider.vagrantfile.exists():
+                running_mib = _running_mib(spec, provider.status())
+            preflight(lab, console, running_vm_mib=running_mib, cache_dir=cache_dir)
         console.say(f"    log: {log_path}")  # only now: a run that stops at preflight writes none
         artefacts = build_artefacts(spec, lab.state_dir, offline=cache is not None)
         if provider is not None:

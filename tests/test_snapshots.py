@@ -85,6 +85,7 @@ def test_save_list_restore_delete(vms: Vms, monkeypatch: pytest.MonkeyPatch) -> 
     assert restored.exit_code == 0, restored.output
     assert ["snapshot", "restore", "--no-provision", "before-lab-3"] in vms.fake.commands()
     assert sorted(clocks[0]) == sorted(VMS) and recheck[0]["only"] == ("nfs-server.*",)
+    assert recheck[0]["host_checks"] is False  # the host ran this lab a moment ago: no doctor
 
     deleted = run("snapshot", "delete", "before-lab-3")
     assert deleted.exit_code == 0, deleted.output
