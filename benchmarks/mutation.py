@@ -66,7 +66,18 @@ TESTS: dict[str, list[str]] = {
     ],
     # test_readme: the lab.yaml reference in the README is generated from the models' descriptions.
     "labctl/spec.py": ["tests/test_spec_*.py", "tests/test_playbook_errors.py", "tests/test_readme.py"],
-    "labctl/doctor.py": ["tests/test_doctor*.py"],
+    # What spec.py was split into (#10): field checks, safe loading, the one-line messages.
+    "labctl/spec_checks.py": ["tests/test_spec_*.py", "tests/test_untrusted_*.py"],
+    "labctl/spec_load.py": ["tests/test_spec_*.py", "tests/test_untrusted_*.py"],
+    "labctl/spec_errors.py": ["tests/test_spec_*.py", "tests/test_untrusted_*.py"],
+    # What lifecycle.py was split into: the merged kubeconfig context and the VM snapshots.
+    "labctl/kubeconfig.py": ["tests/test_kubeconfig_merge.py", "tests/test_lifecycle*.py"],
+    "labctl/snapshots.py": ["tests/test_snapshots.py"],
+    # doctor.py became the labctl/doctor package.
+    **{
+        f"labctl/doctor/{name}.py": ["tests/test_doctor*.py"]
+        for name in ("__init__", "checks", "facts", "hosts", "linux", "macos", "probes", "report", "vbox")
+    },
 }
 CORE = list(TESTS)
 

@@ -101,7 +101,9 @@ def test_create_stops_right_after_apply_when_the_openai_secret_is_missing() -> N
     assert steps[at - 1] == "apps.apply-apps" and steps[at + 1] == "apps.wait-for-apps"
     step = next(s for s in build_plan(spec, include_provider=False).steps if s.id == "apps.check-openai-secret")
     run = step.commands[0].run
-    assert "kubectl -n llm create secret generic openai-upstream --from-literal=OPENAI_API_BASE_URL=" in run
+    # The name is set once, shell-quoted (the merge of #10 and #16), and the printed command uses it.
+    assert "\nsecret=openai-upstream\n" in run
+    assert "kubectl -n llm create secret generic $secret --from-literal=OPENAI_API_BASE_URL=" in run
     assert "apps.check-openai-secret" not in [s.id for s in build_plan(spec_with(), include_provider=False).steps]
 
 

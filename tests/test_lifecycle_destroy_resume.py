@@ -70,6 +70,22 @@ class FakeProvider:
         self.vagrantfile.write_text("# rendered\n")
         return self.vagrantfile
 
+    def machine_ids(self) -> dict[str, str]:
+        """Vagrant's own record (.vagrant/machines/*/*/id): every VM that exists, whatever its state."""
+        return {n: f"id-{n}" for n, s in self.states.items() if s != "not_created"}
+
+    def stale_machines(self, existing: list[str]) -> list[str]:
+        return []  # every VM was made with what lab.yaml says
+
+    def record_applied(self, machines: list[str]) -> None:
+        self.calls.append(("record_applied", tuple(machines)))
+
+    def forget_applied(self, machines: list[str]) -> None:
+        self.calls.append(("forget_applied", tuple(machines)))
+
+    def delete_snapshots_of(self, machines: list[str]) -> None:
+        self.calls.append(("delete_snapshots_of", tuple(machines)))
+
 
 class FakeLab(lifecycle.Lab):
     fake: FakeProvider
@@ -140,18 +156,19 @@ ADMIN = yaml.safe_dump({
 
 
 # ---- destroy ------------------------------------------------------------------------------------
-def test_destroy_removes_every_vm_and_every_state_file_but_the_lock(tmp_path, kubeconfig_env):
+def test_destroy_removes_every_vm_and_the_whole_state_folder(tmp_path, kubeconfig_env):
     lab = make_lab(tmp_path)
     fill_state(lab)
     merged_kubeconfig(kubeconfig_env, lab)
     c, out = console()
     lifecycle.destroy(lab, c)
     assert ("destroy", ()) in lab.fake.calls
-    # Everything is gone, secrets included — only the lock file the command held stays.
-    assert sorted(p.name for p in lab.state_dir.iterdir()) == [".lock"]
+    assert ("forget_applied", tuple(NODES)) in lab.fake.calls
+    # Everything is gone, secrets and the lock file included: the folder itself is removed.
+    assert not lab.state_dir.exists()
     text = out.getvalue()
     assert "==> Destroying lab 'llm-lab'" in text and "keeping" not in text
-    assert "==> Destroyed in 2.5s" in text and "data kept" not in text
+    assert f"==> Lab 'llm-lab' destroyed in 2.5s; nothing of it is left in {tmp_path}" in text and "data kept" not in text
     assert f"removed context labctl-llm-lab from {kubeconfig_env}" in text
     contexts = [c["name"] for c in yaml.safe_load(kubeconfig_env.read_text())["contexts"]]
     assert contexts == ["labctl-other-lab"]
@@ -171,6 +188,8 @@ def test_destroy_keep_data_keeps_the_nfs_vm_secrets_and_vagrantfile(tmp_path, ku
     c, out = console()
     lifecycle.destroy(lab, c, keep_data=True)
     assert ("destroy", ("nfs",)) in lab.fake.calls
+    # The kept NFS VM's snapshots go: they would bring back a server whose clients are gone.
+    assert ("delete_snapshots_of", ("nfs",)) in lab.fake.calls
     left = sorted(p.name for p in lab.state_dir.iterdir())
     assert left == [".lock", "Vagrantfile", "last-create.json", "logs", "secrets.json"]
     assert (lab.state_dir / "secrets.json").read_text() == '{"webui_secret_key": "k"}\n'
@@ -179,14 +198,16 @@ def test_destroy_keep_data_keeps_the_nfs_vm_secrets_and_vagrantfile(tmp_path, ku
     assert "— data kept: `labctl create` reuses it" in text
 
 
-def test_destroy_with_only_the_kept_nfs_vm_left_has_nothing_to_do(tmp_path, kubeconfig_env):
+def test_destroy_with_only_the_kept_nfs_vm_left_destroys_none_and_finishes_the_clean_up(tmp_path, kubeconfig_env):
     lab = make_lab(tmp_path, states={"master": "not_created", "worker1": "not_created", "nfs": "running"})
     fill_state(lab)
     c, out = console()
     lifecycle.destroy(lab, c, keep_data=True)
     assert not any(call[0] == "destroy" for call in lab.fake.calls)
-    assert "lab 'llm-lab': nothing to destroy (no VM left besides nfs)" in out.getvalue()
-    assert (lab.state_dir / "kubeconfig").exists()  # nothing done means nothing removed
+    assert "lab 'llm-lab': no VM left to destroy besides nfs; cleaning up" in out.getvalue()
+    assert "==> Lab 'llm-lab' cleaned up — data kept: `labctl create` reuses it" in out.getvalue()
+    # An earlier destroy interrupted after `vagrant destroy` is finished: access goes, data stays.
+    assert sorted(p.name for p in lab.state_dir.iterdir()) == [".lock", "Vagrantfile", "last-create.json", "logs", "secrets.json"]
 
 
 def test_destroy_with_no_vm_left_has_nothing_to_do(tmp_path, kubeconfig_env):
@@ -194,9 +215,11 @@ def test_destroy_with_no_vm_left_has_nothing_to_do(tmp_path, kubeconfig_env):
     fill_state(lab)
     c, out = console()
     lifecycle.destroy(lab, c)
-    assert "lab 'llm-lab': nothing to destroy (no VM left)" in out.getvalue()
+    assert "lab 'llm-lab': no VM left to destroy; cleaning up" in out.getvalue()
     assert not any(call[0] == "destroy" for call in lab.fake.calls)
-    assert (lab.state_dir / "secrets.json").exists()
+    # A lab with no VMs leaves nothing behind.
+    assert not lab.state_dir.exists()
+    assert f"==> Lab 'llm-lab' cleaned up; nothing of it is left in {tmp_path}" in out.getvalue()
 
 
 def test_destroy_counts_a_halted_vm_as_one_to_destroy(tmp_path, kubeconfig_env):
@@ -206,16 +229,26 @@ def test_destroy_counts_a_halted_vm_as_one_to_destroy(tmp_path, kubeconfig_env):
     assert ("destroy", ()) in lab.fake.calls
 
 
-def test_destroy_without_a_vagrantfile_only_drops_the_merged_context(tmp_path, kubeconfig_env):
-    lab = make_lab(tmp_path)
+def test_destroy_without_a_vagrantfile_or_a_vm_drops_the_merged_context_and_the_state(tmp_path, kubeconfig_env):
+    lab = make_lab(tmp_path, states=dict.fromkeys(NODES, "not_created"))
     (lab.state_dir / "secrets.json").write_text("{}")
     merged_kubeconfig(kubeconfig_env, lab)
     c, out = console()
     lifecycle.destroy(lab, c)
     assert lab.fake.calls == []
-    assert f"lab 'llm-lab': nothing to destroy (no Vagrantfile in {lab.state_dir})" in out.getvalue()
+    assert "lab 'llm-lab': no VM to destroy (no Vagrantfile, no VM recorded)" in out.getvalue()
     assert "removed context labctl-llm-lab" in out.getvalue()
-    assert (lab.state_dir / "secrets.json").exists()
+    assert not lab.state_dir.exists()
+
+
+def test_destroy_without_a_vagrantfile_renders_it_again_to_remove_the_recorded_vms(tmp_path, kubeconfig_env):
+    lab = make_lab(tmp_path)
+    (lab.state_dir / "secrets.json").write_text("{}")
+    c, out = console()
+    lifecycle.destroy(lab, c)
+    assert lab.fake.calls[0][0] == "render" and ("destroy", ()) in lab.fake.calls
+    assert f"{lab.state_dir / 'Vagrantfile'} was missing; rendered it again to remove master, nfs, worker1" in out.getvalue()
+    assert not lab.state_dir.exists()
 
 
 def test_destroy_leaves_a_kubeconfig_without_the_lab_untouched(tmp_path, kubeconfig_env):
@@ -230,22 +263,24 @@ def test_destroy_leaves_a_kubeconfig_without_the_lab_untouched(tmp_path, kubecon
     assert "removed context" not in out.getvalue()
 
 
-def test_destroy_of_an_ssh_lab_forgets_the_state_and_keeps_the_lock(tmp_path, kubeconfig_env):
+def test_destroy_of_an_ssh_lab_forgets_the_whole_state(tmp_path, kubeconfig_env):
     lab = make_lab(tmp_path, spec=ssh_spec())
     fill_state(lab)
     c, out = console()
     lifecycle.destroy(lab, c)
     assert lab.fake.calls == []
-    assert sorted(p.name for p in lab.state_dir.iterdir()) == [".lock"]
+    assert not lab.state_dir.exists()
     assert "provider ssh: the machines are yours and stay as they are" in out.getvalue()
 
 
-def test_destroy_keep_data_of_an_ssh_lab_keeps_every_file(tmp_path, kubeconfig_env):
+def test_destroy_keep_data_of_an_ssh_lab_keeps_every_file_but_the_access(tmp_path, kubeconfig_env):
     lab = make_lab(tmp_path, spec=ssh_spec())
     fill_state(lab)
     before = sorted(p.name for p in lab.state_dir.iterdir())
     lifecycle.destroy(lab, console()[0], keep_data=True)
-    assert sorted(p.name for p in lab.state_dir.iterdir()) == before
+    assert lab.fake.calls == []
+    # As for Vagrant labs: the kubeconfig and ssh-config go, secrets, logs and records stay.
+    assert sorted(p.name for p in lab.state_dir.iterdir()) == [n for n in before if n not in ("kubeconfig", "ssh-config")]
 
 
 def test_destroy_of_an_ssh_lab_without_a_state_folder_is_fine(tmp_path, kubeconfig_env):
@@ -396,4 +431,4 @@ def test_on_a_terminal_headlines_are_bold_and_endings_green(tmp_path, kubeconfig
     assert "\x1b[1m==> Halting the VMs of lab 'llm-lab'\x1b[0m" in text
     assert "\x1b[1;32m==> Halted in 3.0s" in text
     assert "\x1b[1m==> Destroying lab 'llm-lab'\x1b[0m" in text
-    assert "\x1b[1;32m==> Destroyed in 2.5s" in text
+    assert "\x1b[1;32m==> Lab 'llm-lab' destroyed in 2.5s" in text

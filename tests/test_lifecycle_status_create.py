@@ -55,10 +55,11 @@ def console() -> tuple[lifecycle.Console, io.StringIO]:
 
 
 # ---- create (provider ssh) --------------------------------------------------------------------------
-def test_create_runs_the_plan_fetches_the_kubeconfig_and_says_what_next(tmp_path, monkeypatch):
+def test_create_runs_the_plan_fetches_the_kubeconfig_and_says_what_next(tmp_path, monkeypatch, webui):
     monkeypatch.setenv("KUBECONFIG", str(tmp_path / "kube" / "config"))
-    lab = lifecycle.Lab.of(loopback_spec(), source="my lab.yaml", state_dir=tmp_path / "state")
-    t = ScriptedTransport().on("cat /etc/kubernetes/admin.conf", host="master", stdout=ADMIN)
+    lab = lifecycle.Lab.of(loopback_spec(port=webui), source="my lab.yaml", state_dir=tmp_path / "state")
+    # The lab answers: the cluster probe from the master, Open WebUI's /health on 127.0.0.2.
+    t = answering().on("cat /etc/kubernetes/admin.conf", host="master", stdout=ADMIN)
     c, out = console()
     merged = tmp_path / "merged-config"
     result = lifecycle.create(lab, c, transport_factory=lambda: t, merge_kubeconfig_into=merged)
@@ -80,9 +81,11 @@ def test_create_runs_the_plan_fetches_the_kubeconfig_and_says_what_next(tmp_path
     timings = json.loads((lab.state_dir / "last-create.json").read_text())
     assert set(timings) == {"total_seconds", "vm_seconds", "log"} and timings["log"] == str(result.log_path)
     text = out.getvalue()
-    assert f"==> Lab 'loop': state in {lab.state_dir}, log {result.log_path}" in text
+    # The log is named once preflight passed (a run stopped at preflight writes none).
+    assert f"==> Lab 'loop': state in {lab.state_dir}\n" in text and f"    log: {result.log_path}\n" in text
     assert "==> Lab 'loop' created in" in text
-    assert "    Open WebUI:  http://127.0.0.2:8080" in text
+    assert f"    Open WebUI:  http://127.0.0.2:{webui}" in text
+    assert "==> Step: Verify the lab from this machine" in text and "FAIL" not in text
     assert f"    kubeconfig:  {lab.kubeconfig} (merged into {merged} as context labctl-loop)" in text
     assert "      labctl status -f 'my lab.yaml'" in text
     assert "      kubectl --context labctl-loop get nodes" in text
@@ -92,10 +95,10 @@ def test_create_runs_the_plan_fetches_the_kubeconfig_and_says_what_next(tmp_path
     assert {c.host for c in t.runs()} == {"master", "worker1", "nfs"}
 
 
-def test_create_without_merging_prints_the_kubeconfig_command(tmp_path, monkeypatch):
+def test_create_without_merging_prints_the_kubeconfig_command(tmp_path, monkeypatch, webui):
     monkeypatch.setenv("KUBECONFIG", str(tmp_path / "kube" / "config"))
-    lab = lifecycle.Lab.of(loopback_spec(), source="lab.yaml", state_dir=tmp_path / "state")
-    t = ScriptedTransport().on("cat /etc/kubernetes/admin.conf", stdout=ADMIN)
+    lab = lifecycle.Lab.of(loopback_spec(port=webui), source="lab.yaml", state_dir=tmp_path / "state")
+    t = answering().on("cat /etc/kubernetes/admin.conf", stdout=ADMIN)
     c, out = console()
     lifecycle.create(lab, c, transport_factory=lambda: t)
     text = out.getvalue()
@@ -175,6 +178,11 @@ def probe(**sections: tuple[str, int]) -> str:
     return "".join(f"@@{k}\n{text}\n@@rc {rc}\n" for k, (text, rc) in base.items())
 
 
+def answering() -> ScriptedTransport:
+    """A transport whose master answers the cluster probe of status/verify like a healthy lab."""
+    return ScriptedTransport().on("section nodes", host="master", stdout=probe())
+
+
 @pytest.fixture
 def webui():
     """An HTTP server on 127.0.0.2 answering /health (loopback only); yields its port."""
@@ -195,8 +203,15 @@ def webui():
     server.server_close()
 
 
+def created(lab: lifecycle.Lab) -> None:
+    """What `create` leaves for a Vagrant lab: a lab without it is "not created yet", asked nothing."""
+    lab.state_dir.mkdir(parents=True, exist_ok=True)
+    (lab.state_dir / "Vagrantfile").write_text("# rendered\n")
+
+
 def status_of(tmp_path: Path, port: int, answer: dict, states: dict[str, str] | None = None):
     lab = FakeLab(loopback_spec("libvirt", port=port), tmp_path / "state")
+    created(lab)
     lab.fake = FakeProvider(lab.state_dir, states or dict.fromkeys(("nfs", "master", "worker1"), "running"))
     t = ScriptedTransport().on("section nodes", **answer)
     return lab, t, lifecycle.lab_status(lab, transport_factory=lambda: t)
@@ -276,6 +291,7 @@ def test_a_lab_whose_vms_are_all_stopped_asks_no_one(tmp_path):
 
 def test_verify_returns_the_status_and_its_checks(tmp_path, webui):
     lab = FakeLab(loopback_spec("libvirt", port=webui), tmp_path / "state")
+    created(lab)
     lab.fake = FakeProvider(lab.state_dir, dict.fromkeys(("nfs", "master", "worker1"), "running"))
     t = ScriptedTransport().on("section nodes", stdout=probe())
     status, checks = lifecycle.verify(lab, transport_factory=lambda: t)
@@ -304,10 +320,11 @@ def test_status_of_an_ssh_lab_probes_the_master_it_was_given(tmp_path, webui):
     status = lifecycle.lab_status(lab, transport_factory=lambda: t)
     assert status.vms == [{"name": n, "state": "existing host"} for n in ("nfs", "master", "worker1")]
     assert [c.host for c in t.runs()] == ["master"]
-    assert all(c.ok for c in status.checks(lab.spec) if c.name != "vms-running")
+    # Every check passes, vms-running included: the hosts given are not VMs labctl must start.
+    assert all(c.ok for c in status.checks(lab.spec)), status.checks(lab.spec)
 
 
-def test_create_on_libvirt_with_the_vms_already_running(tmp_path, monkeypatch):
+def test_create_on_libvirt_with_the_vms_already_running(tmp_path, monkeypatch, webui):
     """The Vagrant path of create with a fake provider: doctor sees the running VMs' memory as held
     already, the provider step says every VM runs, the plan runs on the hosts ssh-config gives."""
     from tests.test_doctor_boundaries import VAGRANT, fake_tools
@@ -321,13 +338,14 @@ def test_create_on_libvirt_with_the_vms_already_running(tmp_path, monkeypatch):
                   "workers": [], "nfs": {"name": "nfs", "ip": "127.0.0.11", "cpus": 1, "memory_mib": 1024}},
         # No disk has room for 900 TiB of models: a sure warning, so doctor prints its whole report.
         "storage": {"models_size": "900Ti"},
+        "apps": {"openwebui": {"port": webui}, "ollama": {"models": ["llama3.2:1b", "qwen2:0.5b"]}},
     }  # fmt: skip
     spec = LabSpec.from_dict(data)
     lab = FakeLab(spec, tmp_path / "state")
     lab.state_dir.mkdir(parents=True)
     lab.fake = FakeProvider(lab.state_dir, {"nfs": "running", "master": "running"})
     lab.fake.vagrantfile.write_text("# rendered before\n")
-    t = ScriptedTransport().on("cat /etc/kubernetes/admin.conf", stdout=ADMIN)
+    t = answering().on("cat /etc/kubernetes/admin.conf", stdout=ADMIN)
     c, out = console()
     result = lifecycle.create(lab, c, transport_factory=lambda: t)
     text = out.getvalue()
@@ -405,3 +423,13 @@ def test_the_users_kubeconfig_is_the_first_of_kubeconfig(tmp_path, monkeypatch):
     monkeypatch.setenv("KUBECONFIG", "")
     monkeypatch.setenv("HOME", str(tmp_path))
     assert lifecycle.user_kubeconfig_path() == tmp_path / ".kube" / "config"
+
+
+def test_a_lab_never_created_says_so_and_asks_no_one(tmp_path):
+    lab = FakeLab(loopback_spec("libvirt"), tmp_path / "state")
+    lab.fake = FakeProvider(lab.state_dir, dict.fromkeys(("nfs", "master", "worker1"), "running"))
+    t = ScriptedTransport().on("section nodes", stdout=probe())
+    status = lifecycle.lab_status(lab, transport_factory=lambda: t)
+    assert t.runs() == [] and lab.fake.calls == []
+    assert [(c.name, c.ok, c.detail) for c in status.checks(lab.spec)] == [("lab-created", False, lifecycle.NOT_CREATED)]
+    assert lifecycle.format_status(status, lab.spec) == "Lab loop (provider libvirt): not created yet — run `labctl create`\n"

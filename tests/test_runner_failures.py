@@ -17,10 +17,11 @@ import pytest
 from rich.console import Console
 
 from labctl.artefacts import Artefact
+from labctl.errors import ExitCode
 from labctl.plan import HostCommands, Plan, PlannedStep
 from labctl.runner import ProviderResult, Runner, StepFailed, format_duration
-from labctl.transport.base import Host
-from labctl.transport.scripted import ScriptedGuardedTransport, ScriptedTransport
+from labctl.transport.base import Host, Result
+from labctl.transport.scripted import Call, ScriptedGuardedTransport, ScriptedTransport
 
 NAMES = ("master", "worker1", "nfs")
 HOSTS = {n: Host(name=n, address=f"10.251.201.{i}") for i, n in enumerate(NAMES, 10)}
@@ -98,7 +99,9 @@ def test_transport_raising_on_one_host_is_reported_for_it_while_the_others_finis
     with pytest.raises(StepFailed) as info:
         r.run(plan(step("prep.pkgs", "install-pkgs"), step("prep.after", "never-runs")))
     err = info.value
-    assert (err.host, err.exit_code, err.error, err.timed_out) == ("worker1", None, reason, False)
+    # No remote exit code; an exception that names no cause is a failed step (exit 5), never exit 0.
+    assert (err.host, err.remote_exit_code, err.error, err.timed_out) == ("worker1", None, reason, False)
+    assert err.exit_code == ExitCode.STEP_FAILED
     assert err.succeeded_hosts == ("master", "nfs")
     assert err.failed_hosts == ("worker1",)
     assert err.command == "install-pkgs"
@@ -121,7 +124,8 @@ def test_upload_raising_on_one_host_fails_that_host_only(tmp_path, scripted):
     with pytest.raises(StepFailed) as info:
         r.run(plan(step("cni.apply", "kubectl apply -f /etc/labctl/calico.yaml", upload=("calico",))))
     err = info.value
-    assert err.host == "nfs" and err.error == "/etc/labctl: permission denied" and err.exit_code is None
+    assert err.host == "nfs" and err.error == "/etc/labctl: permission denied" and err.remote_exit_code is None
+    assert err.exit_code == ExitCode.STEP_FAILED
     assert err.succeeded_hosts == ("master", "worker1")
     assert host_lines(out.getvalue())["nfs"] == "FAILED (/etc/labctl: permission denied)"
     # The upload failed before anything ran there: no check, no script on nfs.
@@ -139,7 +143,8 @@ def test_timed_out_host_reads_timed_out_never_none(tmp_path, scripted):
     assert host_lines(text)["worker1"] == "FAILED (timed out after 45s)"
     assert host_lines(text)["master"].startswith("done")
     err = info.value
-    assert err.timed_out and err.exit_code is None and err.timeout == 45.0
+    assert err.timed_out and err.remote_exit_code is None and err.timeout == 45.0
+    assert err.exit_code == ExitCode.TIMEOUT
     assert "failed on worker1: timed out after 45s" in str(err)
     assert err.succeeded_hosts == ("master", "nfs")
     assert "TIMED OUT after 45s" in (tmp_path / "run.log").read_text()
@@ -153,13 +158,14 @@ def test_timeout_without_a_step_timeout_still_says_timed_out(tmp_path):
 
 
 def test_lost_connection_is_a_failure_with_its_cause_not_an_exit_code(tmp_path, scripted):
-    t = scripted().on("kubeadm join", host="worker1", exit_code=-1, error="connection to worker1 lost")
+    t = scripted().on("kubeadm join", host="worker1", exit_code=-1, cause="lost", error="connection to worker1 lost")
     r, out = make_runner(t, tmp_path)
     with pytest.raises(StepFailed) as info:
         r.run(plan(step("w.join", "kubeadm join x", hosts=("master", "worker1"))))
     assert host_lines(out.getvalue())["worker1"] == "FAILED (connection to worker1 lost)"
     err = info.value
-    assert err.exit_code is None and not err.timed_out and err.error == "connection to worker1 lost"
+    assert err.remote_exit_code is None and not err.timed_out and err.error == "connection to worker1 lost"
+    assert err.exit_code == ExitCode.UNREACHABLE  # labctl's code by cause, not a remote one
     assert "exit code" not in str(err).splitlines()[0]
     assert "ERROR: connection to worker1 lost" in (tmp_path / "run.log").read_text()
 
@@ -185,7 +191,8 @@ def test_exit_code_failure_reason_has_code_and_duration(tmp_path, scripted):
         r.run(plan(step("nfs.pkgs", "apt-get install -y nfs-kernel-server")))
     assert host_lines(out.getvalue())["nfs"] == "FAILED (exit 100 after 0.0s)"
     err = info.value
-    assert err.exit_code == 100 and err.error == "" and not err.timed_out
+    assert err.remote_exit_code == 100 and err.error == "" and not err.timed_out
+    assert err.exit_code == ExitCode.STEP_FAILED  # the remote 100 is reported, never labctl's code
     assert "failed on nfs: exit code 100" in str(err)
     assert "  last lines of stderr:\n    E: Unable to locate package" in str(err)
 
@@ -409,10 +416,27 @@ def test_a_provider_step_without_a_provider_is_skipped_and_counted(tmp_path, scr
 
 
 def test_ctrl_c_does_not_wait_for_the_hosts_to_finish(tmp_path, scripted):
-    """Interrupting returns at once: the runner does not sit out a long command before re-raising."""
+    """Interrupting returns at once: the runner stops the long command on the host (the transport's
+    ``interrupt``) instead of sitting it out before re-raising."""
     import os
 
-    t = scripted().on("very-slow", delay=3.0)
+    stop = threading.Event()
+
+    class Interruptible(scripted):  # type: ignore[misc, valid-type]
+        """The slow command ends as soon as ``interrupt`` kills it, as SSHTransport's does."""
+
+        def run(self, host, script, **kw):  # type: ignore[no-untyped-def, override]
+            if "very-slow" in script:
+                self.calls.append(Call("run", host.name, script))
+                stop.wait(3.0)
+                return Result(host.name, 143, cause="interrupted", error="interrupted")
+            return super().run(host, script, **kw)
+
+        def interrupt(self) -> list[str]:
+            stop.set()
+            return ["master"]
+
+    t = Interruptible()
     r, out = make_runner(t, tmp_path)
     timer = threading.Timer(0.2, lambda: os.kill(os.getpid(), 2))
     started = time.monotonic()
@@ -421,7 +445,8 @@ def test_ctrl_c_does_not_wait_for_the_hosts_to_finish(tmp_path, scripted):
         r.run(plan(step("a.slow", "very-slow", hosts=("master",))))
     assert time.monotonic() - started < 2.0
     assert t.closed
-    assert "INTERRUPTED (Ctrl-C)" in (tmp_path / "run.log").read_text()
+    log = (tmp_path / "run.log").read_text()
+    assert "INTERRUPTED (Ctrl-C" in log and "stopped the running command on: master" in log
     assert "==> Interrupted after" in out.getvalue() and f"(log: {tmp_path / 'run.log'})" in out.getvalue()
 
 
