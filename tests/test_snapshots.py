@@ -228,3 +228,40 @@ def test_restore_and_delete_complete_the_labs_snapshot_names(vms: Vms) -> None:
 
     assert complete("labctl snapshot restore ") == ["before-lab-3", "ready"]
     assert complete("labctl snapshot delete be") == ["before-lab-3"]
+
+
+@pytest.mark.parametrize("offset,ok", [(-5, True), (-6, False), (6, True), (7, False)])
+def test_the_clock_tolerance_is_five_seconds_either_side_of_the_round_trip(
+    monkeypatch: pytest.MonkeyPatch, offset: int, ok: bool
+) -> None:
+    """With the host clock frozen at T the window is [T - 5, T + 1 + 5]: the edges pass, one second
+    past them is an error naming the seconds off."""
+    frozen = 1_800_000_000
+    monkeypatch.setattr(snapshots.time, "time", lambda: frozen)
+    guest = frozen + offset
+    transport = ScriptedTransport().on("date -u -s", stdout=f"{guest}\n")
+    if ok:
+        snapshots.sync_clocks(transport, [Host("master", "10.0.0.1")], lifecycle.Console())
+        return
+    with pytest.raises(snapshots.SnapshotError, match=r"master: clock still 6 s off"):
+        snapshots.sync_clocks(transport, [Host("master", "10.0.0.1")], lifecycle.Console())
+
+
+@pytest.mark.parametrize("command", ["restore", "delete"])
+def test_a_bad_name_is_refused_before_vagrant_is_asked(vms: Vms, command: str) -> None:
+    result = run("snapshot", command, "Not/A name")
+    assert result.exit_code == 1 and "snapshot name 'Not/A name'" in result.output
+    assert not [c for c in vms.fake.commands() if c[:1] == ["snapshot"]]
+
+
+def test_library_results_and_logs(vms: Vms, monkeypatch: pytest.MonkeyPatch) -> None:
+    """save/restore log under their own names; restore returns its wall time, delete the VMs it cleared."""
+    lab, console = vms.lab, lifecycle.Console()
+    assert snapshots.save(lab, console, "x") >= 0
+    monkeypatch.setattr(lifecycle, "create", lambda *a, **kw: None)
+    monkeypatch.setattr(snapshots, "sync_clocks", lambda *a, **kw: None)
+    seconds = snapshots.restore(lab, console, "x")
+    assert isinstance(seconds, float) and seconds > 0
+    assert snapshots.delete(lab, console, "x") == ["master", "nfs", "worker1"]
+    logs = sorted(p.name for p in (lab.state_dir / "logs").iterdir())
+    assert any(n.startswith("snapshot-save-") for n in logs) and any(n.startswith("snapshot-restore-") for n in logs)
