@@ -303,3 +303,12 @@ def test_a_number_field_without_its_own_example_suggests_1():
     assert one({"apps": {"ollama": {"num_parallel": "two"}}}) == (
         "apps.ollama.num_parallel: 'two' is not a whole number — write digits, e.g. 1"
     )
+
+
+@pytest.mark.parametrize("port,ok", [(1, True), (65535, True), (65536, False), (0, False)])
+def test_the_open_webui_port_is_a_tcp_port(port: int, ok: bool) -> None:
+    data = {"apps": {"openwebui": {"port": port}}}
+    if ok:
+        assert LabSpec.from_dict(data).apps.openwebui.port == port
+    else:
+        assert one(data).startswith("apps.openwebui.port: ")
