@@ -25,6 +25,20 @@ def _expiry(epoch: int | None) -> str:
     return f"{stamp} (expired)" if left <= 0 else f"{stamp} ({left / 3600:.0f} h left)"
 
 
+def _existing_class_options(f):  # type: ignore[no-untyped-def]
+    """The options that find a class `class create` made (status and delete share them)."""
+    for option in reversed([
+        click.option("--name", "class_name", required=True, help="Class name given to `class create`."),
+        click.option("--dir", "folder", type=click.Path(file_okay=False, path_type=Path), default=None,
+                     help="The class folder. Default: ./class-NAME"),
+        click.option("--kubeconfig", type=click.Path(dir_okay=False, path_type=Path), default=None,
+                     help="Admin kubeconfig. Default: the one `class create` used."),
+        click.option("--context", default=None, help="Context in the kubeconfig."),
+    ]):
+        f = option(f)
+    return f
+
+
 @click.group("class")
 def class_group() -> None:
     """Give every student of a roster a namespace, quota and kubeconfig on a shared cluster.
@@ -108,12 +122,7 @@ def class_create(
 
 
 @class_group.command("status")
-@click.option("--name", "class_name", required=True, help="Class name given to `class create`.")
-@click.option("--dir", "folder", type=click.Path(file_okay=False, path_type=Path), default=None,
-              help="The class folder. Default: ./class-NAME")
-@click.option("--kubeconfig", type=click.Path(dir_okay=False, path_type=Path), default=None,
-              help="Admin kubeconfig. Default: the one `class create` used.")
-@click.option("--context", default=None, help="Context in the kubeconfig.")
+@_existing_class_options
 @click.option("--output", type=click.Choice(["table", "json"]), default="table", show_default=True)
 def class_status(class_name: str, folder: Path | None, kubeconfig: Path | None, context: str | None, output: str) -> None:
     """One line per student: namespace, quota used, apps ready, token expiry.
@@ -137,12 +146,7 @@ def class_status(class_name: str, folder: Path | None, kubeconfig: Path | None, 
 
 
 @class_group.command("delete")
-@click.option("--name", "class_name", required=True, help="Class name given to `class create`.")
-@click.option("--dir", "folder", type=click.Path(file_okay=False, path_type=Path), default=None,
-              help="The class folder. Default: ./class-NAME")
-@click.option("--kubeconfig", type=click.Path(dir_okay=False, path_type=Path), default=None,
-              help="Admin kubeconfig. Default: the one `class create` used.")
-@click.option("--context", default=None, help="Context in the kubeconfig.")
+@_existing_class_options
 @click.option("--dry-run", is_flag=True, help="Say what would be removed; remove nothing.")
 def class_delete(class_name: str, folder: Path | None, kubeconfig: Path | None, context: str | None, dry_run: bool) -> None:
     """Remove what `class create` made: the class's labelled namespaces and its kubeconfig files. Nothing else.
