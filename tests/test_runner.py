@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 from rich.console import Console
+from runner_cases import plan, step
 
 from labctl.artefacts import Artefact
-from labctl.plan import HostCommands, Plan, PlannedStep
 from labctl.runner import ProviderResult, Runner, RunnerError, StepFailed, format_duration
 from labctl.transport.base import Host
 from labctl.transport.scripted import ScriptedGuardedTransport, ScriptedTransport
@@ -24,22 +24,6 @@ HOSTS = {n: Host(name=n, address=f"10.251.200.{i}") for i, n in enumerate(("mast
 def scripted(request):
     """Every test runs against both ways a transport may offer check-then-run."""
     return request.param
-
-
-def step(step_id: str, run: str, *, hosts=("master", "worker1", "nfs"), check: str = "", **kw) -> PlannedStep:
-    return PlannedStep(
-        id=step_id,
-        playbook=step_id.split(".")[0],
-        title=kw.pop("title", f"Title of {step_id}"),
-        purpose="",
-        kind=kw.pop("kind", "remote"),
-        commands=tuple(HostCommands(h, check, run) for h in hosts),
-        **kw,
-    )
-
-
-def plan(*steps: PlannedStep) -> Plan:
-    return Plan(lab="t", provider="ssh", hosts=(), steps=steps)
 
 
 def runner(transport, tmp_path: Path, **kw) -> tuple[Runner, io.StringIO]:

@@ -15,10 +15,11 @@ from pathlib import Path
 
 import pytest
 from rich.console import Console
+from runner_cases import plan, step
 
 from labctl.artefacts import Artefact
 from labctl.errors import ExitCode
-from labctl.plan import HostCommands, Plan, PlannedStep
+from labctl.plan import PlannedStep
 from labctl.runner import ProviderResult, Runner, StepFailed, format_duration
 from labctl.transport.base import Host, Result
 from labctl.transport.scripted import Call, ScriptedGuardedTransport, ScriptedTransport
@@ -30,22 +31,6 @@ HOSTS = {n: Host(name=n, address=f"10.251.201.{i}") for i, n in enumerate(NAMES,
 @pytest.fixture(params=[ScriptedTransport, ScriptedGuardedTransport], ids=["two-round-trips", "one-round-trip"])
 def scripted(request):
     return request.param
-
-
-def step(step_id: str, run: str, *, hosts=NAMES, check: str = "", **kw) -> PlannedStep:
-    return PlannedStep(
-        id=step_id,
-        playbook=step_id.split(".")[0],
-        title=kw.pop("title", f"Title of {step_id}"),
-        purpose="",
-        kind=kw.pop("kind", "remote"),
-        commands=tuple(HostCommands(h, check, run) for h in hosts),
-        **kw,
-    )
-
-
-def plan(*steps: PlannedStep) -> Plan:
-    return Plan(lab="t", provider="ssh", hosts=(), steps=steps)
 
 
 def make_runner(transport, tmp_path: Path, **kw) -> tuple[Runner, io.StringIO]:
