@@ -56,6 +56,7 @@ TESTS: dict[str, list[str]] = {
     "labctl/runner.py": ["tests/test_runner*.py", "tests/test_secrets_redaction.py"],
     "labctl/lifecycle.py": [
         "tests/test_lifecycle*.py",
+        "tests/test_create_verify.py",
         "tests/test_secrets_redaction.py",
     ],
     "labctl/plan.py": [
@@ -73,6 +74,11 @@ TESTS: dict[str, list[str]] = {
     # What lifecycle.py was split into: the merged kubeconfig context and the VM snapshots.
     "labctl/kubeconfig.py": ["tests/test_kubeconfig_merge.py", "tests/test_lifecycle*.py"],
     "labctl/snapshots.py": ["tests/test_snapshots.py"],
+    # ... and (#13) the lab and its console, status/verify, halt/resume, destroy.
+    "labctl/lab.py": ["tests/test_lifecycle*.py", "tests/test_kubeconfig_merge.py"],
+    "labctl/status.py": ["tests/test_lifecycle*.py", "tests/test_create_verify.py", "tests/test_log_retention.py"],
+    "labctl/power.py": ["tests/test_lifecycle_destroy_resume.py"],
+    "labctl/destroy.py": ["tests/test_lifecycle_destroy_resume.py", "tests/test_destroy_idempotent.py"],
     # doctor.py became the labctl/doctor package.
     **{
         f"labctl/doctor/{name}.py": ["tests/test_doctor*.py"]

@@ -269,6 +269,8 @@ def create(lab_file: Path | None, dry_run: bool, output: str, cache_dir: Path | 
         _print_plan(lab_file, output, cache_dir)
         return
     from labctl import lifecycle
+    from labctl.kubeconfig import user_kubeconfig_path
+    from labctl.lab import Console, Lab
 
     spec, _plan = _classroom_plan(lab_file, cache_dir)  # the lock and the cache are checked before anything starts
     cache = None
@@ -276,9 +278,9 @@ def create(lab_file: Path | None, dry_run: bool, output: str, cache_dir: Path | 
         from labctl.cache import inspect_cache
 
         cache = inspect_cache(cache_dir, spec)
-    lab = lifecycle.Lab.of(spec, _lab_source(lab_file))
-    merge_into = lifecycle.user_kubeconfig_path() if merge_kubeconfig else None
-    console = lifecycle.Console()
+    lab = Lab.of(spec, _lab_source(lab_file))
+    merge_into = user_kubeconfig_path() if merge_kubeconfig else None
+    console = Console()
     lifecycle.create(lab, console, only=only, merge_kubeconfig_into=merge_into, cache=cache)
     # A known-good state to go back to (`labctl snapshot restore ready`), only of a whole, checked lab.
     if not no_snapshot and not only and spec.provider.type != "ssh":
@@ -298,12 +300,13 @@ def destroy(lab_file: Path | None, keep_data: bool, yes: bool) -> None:
     Example:
       labctl destroy --keep-data --yes
     """
-    from labctl import lifecycle
+    from labctl import destroy as destroying
+    from labctl.lab import Console, lab_exists
 
     lab = _lab(lab_file)
     # Only a lab with VMs (or, for provider ssh, a kubeconfig) is worth a question; a lab that never
     # existed is cleaned up (a state folder `render` left) without asking anything.
-    if not yes and lifecycle.lab_exists(lab):
+    if not yes and lab_exists(lab):
         what = "every VM except the NFS VM" if keep_data else "every VM, the lab's state folder and its secrets"
         try:
             sure = click.confirm(f"Destroy lab {lab.spec.name!r} ({what})?")
@@ -311,7 +314,7 @@ def destroy(lab_file: Path | None, keep_data: bool, yes: bool) -> None:
             fail(f"destroy lab {lab.spec.name!r}: nobody answered the question (no terminal) — run `labctl destroy --yes`")
         if not sure:
             raise click.Abort()
-    lifecycle.destroy(lab, lifecycle.Console(), keep_data=keep_data)
+    destroying.destroy(lab, Console(), keep_data=keep_data)
 
 
 @cli.command()
@@ -324,16 +327,16 @@ def status(lab_file: Path | None, output: str) -> None:
     Example:
       labctl status --output json
     """
-    from labctl import lifecycle
+    from labctl.status import format_status, lab_status
 
     lab = _lab(lab_file, quiet=output == "json")
-    report = lifecycle.lab_status(lab)
+    report = lab_status(lab)
     if output == "json":
         import json
 
         click.echo(json.dumps(report.to_dict(lab.spec), indent=2))
     else:
-        click.echo(lifecycle.format_status(report, lab.spec), nl=False)
+        click.echo(format_status(report, lab.spec), nl=False)
 
 
 # ---- classroom: handout, lock, warm cache ----------------------------------------------------------
@@ -670,10 +673,11 @@ def verify(lab_file: Path | None, output: str) -> None:
     """
     import json
 
-    from labctl import lifecycle
+    from labctl.status import VerifyFailed
+    from labctl.status import verify as verify_lab
 
     lab = _lab(lab_file, quiet=output == "json")
-    report, checks = lifecycle.verify(lab)
+    report, checks = verify_lab(lab)
     if output == "json":
         click.echo(json.dumps(report.to_dict(lab.spec), indent=2))
     else:
@@ -681,7 +685,7 @@ def verify(lab_file: Path | None, output: str) -> None:
             click.echo(f"{'ok  ' if c.ok else 'FAIL'}  {c.name:<18} {c.detail}")
     failed = [c.name for c in checks if not c.ok]
     if failed:  # the CLI's error handler turns it into exit 7
-        raise lifecycle.VerifyFailed(f"verify: {len(failed)} of {len(checks)} checks failed: {', '.join(failed)}")
+        raise VerifyFailed(f"verify: {len(failed)} of {len(checks)} checks failed: {', '.join(failed)}")
 
 
 @cli.command(context_settings={"ignore_unknown_options": True})
@@ -698,9 +702,9 @@ def ssh(lab_file: Path | None, node: str, command: tuple[str, ...]) -> None:
     """
     import os
 
-    from labctl import lifecycle
+    from labctl.lab import ssh_argv
 
-    argv = lifecycle.ssh_argv(_lab(lab_file, quiet=True), node, command)
+    argv = ssh_argv(_lab(lab_file, quiet=True), node, command)
     os.execvp(argv[0], argv)
 
 
@@ -715,13 +719,13 @@ def kubeconfig(lab_file: Path | None, merge: bool) -> None:
       export KUBECONFIG=$(labctl kubeconfig)
       labctl kubeconfig --merge && kubectl --context labctl-llm-lab get nodes
     """
-    from labctl import lifecycle
+    from labctl.kubeconfig import merge_kubeconfig_file, user_kubeconfig_path
 
     lab = _lab(lab_file, quiet=True)
     if not lab.kubeconfig.exists():
         fail(f"{lab.kubeconfig} does not exist yet — run `labctl create` (it fetches the kubeconfig at the end)")
     if merge:
-        target = lifecycle.merge_kubeconfig_file(lab, lifecycle.user_kubeconfig_path())
+        target = merge_kubeconfig_file(lab, user_kubeconfig_path())
         click.echo(f"merged into {target} as context {lab.context}", err=True)
     click.echo(str(lab.kubeconfig))
 
@@ -735,9 +739,10 @@ def halt(lab_file: Path | None) -> None:
     Example:
       labctl halt && labctl resume
     """
-    from labctl import lifecycle
+    from labctl import power
+    from labctl.lab import Console
 
-    lifecycle.halt(_lab(lab_file), lifecycle.Console())
+    power.halt(_lab(lab_file), Console())
 
 
 @cli.command()
@@ -749,9 +754,10 @@ def resume(lab_file: Path | None) -> None:
     Example:
       labctl resume && labctl status
     """
-    from labctl import lifecycle
+    from labctl import power
+    from labctl.lab import Console
 
-    lifecycle.resume(_lab(lab_file), lifecycle.Console())
+    power.resume(_lab(lab_file), Console())
 
 
 # ---- editors and shells --------------------------------------------------------------------------

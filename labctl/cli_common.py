@@ -44,7 +44,7 @@ def lab_source(lab_file: Path | None) -> str:
 
 
 def lab_of(lab_file: Path | None, *, quiet: bool = False) -> Any:
-    """The lifecycle.Lab of -f (or ./lab.yaml, or the seed lab)."""
-    from labctl import lifecycle
+    """The lab.Lab of -f (or ./lab.yaml, or the seed lab)."""
+    from labctl.lab import Lab
 
-    return lifecycle.Lab.of(load_spec(lab_file, quiet=quiet), lab_source(lab_file))
+    return Lab.of(load_spec(lab_file, quiet=quiet), lab_source(lab_file))

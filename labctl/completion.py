@@ -58,7 +58,7 @@ def complete_snapshot(ctx: click.Context, _param: click.Parameter, incomplete: s
     spec = completion_spec(ctx)
     if spec is None or spec.provider.type == "ssh":
         return []
-    from labctl.lifecycle import Lab
+    from labctl.lab import Lab
 
     try:
         provider = Lab.of(spec).provider(Path(os.devnull))

@@ -15,9 +15,9 @@ from typing import TYPE_CHECKING
 from labctl.errors import LifecycleError
 
 if TYPE_CHECKING:
-    from labctl.lifecycle import Lab
+    from labctl.lab import Lab
 
-ADMIN_CONF = "/etc/kubernetes/admin.conf"  # kubeadm's path; lifecycle reads the same file
+ADMIN_CONF = "/etc/kubernetes/admin.conf"  # kubeadm's path; lifecycle and status read the same file
 
 
 def _error(message: str) -> Exception:

@@ -418,6 +418,7 @@ def test_create_with_a_cache_adds_the_box_then_renders_the_vagrantfile_with_the_
     from rich.console import Console as RichConsole
 
     from labctl import lifecycle
+    from labctl.lab import Console, Lab
 
     events: list[tuple[str, str]] = []
 
@@ -439,9 +440,9 @@ def test_create_with_a_cache_adds_the_box_then_renders_the_vagrantfile_with_the_
     monkeypatch.setattr(lifecycle, "preflight", recording_preflight)
     monkeypatch.setattr(lifecycle, "bring_up_hosts", stop_at_vagrant_up)
     spec = LabSpec.default()
-    lab = lifecycle.Lab.of(spec, state_dir=tmp_path / "state")
+    lab = Lab.of(spec, state_dir=tmp_path / "state")
     out = io.StringIO()
-    console = lifecycle.Console(RichConsole(file=out, width=200))
+    console = Console(RichConsole(file=out, width=200))
     with pytest.raises(StopBeforeVagrantUp):
         lifecycle.create(lab, console, cache=inspect_cache(filled, spec))
     assert [e[0] for e in events] == ["preflight", "prepare", "up"]
@@ -452,7 +453,7 @@ def test_create_with_a_cache_adds_the_box_then_renders_the_vagrantfile_with_the_
     # create does not ask a real `vagrant status` about the Vagrantfile written above)
     events.clear()
     with pytest.raises(StopBeforeVagrantUp):
-        lifecycle.create(lifecycle.Lab.of(spec, state_dir=tmp_path / "state-cold"), console)
+        lifecycle.create(Lab.of(spec, state_dir=tmp_path / "state-cold"), console)
     assert events[0] == ("preflight", "None")
     assert [e[0] for e in events] == ["preflight", "up"] and "/labctl-cache" not in events[1][1]
 

@@ -17,8 +17,11 @@ import pytest
 from rich.console import Console as RichConsole
 
 from labctl import lifecycle
+from labctl import status as status_module
 from labctl.errors import ExitCode
+from labctl.lab import Console, Lab
 from labctl.spec import LabSpec
+from labctl.status import EndpointCheck, VerifyFailed, _webui_health
 from labctl.transport.scripted import ScriptedTransport
 
 ADMIN_CONF = """apiVersion: v1
@@ -31,7 +34,7 @@ users:
 """
 
 
-def _lab(tmp_path: Path) -> lifecycle.Lab:
+def _lab(tmp_path: Path) -> Lab:
     key = tmp_path / "id_ed25519"
     key.write_text("not a real key: the scripted transport never logs in")
 
@@ -46,14 +49,14 @@ def _lab(tmp_path: Path) -> lifecycle.Lab:
             "nodes": {"master": node("master", "10.251.250.10"), "workers": [], "nfs": node("nfs", "10.251.250.11")},
         }
     )
-    return lifecycle.Lab.of(spec, state_dir=tmp_path / "state")
+    return Lab.of(spec, state_dir=tmp_path / "state")
 
 
-def _create(lab: lifecycle.Lab) -> str:
+def _create(lab: Lab) -> str:
     transport = ScriptedTransport().on("cat /etc/kubernetes/admin.conf", stdout=ADMIN_CONF)
     out = io.StringIO()
     try:
-        lifecycle.create(lab, lifecycle.Console(RichConsole(file=out, width=200)), transport_factory=lambda: transport)
+        lifecycle.create(lab, Console(RichConsole(file=out, width=200)), transport_factory=lambda: transport)
     finally:
         _create.output = out.getvalue()  # type: ignore[attr-defined]
     return out.getvalue()
@@ -62,11 +65,11 @@ def _create(lab: lifecycle.Lab) -> str:
 def test_create_exits_7_when_open_webui_does_not_answer_from_this_machine(tmp_path, monkeypatch):
     url = "http://10.251.250.2:8080/health"
     monkeypatch.setattr(
-        lifecycle, "_webui_health",
-        lambda spec, timeout=5.0: lifecycle.EndpointCheck("open-webui-health", False, f"unreachable: {url} (ConnectError)"),
+        status_module, "_webui_health",
+        lambda spec, timeout=5.0: EndpointCheck("open-webui-health", False, f"unreachable: {url} (ConnectError)"),
     )  # fmt: skip
     lab = _lab(tmp_path)
-    with pytest.raises(lifecycle.VerifyFailed) as info:
+    with pytest.raises(VerifyFailed) as info:
         _create(lab)
     assert info.value.exit_code == ExitCode.VERIFY_FAILED == 7
     message = str(info.value)
@@ -78,9 +81,9 @@ def test_create_exits_7_when_open_webui_does_not_answer_from_this_machine(tmp_pa
 
 
 def test_create_succeeds_only_when_every_check_passes(tmp_path, monkeypatch):
-    checks = [lifecycle.EndpointCheck("open-webui-health", True, "answered 200"),
-              lifecycle.EndpointCheck("nodes-ready", True, "1/1 Ready")]  # fmt: skip
-    monkeypatch.setattr(lifecycle, "verify", lambda lab, **kw: (None, checks))
+    checks = [EndpointCheck("open-webui-health", True, "answered 200"),
+              EndpointCheck("nodes-ready", True, "1/1 Ready")]  # fmt: skip
+    monkeypatch.setattr(status_module, "verify", lambda lab, **kw: (None, checks))
     text = _create(_lab(tmp_path))
     assert "ok    open-webui-health" in text and "created in" in text
 
@@ -89,10 +92,10 @@ def test_create_with_only_does_not_verify(tmp_path, monkeypatch):
     def boom(*a, **kw):
         raise AssertionError("verify must not run for --only")
 
-    monkeypatch.setattr(lifecycle, "verify", boom)
+    monkeypatch.setattr(status_module, "verify", boom)
     transport = ScriptedTransport()
     lifecycle.create(
-        _lab(tmp_path), lifecycle.Console(RichConsole(file=io.StringIO())), only=["node-prep.write-hosts-file"],
+        _lab(tmp_path), Console(RichConsole(file=io.StringIO())), only=["node-prep.write-hosts-file"],
         transport_factory=lambda: transport,
     )  # fmt: skip
 
@@ -126,5 +129,5 @@ def test_webui_health_ignores_proxy_variables(health_server, monkeypatch):
     for name in ("no_proxy", "NO_PROXY"):
         monkeypatch.delenv(name, raising=False)
     spec = SimpleNamespace(webui_address="127.0.0.1", apps=SimpleNamespace(openwebui=SimpleNamespace(port=health_server)))
-    check = lifecycle._webui_health(spec)  # type: ignore[arg-type]
+    check = _webui_health(spec)  # type: ignore[arg-type]
     assert check.ok, check.detail

@@ -13,8 +13,9 @@ import yaml
 from click.testing import CliRunner
 from fake_vagrant import fake_vagrant  # noqa: F401  (fixture)
 
-from labctl import lifecycle
 from labctl.cli import cli
+from labctl.kubeconfig import merge_kubeconfig_file, rewrite_kubeconfig, user_kubeconfig_path
+from labctl.lab import Lab
 from labctl.spec import LabSpec
 from labctl.state import write_private
 
@@ -37,17 +38,17 @@ def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fake_vagrant) -> Path:
     return tmp_path
 
 
-def made_lab(home: Path) -> lifecycle.Lab:
+def made_lab(home: Path) -> Lab:
     """A lab as `create` leaves it: VMs up, secrets, kubeconfig merged into the user's file."""
-    lab = lifecycle.Lab.of(LabSpec.default())
+    lab = Lab.of(LabSpec.default())
     provider = lab.provider(lab.new_log("create"))
     provider.render(lab.source)
     provider.up()
     write_private(lab.state_dir / "secrets.json", "{}")
-    write_private(lab.kubeconfig, lifecycle.rewrite_kubeconfig(ADMIN_CONF, "llm-lab", "https://192.168.33.100:6443"))
+    write_private(lab.kubeconfig, rewrite_kubeconfig(ADMIN_CONF, "llm-lab", "https://192.168.33.100:6443"))
     (home / "kube").mkdir(exist_ok=True)
     (home / "kube" / "config").write_text(MINE)
-    lifecycle.merge_kubeconfig_file(lab, lifecycle.user_kubeconfig_path())
+    merge_kubeconfig_file(lab, user_kubeconfig_path())
     return lab
 
 

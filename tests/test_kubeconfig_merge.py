@@ -16,7 +16,8 @@ import pytest
 import yaml
 
 from labctl import kubeconfig as kc
-from labctl import lifecycle
+from labctl.errors import LifecycleError
+from labctl.lab import Lab
 from labctl.spec import LabSpec
 
 ADMIN_CONF = """\
@@ -28,10 +29,10 @@ kind: Config
 """
 
 
-def _lab(root: Path, name: str) -> lifecycle.Lab:
+def _lab(root: Path, name: str) -> Lab:
     data = LabSpec.default().model_dump(mode="json", exclude_none=True)
     data["name"] = name
-    lab = lifecycle.Lab.of(LabSpec.from_dict(data), state_dir=root / name)
+    lab = Lab.of(LabSpec.from_dict(data), state_dir=root / name)
     lab.state_dir.mkdir(parents=True, exist_ok=True)
     lab.kubeconfig.write_text(kc.rewrite_kubeconfig(ADMIN_CONF, name, "https://192.168.33.100:6443"))
     return lab
@@ -80,7 +81,7 @@ def test_a_held_lock_is_waited_for_then_explained(tmp_path, monkeypatch):
     (target.parent / "config.lock").write_text("")  # kubectl is writing (or crashed while writing)
     monkeypatch.setattr(kc, "LOCK_WAIT", 0.3)
     started = time.monotonic()
-    with pytest.raises(lifecycle.LifecycleError, match=r"config is locked: .*config\.lock exists .* remove"):
+    with pytest.raises(LifecycleError, match=r"config is locked: .*config\.lock exists .* remove"):
         kc.merge_kubeconfig_file(lab, target)
     assert time.monotonic() - started >= 0.3
     assert not target.exists()

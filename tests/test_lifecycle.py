@@ -13,6 +13,9 @@ import pytest
 import yaml
 
 from labctl import lifecycle
+from labctl.errors import LifecycleError
+from labctl.kubeconfig import merge_kubeconfig, merge_kubeconfig_file, remove_from_kubeconfig, rewrite_kubeconfig
+from labctl.lab import Lab, ssh_argv
 from labctl.lablock import LabBusy, LabLock
 from labctl.plan import build_plan
 from labctl.providers.ssh import hosts_from_spec
@@ -26,6 +29,16 @@ from labctl.providers.vagrant import (
     parse_ssh_config,
 )
 from labctl.spec import LabSpec
+from labctl.status import (
+    EndpointCheck,
+    LabStatus,
+    cluster_probe_script,
+    endpoint_checks,
+    format_status,
+    parse_sections,
+    summarize_nodes,
+    summarize_pods,
+)
 
 ADMIN_CONF = """\
 apiVersion: v1
@@ -70,7 +83,7 @@ def test_only_keeps_the_offline_reason_of_network_steps(tmp_path):
 
 
 def test_only_with_an_unknown_step_is_refused_before_anything_runs(default_spec, tmp_path):
-    with pytest.raises(lifecycle.LifecycleError, match="matches no step"):
+    with pytest.raises(LifecycleError, match="matches no step"):
         lifecycle.select_steps(build_plan(default_spec, state_dir=tmp_path), ["node-prep.no-such-step"])
 
 
@@ -81,7 +94,7 @@ def test_no_only_means_the_plan_unchanged(default_spec, tmp_path):
 
 # ---- kubeconfig -------------------------------------------------------------------------------------
 def test_kubeconfig_points_at_the_lab_address_under_lab_specific_names():
-    out = yaml.safe_load(lifecycle.rewrite_kubeconfig(ADMIN_CONF, "llm-lab", "https://192.168.33.100:6443"))
+    out = yaml.safe_load(rewrite_kubeconfig(ADMIN_CONF, "llm-lab", "https://192.168.33.100:6443"))
     assert out["clusters"] == [
         {"name": "labctl-llm-lab", "cluster": {"certificate-authority-data": "Q0EtREFUQQ==", "server": "https://192.168.33.100:6443"}}
     ]
@@ -92,38 +105,38 @@ def test_kubeconfig_points_at_the_lab_address_under_lab_specific_names():
 
 
 def test_not_a_kubeconfig_is_an_error():
-    with pytest.raises(lifecycle.LifecycleError, match="not a kubeconfig"):
-        lifecycle.rewrite_kubeconfig("just: text\n", "x", "https://1.2.3.4:6443")
+    with pytest.raises(LifecycleError, match="not a kubeconfig"):
+        rewrite_kubeconfig("just: text\n", "x", "https://1.2.3.4:6443")
 
 
 def test_two_labs_merge_side_by_side_without_switching_the_users_context():
     mine = "apiVersion: v1\nkind: Config\ncurrent-context: work\nclusters: [{name: work, cluster: {server: https://w}}]\nusers: [{name: me, user: {}}]\ncontexts: [{name: work, context: {cluster: work, user: me}}]\n"
-    a = lifecycle.rewrite_kubeconfig(ADMIN_CONF, "a", "https://10.1.0.100:6443")
-    b = lifecycle.rewrite_kubeconfig(ADMIN_CONF, "b", "https://10.2.0.100:6443")
-    merged = yaml.safe_load(lifecycle.merge_kubeconfig(lifecycle.merge_kubeconfig(mine, a), b))
+    a = rewrite_kubeconfig(ADMIN_CONF, "a", "https://10.1.0.100:6443")
+    b = rewrite_kubeconfig(ADMIN_CONF, "b", "https://10.2.0.100:6443")
+    merged = yaml.safe_load(merge_kubeconfig(merge_kubeconfig(mine, a), b))
     assert [c["name"] for c in merged["contexts"]] == ["work", "labctl-a", "labctl-b"]
     assert merged["current-context"] == "work"
     # Re-merging a rebuilt lab replaces its entries instead of adding duplicates.
-    again = yaml.safe_load(lifecycle.merge_kubeconfig(yaml.safe_dump(merged), lifecycle.rewrite_kubeconfig(ADMIN_CONF, "a", "https://10.1.0.99:6443")))
+    again = yaml.safe_load(merge_kubeconfig(yaml.safe_dump(merged), rewrite_kubeconfig(ADMIN_CONF, "a", "https://10.1.0.99:6443")))
     assert [c["name"] for c in again["clusters"]].count("labctl-a") == 1
     assert next(c for c in again["clusters"] if c["name"] == "labctl-a")["cluster"]["server"] == "https://10.1.0.99:6443"
     # Removing one lab leaves the other and the user's own entries alone.
-    left = yaml.safe_load(lifecycle.remove_from_kubeconfig(yaml.safe_dump(again), "a"))
+    left = yaml.safe_load(remove_from_kubeconfig(yaml.safe_dump(again), "a"))
     assert [c["name"] for c in left["contexts"]] == ["work", "labctl-b"]
-    assert lifecycle.remove_from_kubeconfig(yaml.safe_dump(left), "a") is None  # nothing left to remove
+    assert remove_from_kubeconfig(yaml.safe_dump(left), "a") is None  # nothing left to remove
 
 
 def test_merge_into_an_empty_file_sets_the_context():
-    merged = yaml.safe_load(lifecycle.merge_kubeconfig(None, lifecycle.rewrite_kubeconfig(ADMIN_CONF, "a", "https://h:6443")))
+    merged = yaml.safe_load(merge_kubeconfig(None, rewrite_kubeconfig(ADMIN_CONF, "a", "https://h:6443")))
     assert merged["current-context"] == "labctl-a"
 
 
 def test_merge_kubeconfig_file_is_private(tmp_path, default_spec):
-    lab = lifecycle.Lab.of(default_spec, state_dir=tmp_path / "state")
+    lab = Lab.of(default_spec, state_dir=tmp_path / "state")
     lab.kubeconfig.parent.mkdir(parents=True)
-    lab.kubeconfig.write_text(lifecycle.rewrite_kubeconfig(ADMIN_CONF, "llm-lab", "https://h:6443"))
+    lab.kubeconfig.write_text(rewrite_kubeconfig(ADMIN_CONF, "llm-lab", "https://h:6443"))
     target = tmp_path / "home" / ".kube" / "config"
-    lifecycle.merge_kubeconfig_file(lab, target)
+    merge_kubeconfig_file(lab, target)
     assert stat.S_IMODE(target.stat().st_mode) == 0o600
     assert "labctl-llm-lab" in target.read_text()
 
@@ -163,66 +176,66 @@ def probe_output(**overrides: tuple[str, int]) -> str:
 
 
 def test_parse_sections_round_trip():
-    got = lifecycle.parse_sections(probe_output(webui_lb=("", 1)))
+    got = parse_sections(probe_output(webui_lb=("", 1)))
     assert got["webui_lb"] == ("", 1)
     assert got["ollama_version"] == ('{"version":"0.40.1"}', 0)
     assert json.loads(got["nodes"][0]) == NODES
 
 
 def test_nodes_and_key_pods():
-    nodes = lifecycle.summarize_nodes(json.dumps(NODES))
+    nodes = summarize_nodes(json.dumps(NODES))
     assert nodes == [
         {"name": "master", "ready": True, "roles": ["control-plane"], "version": "v1.36.4"},
         {"name": "worker1", "ready": False, "roles": [], "version": "v1.36.4"},
     ]
-    pods = lifecycle.summarize_pods(json.dumps(PODS))
+    pods = summarize_pods(json.dumps(PODS))
     assert [p["name"] for p in pods] == ["ollama-7d9f-abcde", "open-webui-5c4-xyz"]
     assert pods[0]["restarts"] == 1 and pods[1]["ready"] is False
 
 
 def test_endpoint_checks_all_good(default_spec):
-    webui = lifecycle.EndpointCheck("open-webui-health", True, "answered 200")
-    checks = {c.name: c for c in lifecycle.endpoint_checks(default_spec, lifecycle.parse_sections(probe_output()), webui)}
+    webui = EndpointCheck("open-webui-health", True, "answered 200")
+    checks = {c.name: c for c in endpoint_checks(default_spec, parse_sections(probe_output()), webui)}
     assert checks["metallb-address"].ok and checks["ollama-version"].detail == "Ollama 0.40.1"
     assert checks["ollama-models"].ok
 
 
 def test_endpoint_checks_report_each_problem_honestly(default_spec):
-    webui = lifecycle.EndpointCheck("open-webui-health", False, "unreachable")
-    sections = lifecycle.parse_sections(
+    webui = EndpointCheck("open-webui-health", False, "unreachable")
+    sections = parse_sections(
         probe_output(
             webui_lb=("192.168.33.3", 0),
             ollama_version=("curl: (7) Failed to connect to 10.96.0.10 port 11434", 7),
             ollama_tags=("curl: (7) Failed", 7),
         )
     )
-    checks = {c.name: c for c in lifecycle.endpoint_checks(default_spec, sections, webui)}
+    checks = {c.name: c for c in endpoint_checks(default_spec, sections, webui)}
     assert not checks["metallb-address"].ok and "expected 192.168.33.2" in checks["metallb-address"].detail
     assert not checks["ollama-version"].ok and checks["ollama-version"].detail.startswith("unreachable: curl: (7)")
     assert not checks["ollama-models"].ok
 
 
 def test_missing_model_fails(default_spec):
-    sections = lifecycle.parse_sections(probe_output(ollama_tags=('{"models":[]}', 0)))
-    webui = lifecycle.EndpointCheck("open-webui-health", True, "ok")
-    models = next(c for c in lifecycle.endpoint_checks(default_spec, sections, webui) if c.name == "ollama-models")
+    sections = parse_sections(probe_output(ollama_tags=('{"models":[]}', 0)))
+    webui = EndpointCheck("open-webui-health", True, "ok")
+    models = next(c for c in endpoint_checks(default_spec, sections, webui) if c.name == "ollama-models")
     assert not models.ok and "missing: llama3.2:1b" in models.detail
 
 
 def test_verify_checks_cover_vms_nodes_pods_and_endpoints(default_spec):
-    status = lifecycle.LabStatus("llm-lab", "virtualbox", vms=[{"name": "master", "state": "running"}, {"name": "nfs", "state": "poweroff"}])
-    status.nodes = lifecycle.summarize_nodes(json.dumps(NODES))
-    status.pods = lifecycle.summarize_pods(json.dumps(PODS))
+    status = LabStatus("llm-lab", "virtualbox", vms=[{"name": "master", "state": "running"}, {"name": "nfs", "state": "poweroff"}])
+    status.nodes = summarize_nodes(json.dumps(NODES))
+    status.pods = summarize_pods(json.dumps(PODS))
     checks = {c.name: c for c in status.checks(default_spec)}
     assert not checks["vms-running"].ok and "nfs" in checks["vms-running"].detail
     assert not checks["nodes-ready"].ok and "worker1" in checks["nodes-ready"].detail
     assert not checks["key-pods-ready"].ok and "open-webui" in checks["key-pods-ready"].detail
-    text = lifecycle.format_status(status, default_spec)
+    text = format_status(status, default_spec)
     assert "FAIL  nodes-ready" in text and "worker1" in text
 
 
 def test_unreachable_cluster_is_a_failure_not_an_empty_pass(default_spec):
-    status = lifecycle.LabStatus("llm-lab", "libvirt", vms=[{"name": "master", "state": "running"}], cluster_error="unreachable: x")
+    status = LabStatus("llm-lab", "libvirt", vms=[{"name": "master", "state": "running"}], cluster_error="unreachable: x")
     checks = status.checks(default_spec)
     assert [c.name for c in checks] == ["vms-running", "nodes-ready"]
     assert not checks[1].ok and checks[1].detail == "unreachable: x"
@@ -231,7 +244,7 @@ def test_unreachable_cluster_is_a_failure_not_an_empty_pass(default_spec):
 
 def test_probe_script_is_valid_bash(default_spec, tmp_path):
     script = tmp_path / "probe.sh"
-    script.write_text(lifecycle.cluster_probe_script(default_spec))
+    script.write_text(cluster_probe_script(default_spec))
     assert os.system(f"bash -n {script}") == 0
 
 
@@ -346,17 +359,17 @@ def test_provider_ssh_hosts_come_from_the_spec(tmp_path):
     assert hosts["master"].user == "ubuntu" and hosts["master"].verify_host_key is True
     assert hosts["master"].key_file == Path("~/.ssh/lab").expanduser()
     assert hosts["nfs"].key_file is None and hosts["nfs"].roles == ("nfs",)
-    lab = lifecycle.Lab.of(spec, state_dir=tmp_path)
-    assert lifecycle.ssh_argv(lab, "master", ["uptime"]) == [
+    lab = Lab.of(spec, state_dir=tmp_path)
+    assert ssh_argv(lab, "master", ["uptime"]) == [
         "ssh", "-p", "2200", "-i", str(Path("~/.ssh/lab").expanduser()), "ubuntu@192.168.33.100", "uptime"
     ]
-    with pytest.raises(lifecycle.LifecycleError, match="no node 'db'"):
-        lifecycle.ssh_argv(lab, "db")
+    with pytest.raises(LifecycleError, match="no node 'db'"):
+        ssh_argv(lab, "db")
 
 
 def test_ssh_to_a_vagrant_lab_uses_the_saved_ssh_config(tmp_path, default_spec):
-    lab = lifecycle.Lab.of(default_spec, state_dir=tmp_path)
-    with pytest.raises(lifecycle.LifecycleError, match="run `labctl create`"):
-        lifecycle.ssh_argv(lab, "master")
+    lab = Lab.of(default_spec, state_dir=tmp_path)
+    with pytest.raises(LifecycleError, match="run `labctl create`"):
+        ssh_argv(lab, "master")
     lab.ssh_config.write_text(SSH_CONFIG)
-    assert lifecycle.ssh_argv(lab, "master") == ["ssh", "-F", str(lab.ssh_config), "master"]
+    assert ssh_argv(lab, "master") == ["ssh", "-F", str(lab.ssh_config), "master"]

@@ -8,7 +8,7 @@ import pytest
 from click.testing import CliRunner
 
 from labctl.cli import cli
-from labctl.lifecycle import rewrite_kubeconfig
+from labctl.kubeconfig import rewrite_kubeconfig
 from tests.test_lifecycle import ADMIN_CONF
 
 

@@ -19,7 +19,12 @@ import yaml
 from rich.console import Console as RichConsole
 
 from labctl import lifecycle
+from labctl.destroy import destroy
+from labctl.errors import LifecycleError
+from labctl.kubeconfig import merge_kubeconfig, rewrite_kubeconfig
+from labctl.lab import Console, Lab
 from labctl.lablock import LabBusy, LabLock
+from labctl.power import halt, resume
 from labctl.providers.vagrant import MachineState
 from labctl.spec import LabSpec
 from labctl.transport.scripted import ScriptedTransport
@@ -87,7 +92,7 @@ class FakeProvider:
         self.calls.append(("delete_snapshots_of", tuple(machines)))
 
 
-class FakeLab(lifecycle.Lab):
+class FakeLab(Lab):
     fake: FakeProvider
 
     def provider(self, log_path, console=None):  # type: ignore[no-untyped-def, override]
@@ -102,12 +107,12 @@ def make_lab(tmp_path: Path, spec: LabSpec | None = None, states: dict[str, str]
     return lab
 
 
-def console() -> tuple[lifecycle.Console, io.StringIO]:
+def console() -> tuple[Console, io.StringIO]:
     out = io.StringIO()
-    return lifecycle.Console(RichConsole(file=out, width=300, highlight=False)), out
+    return Console(RichConsole(file=out, width=300, highlight=False)), out
 
 
-def fill_state(lab: lifecycle.Lab) -> None:
+def fill_state(lab: Lab) -> None:
     """What a created lab leaves in its folder."""
     d = lab.state_dir
     (d / "Vagrantfile").write_text("# rendered\n")
@@ -140,11 +145,11 @@ def kubeconfig_env(tmp_path, monkeypatch):
     return path
 
 
-def merged_kubeconfig(path: Path, lab: lifecycle.Lab) -> None:
-    other = lifecycle.rewrite_kubeconfig(ADMIN, "other-lab", "https://10.251.203.50:6443")
-    mine = lifecycle.rewrite_kubeconfig(ADMIN, lab.spec.name, "https://10.251.203.10:6443")
+def merged_kubeconfig(path: Path, lab: Lab) -> None:
+    other = rewrite_kubeconfig(ADMIN, "other-lab", "https://10.251.203.50:6443")
+    mine = rewrite_kubeconfig(ADMIN, lab.spec.name, "https://10.251.203.10:6443")
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(lifecycle.merge_kubeconfig(lifecycle.merge_kubeconfig(None, other), mine))
+    path.write_text(merge_kubeconfig(merge_kubeconfig(None, other), mine))
 
 
 ADMIN = yaml.safe_dump({
@@ -161,7 +166,7 @@ def test_destroy_removes_every_vm_and_the_whole_state_folder(tmp_path, kubeconfi
     fill_state(lab)
     merged_kubeconfig(kubeconfig_env, lab)
     c, out = console()
-    lifecycle.destroy(lab, c)
+    destroy(lab, c)
     assert ("destroy", ()) in lab.fake.calls
     assert ("forget_applied", tuple(NODES)) in lab.fake.calls
     # Everything is gone, secrets and the lock file included: the folder itself is removed.
@@ -177,7 +182,7 @@ def test_destroy_removes_every_vm_and_the_whole_state_folder(tmp_path, kubeconfi
 def test_destroy_keeps_the_lock_usable_for_the_next_command(tmp_path, kubeconfig_env):
     lab = make_lab(tmp_path)
     fill_state(lab)
-    lifecycle.destroy(lab, console()[0])
+    destroy(lab, console()[0])
     with LabLock(lab.state_dir, lab.spec.name, "labctl create"), pytest.raises(LabBusy):
         LabLock(lab.state_dir, lab.spec.name, "labctl destroy").acquire()
 
@@ -186,7 +191,7 @@ def test_destroy_keep_data_keeps_the_nfs_vm_secrets_and_vagrantfile(tmp_path, ku
     lab = make_lab(tmp_path)
     fill_state(lab)
     c, out = console()
-    lifecycle.destroy(lab, c, keep_data=True)
+    destroy(lab, c, keep_data=True)
     assert ("destroy", ("nfs",)) in lab.fake.calls
     # The kept NFS VM's snapshots go: they would bring back a server whose clients are gone.
     assert ("delete_snapshots_of", ("nfs",)) in lab.fake.calls
@@ -202,7 +207,7 @@ def test_destroy_with_only_the_kept_nfs_vm_left_destroys_none_and_finishes_the_c
     lab = make_lab(tmp_path, states={"master": "not_created", "worker1": "not_created", "nfs": "running"})
     fill_state(lab)
     c, out = console()
-    lifecycle.destroy(lab, c, keep_data=True)
+    destroy(lab, c, keep_data=True)
     assert not any(call[0] == "destroy" for call in lab.fake.calls)
     assert "lab 'llm-lab': no VM left to destroy besides nfs; cleaning up" in out.getvalue()
     assert "==> Lab 'llm-lab' cleaned up — data kept: `labctl create` reuses it" in out.getvalue()
@@ -214,7 +219,7 @@ def test_destroy_with_no_vm_left_has_nothing_to_do(tmp_path, kubeconfig_env):
     lab = make_lab(tmp_path, states=dict.fromkeys(NODES, "not_created"))
     fill_state(lab)
     c, out = console()
-    lifecycle.destroy(lab, c)
+    destroy(lab, c)
     assert "lab 'llm-lab': no VM left to destroy; cleaning up" in out.getvalue()
     assert not any(call[0] == "destroy" for call in lab.fake.calls)
     # A lab with no VMs leaves nothing behind.
@@ -225,7 +230,7 @@ def test_destroy_with_no_vm_left_has_nothing_to_do(tmp_path, kubeconfig_env):
 def test_destroy_counts_a_halted_vm_as_one_to_destroy(tmp_path, kubeconfig_env):
     lab = make_lab(tmp_path, states={"master": "shutoff", "worker1": "not_created", "nfs": "not_created"})
     fill_state(lab)
-    lifecycle.destroy(lab, console()[0])
+    destroy(lab, console()[0])
     assert ("destroy", ()) in lab.fake.calls
 
 
@@ -234,7 +239,7 @@ def test_destroy_without_a_vagrantfile_or_a_vm_drops_the_merged_context_and_the_
     (lab.state_dir / "secrets.json").write_text("{}")
     merged_kubeconfig(kubeconfig_env, lab)
     c, out = console()
-    lifecycle.destroy(lab, c)
+    destroy(lab, c)
     assert lab.fake.calls == []
     assert "lab 'llm-lab': no VM to destroy (no Vagrantfile, no VM recorded)" in out.getvalue()
     assert "removed context labctl-llm-lab" in out.getvalue()
@@ -245,7 +250,7 @@ def test_destroy_without_a_vagrantfile_renders_it_again_to_remove_the_recorded_v
     lab = make_lab(tmp_path)
     (lab.state_dir / "secrets.json").write_text("{}")
     c, out = console()
-    lifecycle.destroy(lab, c)
+    destroy(lab, c)
     assert lab.fake.calls[0][0] == "render" and ("destroy", ()) in lab.fake.calls
     assert f"{lab.state_dir / 'Vagrantfile'} was missing; rendered it again to remove master, nfs, worker1" in out.getvalue()
     assert not lab.state_dir.exists()
@@ -255,10 +260,10 @@ def test_destroy_leaves_a_kubeconfig_without_the_lab_untouched(tmp_path, kubecon
     lab = make_lab(tmp_path)
     fill_state(lab)
     kubeconfig_env.parent.mkdir(parents=True)
-    original = lifecycle.rewrite_kubeconfig(ADMIN, "other-lab", "https://10.251.203.50:6443")
+    original = rewrite_kubeconfig(ADMIN, "other-lab", "https://10.251.203.50:6443")
     kubeconfig_env.write_text(original)
     c, out = console()
-    lifecycle.destroy(lab, c)
+    destroy(lab, c)
     assert kubeconfig_env.read_text() == original
     assert "removed context" not in out.getvalue()
 
@@ -267,7 +272,7 @@ def test_destroy_of_an_ssh_lab_forgets_the_whole_state(tmp_path, kubeconfig_env)
     lab = make_lab(tmp_path, spec=ssh_spec())
     fill_state(lab)
     c, out = console()
-    lifecycle.destroy(lab, c)
+    destroy(lab, c)
     assert lab.fake.calls == []
     assert not lab.state_dir.exists()
     assert "provider ssh: the machines are yours and stay as they are" in out.getvalue()
@@ -277,7 +282,7 @@ def test_destroy_keep_data_of_an_ssh_lab_keeps_every_file_but_the_access(tmp_pat
     lab = make_lab(tmp_path, spec=ssh_spec())
     fill_state(lab)
     before = sorted(p.name for p in lab.state_dir.iterdir())
-    lifecycle.destroy(lab, console()[0], keep_data=True)
+    destroy(lab, console()[0], keep_data=True)
     assert lab.fake.calls == []
     # As for Vagrant labs: the kubeconfig and ssh-config go, secrets, logs and records stay.
     assert sorted(p.name for p in lab.state_dir.iterdir()) == [n for n in before if n not in ("kubeconfig", "ssh-config")]
@@ -285,7 +290,7 @@ def test_destroy_keep_data_of_an_ssh_lab_keeps_every_file_but_the_access(tmp_pat
 
 def test_destroy_of_an_ssh_lab_without_a_state_folder_is_fine(tmp_path, kubeconfig_env):
     lab = FakeLab(ssh_spec(), tmp_path / "never")
-    lifecycle.destroy(lab, console()[0])
+    destroy(lab, console()[0])
     assert not lab.state_dir.exists()
 
 
@@ -295,27 +300,27 @@ def test_destroy_removes_a_symlink_without_following_it(tmp_path, kubeconfig_env
     outside.mkdir()
     (outside / "keep.txt").write_text("mine")
     (lab.state_dir / "cache").symlink_to(outside, target_is_directory=True)
-    lifecycle.destroy(lab, console()[0])
+    destroy(lab, console()[0])
     assert not (lab.state_dir / "cache").exists() and (outside / "keep.txt").read_text() == "mine"
 
 
 # ---- halt / resume ------------------------------------------------------------------------------
 def test_halt_and_resume_refuse_provider_ssh(tmp_path):
     lab = make_lab(tmp_path, spec=ssh_spec())
-    with pytest.raises(lifecycle.LifecycleError, match="provider ssh: the machines are not labctl's to stop"):
-        lifecycle.halt(lab, console()[0])
+    with pytest.raises(LifecycleError, match="provider ssh: the machines are not labctl's to stop"):
+        halt(lab, console()[0])
     t = ScriptedTransport()
-    with pytest.raises(lifecycle.LifecycleError, match="provider ssh: the machines are not labctl's to start"):
-        lifecycle.resume(lab, console()[0], transport_factory=lambda: t)
+    with pytest.raises(LifecycleError, match="provider ssh: the machines are not labctl's to start"):
+        resume(lab, console()[0], transport_factory=lambda: t)
     assert t.calls == [] and lab.fake.calls == []
 
 
 def test_halt_and_resume_of_a_lab_never_created_say_so(tmp_path):
     lab = make_lab(tmp_path)
-    with pytest.raises(lifecycle.LifecycleError, match=r"has no VMs .* nothing to halt"):
-        lifecycle.halt(lab, console()[0])
-    with pytest.raises(lifecycle.LifecycleError, match=r"was never created .* run `labctl create`"):
-        lifecycle.resume(lab, console()[0], transport_factory=ScriptedTransport)
+    with pytest.raises(LifecycleError, match=r"has no VMs .* nothing to halt"):
+        halt(lab, console()[0])
+    with pytest.raises(LifecycleError, match=r"was never created .* run `labctl create`"):
+        resume(lab, console()[0], transport_factory=ScriptedTransport)
     assert ("halt",) not in lab.fake.calls and not any(c[0] == "up" for c in lab.fake.calls)
 
 
@@ -323,7 +328,7 @@ def test_halt_stops_the_vms(tmp_path):
     lab = make_lab(tmp_path)
     fill_state(lab)
     c, out = console()
-    assert lifecycle.halt(lab, c) == 3.0
+    assert halt(lab, c) == 3.0
     assert ("halt",) in lab.fake.calls
     assert "==> Halting the VMs of lab 'llm-lab'" in out.getvalue()
     assert "==> Halted in 3.0s — `labctl resume` brings the lab back" in out.getvalue()
@@ -335,7 +340,7 @@ def test_resume_brings_the_vms_up_then_reruns_only_the_reboot_steps(tmp_path):
     # Swap came back on worker1 only: the check says "not done" there.
     t = ScriptedTransport().on(SWAP_CHECK, host="worker1", exit_code=1).on(SWAP_CHECK, exit_code=0)
     c, out = console()
-    seconds = lifecycle.resume(lab, c, transport_factory=lambda: t)
+    seconds = resume(lab, c, transport_factory=lambda: t)
     assert seconds >= 0
     assert ("up", None) in lab.fake.calls  # every VM was down: one `vagrant up` for all
     assert t.closed
@@ -358,7 +363,7 @@ def test_resume_of_a_running_lab_only_checks(tmp_path):
     lab = make_lab(tmp_path, states={"master": "running", "worker1": "shutoff", "nfs": "running"})
     fill_state(lab)
     t = ScriptedTransport().on(SWAP_CHECK, exit_code=0)
-    lifecycle.resume(lab, console()[0], transport_factory=lambda: t)
+    resume(lab, console()[0], transport_factory=lambda: t)
     assert ("up", ["worker1"]) in lab.fake.calls  # only the VM that was down
     assert not any("swapoff" in c.script for c in t.runs())
 
@@ -370,7 +375,7 @@ def test_resume_failing_on_a_host_raises_and_closes_the_transport(tmp_path):
     fill_state(lab)
     t = ScriptedTransport().on(SWAP_CHECK, exit_code=1).on("swapoff", host="master", exit_code=1, stderr="E")
     with pytest.raises(StepFailed) as info:
-        lifecycle.resume(lab, console()[0], transport_factory=lambda: t)
+        resume(lab, console()[0], transport_factory=lambda: t)
     assert info.value.host == "master" and t.closed
 
 
@@ -422,11 +427,11 @@ def test_labctl_create_shows_the_fail_lines_it_refers_to(tmp_path, monkeypatch):
 
 def test_on_a_terminal_headlines_are_bold_and_endings_green(tmp_path, kubeconfig_env):
     out = io.StringIO()
-    c = lifecycle.Console(RichConsole(file=out, force_terminal=True, color_system="standard", width=300))
+    c = Console(RichConsole(file=out, force_terminal=True, color_system="standard", width=300))
     lab = make_lab(tmp_path)
     fill_state(lab)
-    lifecycle.halt(lab, c)
-    lifecycle.destroy(lab, c)
+    halt(lab, c)
+    destroy(lab, c)
     text = out.getvalue()
     assert "\x1b[1m==> Halting the VMs of lab 'llm-lab'\x1b[0m" in text
     assert "\x1b[1;32m==> Halted in 3.0s" in text

@@ -17,7 +17,11 @@ import yaml
 from rich.console import Console as RichConsole
 
 from labctl import lifecycle
+from labctl.errors import LifecycleError
+from labctl.kubeconfig import merge_kubeconfig_file, user_kubeconfig_path
+from labctl.lab import NOT_CREATED, Console, Lab
 from labctl.spec import LabSpec
+from labctl.status import format_status, lab_status, parse_sections, verify
 from labctl.transport.scripted import ScriptedTransport
 from tests.test_lifecycle_destroy_resume import ADMIN, FakeLab, FakeProvider
 
@@ -49,15 +53,15 @@ def loopback_spec(provider: str = "ssh", port: int = 8080, **extra) -> LabSpec:
     })  # fmt: skip
 
 
-def console() -> tuple[lifecycle.Console, io.StringIO]:
+def console() -> tuple[Console, io.StringIO]:
     out = io.StringIO()
-    return lifecycle.Console(RichConsole(file=out, width=300, highlight=False)), out
+    return Console(RichConsole(file=out, width=300, highlight=False)), out
 
 
 # ---- create (provider ssh) --------------------------------------------------------------------------
 def test_create_runs_the_plan_fetches_the_kubeconfig_and_says_what_next(tmp_path, monkeypatch, webui):
     monkeypatch.setenv("KUBECONFIG", str(tmp_path / "kube" / "config"))
-    lab = lifecycle.Lab.of(loopback_spec(port=webui), source="my lab.yaml", state_dir=tmp_path / "state")
+    lab = Lab.of(loopback_spec(port=webui), source="my lab.yaml", state_dir=tmp_path / "state")
     # The lab answers: the cluster probe from the master, Open WebUI's /health on 127.0.0.2.
     t = answering().on("cat /etc/kubernetes/admin.conf", host="master", stdout=ADMIN)
     c, out = console()
@@ -97,7 +101,7 @@ def test_create_runs_the_plan_fetches_the_kubeconfig_and_says_what_next(tmp_path
 
 def test_create_without_merging_prints_the_kubeconfig_command(tmp_path, monkeypatch, webui):
     monkeypatch.setenv("KUBECONFIG", str(tmp_path / "kube" / "config"))
-    lab = lifecycle.Lab.of(loopback_spec(port=webui), source="lab.yaml", state_dir=tmp_path / "state")
+    lab = Lab.of(loopback_spec(port=webui), source="lab.yaml", state_dir=tmp_path / "state")
     t = answering().on("cat /etc/kubernetes/admin.conf", stdout=ADMIN)
     c, out = console()
     lifecycle.create(lab, c, transport_factory=lambda: t)
@@ -109,7 +113,7 @@ def test_create_without_merging_prints_the_kubeconfig_command(tmp_path, monkeypa
 
 def test_create_with_only_skips_the_kubeconfig_and_says_so(tmp_path, monkeypatch):
     monkeypatch.setenv("KUBECONFIG", str(tmp_path / "kube" / "config"))
-    lab = lifecycle.Lab(loopback_spec(offline=True), tmp_path / "state")  # no source: the built-in default
+    lab = Lab(loopback_spec(offline=True), tmp_path / "state")  # no source: the built-in default
     t = ScriptedTransport()
     c, out = console()
     result = lifecycle.create(lab, c, only=["node-prep.*"], transport_factory=lambda: t)
@@ -125,9 +129,9 @@ def test_create_with_only_skips_the_kubeconfig_and_says_so(tmp_path, monkeypatch
 
 def test_create_names_the_master_when_admin_conf_cannot_be_read(tmp_path, monkeypatch):
     monkeypatch.setenv("KUBECONFIG", str(tmp_path / "kube" / "config"))
-    lab = lifecycle.Lab.of(loopback_spec(), state_dir=tmp_path / "state")
+    lab = Lab.of(loopback_spec(), state_dir=tmp_path / "state")
     t = ScriptedTransport().on("cat /etc/kubernetes/admin.conf", exit_code=1, stderr="cat: No such file\n")
-    with pytest.raises(lifecycle.LifecycleError, match=r"could not read /etc/kubernetes/admin.conf on master: cat: No such file"):
+    with pytest.raises(LifecycleError, match=r"could not read /etc/kubernetes/admin.conf on master: cat: No such file"):
         lifecycle.create(lab, console()[0], transport_factory=lambda: t)
     assert t.closed and not lab.kubeconfig.exists()
 
@@ -203,7 +207,7 @@ def webui():
     server.server_close()
 
 
-def created(lab: lifecycle.Lab) -> None:
+def created(lab: Lab) -> None:
     """What `create` leaves for a Vagrant lab: a lab without it is "not created yet", asked nothing."""
     lab.state_dir.mkdir(parents=True, exist_ok=True)
     (lab.state_dir / "Vagrantfile").write_text("# rendered\n")
@@ -214,7 +218,7 @@ def status_of(tmp_path: Path, port: int, answer: dict, states: dict[str, str] | 
     created(lab)
     lab.fake = FakeProvider(lab.state_dir, states or dict.fromkeys(("nfs", "master", "worker1"), "running"))
     t = ScriptedTransport().on("section nodes", **answer)
-    return lab, t, lifecycle.lab_status(lab, transport_factory=lambda: t)
+    return lab, t, lab_status(lab, transport_factory=lambda: t)
 
 
 def test_a_healthy_lab_passes_every_check(tmp_path, webui):
@@ -232,7 +236,7 @@ def test_a_healthy_lab_passes_every_check(tmp_path, webui):
     assert checks["ollama-models"][1] == "installed: llama3.2:1b, qwen2:0.5b:latest"
     assert checks["vms-running"][1] == "every VM is running"
     assert checks["key-pods-ready"][1] == "all ready"
-    text = lifecycle.format_status(status, lab.spec)
+    text = format_status(status, lab.spec)
     assert text.startswith("Lab loop (provider libvirt)\n\nVMs:\n  nfs          running\n")
     assert "  master       Ready     control-plane  v1.36.4" in text
     assert "  worker1      Ready     -              v1.36.4" in text
@@ -255,7 +259,7 @@ def test_each_broken_part_is_named(tmp_path, webui):
     assert checks["metallb-address"] == (False, "open-webui has no address, expected 127.0.0.2")
     assert checks["ollama-models"] == (False, "installed: llama3.2:1b; missing: qwen2:0.5b")
     assert checks["key-pods-ready"] == (False, "llm/ollama-0 (Pending)")
-    assert "NOT ready  restarts 0" in lifecycle.format_status(status, lab.spec)
+    assert "NOT ready  restarts 0" in format_status(status, lab.spec)
 
 
 def test_an_api_server_that_does_not_answer(tmp_path, webui):
@@ -264,7 +268,7 @@ def test_an_api_server_that_does_not_answer(tmp_path, webui):
     assert status.cluster_error == "unreachable: the API server did not answer (The connection to the server was refused)"
     checks = {c.name: (c.ok, c.detail) for c in status.checks(lab.spec)}
     assert checks["nodes-ready"] == (False, status.cluster_error)
-    assert "  unavailable: unreachable: the API server" in lifecycle.format_status(status, lab.spec)
+    assert "  unavailable: unreachable: the API server" in format_status(status, lab.spec)
 
 
 def test_an_uninitialised_cluster_and_an_unreachable_master(tmp_path, webui):
@@ -294,30 +298,30 @@ def test_verify_returns_the_status_and_its_checks(tmp_path, webui):
     created(lab)
     lab.fake = FakeProvider(lab.state_dir, dict.fromkeys(("nfs", "master", "worker1"), "running"))
     t = ScriptedTransport().on("section nodes", stdout=probe())
-    status, checks = lifecycle.verify(lab, transport_factory=lambda: t)
+    status, checks = verify(lab, transport_factory=lambda: t)
     assert status.lab == "loop" and all(c.ok for c in checks)
 
 
 def test_long_lines_are_never_wrapped(tmp_path):
     """Paths and commands are copied from the terminal: a narrow terminal must not break them."""
     out = io.StringIO()
-    c = lifecycle.Console(RichConsole(file=out, width=30, highlight=False))
+    c = Console(RichConsole(file=out, width=30, highlight=False))
     long_path = "/home/student/.local/share/labctl/llm-lab/logs/create-20261203-080000.log"
     c.say(f"log {long_path}")
     assert out.getvalue() == f"log {long_path}\n"
 
 
 def test_merging_before_the_lab_has_a_kubeconfig_is_refused(tmp_path):
-    lab = lifecycle.Lab(loopback_spec(), tmp_path / "state")
-    with pytest.raises(lifecycle.LifecycleError, match=r"kubeconfig does not exist yet — run `labctl create` first"):
-        lifecycle.merge_kubeconfig_file(lab, tmp_path / "config")
+    lab = Lab(loopback_spec(), tmp_path / "state")
+    with pytest.raises(LifecycleError, match=r"kubeconfig does not exist yet — run `labctl create` first"):
+        merge_kubeconfig_file(lab, tmp_path / "config")
     assert not (tmp_path / "config").exists()
 
 
 def test_status_of_an_ssh_lab_probes_the_master_it_was_given(tmp_path, webui):
-    lab = lifecycle.Lab(loopback_spec(port=webui), tmp_path / "state")
+    lab = Lab(loopback_spec(port=webui), tmp_path / "state")
     t = ScriptedTransport().on("section nodes", stdout=probe())
-    status = lifecycle.lab_status(lab, transport_factory=lambda: t)
+    status = lab_status(lab, transport_factory=lambda: t)
     assert status.vms == [{"name": n, "state": "existing host"} for n in ("nfs", "master", "worker1")]
     assert [c.host for c in t.runs()] == ["master"]
     # Every check passes, vms-running included: the hosts given are not VMs labctl must start.
@@ -360,7 +364,7 @@ def test_create_on_libvirt_with_the_vms_already_running(tmp_path, monkeypatch, w
 def test_the_hosts_of_an_existing_lab(tmp_path):
     from labctl.providers.ssh import hosts_from_spec
 
-    ssh_lab = lifecycle.Lab(loopback_spec(), tmp_path / "a")
+    ssh_lab = Lab(loopback_spec(), tmp_path / "a")
     assert lifecycle.lab_hosts(ssh_lab, tmp_path / "log") == hosts_from_spec(ssh_lab.spec)
     vagrant_lab = FakeLab(loopback_spec("libvirt"), tmp_path / "b")
     vagrant_lab.fake = FakeProvider(vagrant_lab.state_dir, {"nfs": "running", "master": "running", "worker1": "running"})
@@ -369,23 +373,23 @@ def test_the_hosts_of_an_existing_lab(tmp_path):
 
 
 def test_a_labs_vagrant_provider_lives_in_its_state_folder(tmp_path):
-    lab = lifecycle.Lab(loopback_spec("libvirt"), tmp_path / "state")
+    lab = Lab(loopback_spec("libvirt"), tmp_path / "state")
     provider = lab.provider(tmp_path / "log")
     assert provider.vagrantfile == tmp_path / "state" / "Vagrantfile"
     assert lab.webui_url == "http://127.0.0.2:8080" and lab.context == "labctl-loop"
     assert lab.ssh_config == tmp_path / "state" / "ssh-config"
-    assert lifecycle.Lab.of(lab.spec).state_dir.name == "loop"  # one folder per lab name
-    assert lifecycle.Lab.of(lab.spec).source == "the built-in default lab"
+    assert Lab.of(lab.spec).state_dir.name == "loop"  # one folder per lab name
+    assert Lab.of(lab.spec).source == "the built-in default lab"
 
 
 def test_a_clean_preflight_prints_only_its_last_line(tmp_path):
     c, out = console()
-    lifecycle.preflight(lifecycle.Lab(loopback_spec(), tmp_path), c)
+    lifecycle.preflight(Lab(loopback_spec(), tmp_path), c)
     assert out.getvalue() == "doctor: 1 checks, 0 failed, 0 warnings\n"
 
 
 def test_an_unreadable_exit_code_in_the_probe_counts_as_a_failure():
-    assert lifecycle.parse_sections("@@nodes\nout\n@@rc garbage\n@@pods\n{}\n@@rc 0\n") == {"nodes": ("out", 1), "pods": ("{}", 0)}
+    assert parse_sections("@@nodes\nout\n@@rc garbage\n@@pods\n{}\n@@rc 0\n") == {"nodes": ("out", 1), "pods": ("{}", 0)}
 
 
 
@@ -398,7 +402,7 @@ def test_status_without_a_transport_given_uses_ssh(tmp_path):
     for n in [data["nodes"]["master"], data["nodes"]["nfs"], *data["nodes"]["workers"]]:
         n["ssh_port"], n["ssh_key"] = 1, str(key)
     spec = LabSpec.from_dict({k: v for k, v in data.items() if k in ("name", "provider", "network", "nodes", "apps")})
-    status = lifecycle.lab_status(lifecycle.Lab(spec, tmp_path / "state"))
+    status = lab_status(Lab(spec, tmp_path / "state"))
     assert status.cluster_error.startswith("unreachable: master: "), status.cluster_error
 
 
@@ -419,17 +423,17 @@ def test_ssh_transport_without_a_key_file_reports_the_refused_connection():
 
 def test_the_users_kubeconfig_is_the_first_of_kubeconfig(tmp_path, monkeypatch):
     monkeypatch.setenv("KUBECONFIG", f"{tmp_path / 'a'}:{tmp_path / 'b'}")
-    assert lifecycle.user_kubeconfig_path() == tmp_path / "a"
+    assert user_kubeconfig_path() == tmp_path / "a"
     monkeypatch.setenv("KUBECONFIG", "")
     monkeypatch.setenv("HOME", str(tmp_path))
-    assert lifecycle.user_kubeconfig_path() == tmp_path / ".kube" / "config"
+    assert user_kubeconfig_path() == tmp_path / ".kube" / "config"
 
 
 def test_a_lab_never_created_says_so_and_asks_no_one(tmp_path):
     lab = FakeLab(loopback_spec("libvirt"), tmp_path / "state")
     lab.fake = FakeProvider(lab.state_dir, dict.fromkeys(("nfs", "master", "worker1"), "running"))
     t = ScriptedTransport().on("section nodes", stdout=probe())
-    status = lifecycle.lab_status(lab, transport_factory=lambda: t)
+    status = lab_status(lab, transport_factory=lambda: t)
     assert t.runs() == [] and lab.fake.calls == []
-    assert [(c.name, c.ok, c.detail) for c in status.checks(lab.spec)] == [("lab-created", False, lifecycle.NOT_CREATED)]
-    assert lifecycle.format_status(status, lab.spec) == "Lab loop (provider libvirt): not created yet — run `labctl create`\n"
+    assert [(c.name, c.ok, c.detail) for c in status.checks(lab.spec)] == [("lab-created", False, NOT_CREATED)]
+    assert format_status(status, lab.spec) == "Lab loop (provider libvirt): not created yet — run `labctl create`\n"

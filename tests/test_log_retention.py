@@ -34,10 +34,12 @@ def test_a_new_log_is_not_created_until_written_and_never_reuses_a_name(tmp_path
 
 
 def test_a_healthy_status_keeps_no_log_and_a_failing_one_does(tmp_path, default_spec, monkeypatch):
-    from labctl import lifecycle
+    from labctl import status as status_module
+    from labctl.lab import Lab
+    from labctl.status import EndpointCheck, LabStatus, lab_status
 
-    lab = lifecycle.Lab.of(default_spec, state_dir=tmp_path / "lab")
-    checks: list[lifecycle.EndpointCheck] = []
+    lab = Lab.of(default_spec, state_dir=tmp_path / "lab")
+    checks: list[EndpointCheck] = []
 
     def probe(lab_, status, log_path, factory):
         log_path.parent.mkdir(parents=True, exist_ok=True)
@@ -45,14 +47,14 @@ def test_a_healthy_status_keeps_no_log_and_a_failing_one_does(tmp_path, default_
         status.endpoints = checks
         return status
 
-    monkeypatch.setattr(lifecycle, "lab_exists", lambda lab_: True)
-    monkeypatch.setattr(lifecycle, "_probe_status", probe)
-    monkeypatch.setattr(lifecycle.LabStatus, "checks", lambda self, spec: list(self.endpoints))
-    checks[:] = [lifecycle.EndpointCheck("x", True, "fine")]
-    lifecycle.lab_status(lab)
+    monkeypatch.setattr(status_module, "lab_exists", lambda lab_: True)
+    monkeypatch.setattr(status_module, "_probe_status", probe)
+    monkeypatch.setattr(LabStatus, "checks", lambda self, spec: list(self.endpoints))
+    checks[:] = [EndpointCheck("x", True, "fine")]
+    lab_status(lab)
     assert list((lab.state_dir / "logs").glob("status-*.log")) == []
-    checks[:] = [lifecycle.EndpointCheck("x", False, "broken")]
-    lifecycle.lab_status(lab)
+    checks[:] = [EndpointCheck("x", False, "broken")]
+    lab_status(lab)
     assert len(list((lab.state_dir / "logs").glob("status-*.log"))) == 1
 
 
@@ -64,12 +66,13 @@ def test_a_create_stopped_by_preflight_announces_no_log(tmp_path, default_spec, 
     from rich.console import Console as RichConsole
 
     from labctl import doctor, lifecycle
+    from labctl.lab import Console, Lab
 
     monkeypatch.setattr(doctor, "run_doctor", lambda *a, **k: [doctor.Check("vagrant", "fail", "not installed")])
     out = io.StringIO()
-    lab = lifecycle.Lab.of(default_spec, state_dir=tmp_path / "lab")
+    lab = Lab.of(default_spec, state_dir=tmp_path / "lab")
     with pytest.raises(doctor.PreflightFailed):
-        lifecycle.create(lab, lifecycle.Console(RichConsole(file=out, width=200)))
+        lifecycle.create(lab, Console(RichConsole(file=out, width=200)))
     text = out.getvalue()
     assert "state in" in text and "log:" not in text and ".log" not in text
     assert not list((tmp_path / "lab").glob("logs/*.log"))

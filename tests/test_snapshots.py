@@ -15,6 +15,8 @@ from fake_vagrant import fake_vagrant  # noqa: F401  (fixture)
 
 from labctl import lifecycle, snapshots
 from labctl.cli import cli
+from labctl.destroy import destroy
+from labctl.lab import Console, Lab
 from labctl.providers.vagrant import parse_snapshot_list
 from labctl.spec import LabSpec
 from labctl.transport.base import Host
@@ -30,8 +32,8 @@ class Vms:
         monkeypatch.setenv("LABCTL_HOME", str(tmp_path / "home"))
         monkeypatch.chdir(tmp_path)
         self.fake = fake
-        self.lab = lifecycle.Lab.of(LabSpec.default())
-        provider = self.lab.provider(tmp_path / "setup.log", lifecycle.Console())
+        self.lab = Lab.of(LabSpec.default())
+        provider = self.lab.provider(tmp_path / "setup.log", Console())
         provider.render(self.lab.source)
         provider.up()
         self.machines = self.lab.state_dir / ".vagrant" / "machines"
@@ -147,7 +149,7 @@ def test_destroy_keep_data_leaves_no_snapshot_on_the_kept_vm(vms: Vms) -> None:
     assert run("snapshot", "save", "ready").exit_code == 0
     assert run("snapshot", "save", "before-lab-3").exit_code == 0
     assert vms.snapshots("nfs") == ["ready", "before-lab-3"]
-    lifecycle.destroy(vms.lab, lifecycle.Console(), keep_data=True)
+    destroy(vms.lab, Console(), keep_data=True)
     assert ["destroy", "-f", "master", "worker1"] in vms.fake.commands()
     assert vms.snapshots("nfs") == []
 
@@ -156,17 +158,17 @@ def test_clocks_are_set_from_this_host_and_checked() -> None:
     hosts = [Host("master", "10.0.0.1"), Host("nfs", "10.0.0.2")]
     now = str(int(time.time()))
     transport = ScriptedTransport().on("date -u -s", stdout=now + "\n")
-    snapshots.sync_clocks(transport, hosts, lifecycle.Console())
+    snapshots.sync_clocks(transport, hosts, Console())
     scripts = [c.script for c in transport.calls]
     assert len(scripts) == 2 and all("date -u -s \"@" in s for s in scripts)
     assert all(c.sudo for c in transport.calls)
 
     stale = ScriptedTransport().on("date -u -s", host="nfs", stdout="1700000000\n").on("date -u -s", stdout=now)
     with pytest.raises(snapshots.SnapshotError, match=r"nfs: clock still \d+ s off"):
-        snapshots.sync_clocks(stale, hosts, lifecycle.Console())
+        snapshots.sync_clocks(stale, hosts, Console())
     down = ScriptedTransport().on("date -u -s", host="master", error="connection refused")
     with pytest.raises(snapshots.SnapshotError, match="master: could not set the clock: connection refused"):
-        snapshots.sync_clocks(down, hosts, lifecycle.Console())
+        snapshots.sync_clocks(down, hosts, Console())
 
 
 def test_create_saves_ready_only_for_a_whole_vm_lab(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
@@ -205,10 +207,10 @@ def test_a_slow_round_trip_is_not_a_clock_error() -> None:
     """On a loaded host the answer can take seconds: a guest clock read inside the round trip is right."""
     hosts = [Host("master", "10.0.0.1")]
     slow = ScriptedTransport().on("date -u -s", stdout=str(int(time.time()) + 1), delay=3.0)
-    snapshots.sync_clocks(slow, hosts, lifecycle.Console(), tolerance_s=1)
+    snapshots.sync_clocks(slow, hosts, Console(), tolerance_s=1)
     ahead = ScriptedTransport().on("date -u -s", stdout=str(int(time.time()) + 3600))
     with pytest.raises(snapshots.SnapshotError, match=r"clock still 3\d\d\d s off"):
-        snapshots.sync_clocks(ahead, hosts, lifecycle.Console())
+        snapshots.sync_clocks(ahead, hosts, Console())
 
 
 def test_restore_and_delete_complete_the_labs_snapshot_names(vms: Vms) -> None:
@@ -241,10 +243,10 @@ def test_the_clock_tolerance_is_five_seconds_either_side_of_the_round_trip(
     guest = frozen + offset
     transport = ScriptedTransport().on("date -u -s", stdout=f"{guest}\n")
     if ok:
-        snapshots.sync_clocks(transport, [Host("master", "10.0.0.1")], lifecycle.Console())
+        snapshots.sync_clocks(transport, [Host("master", "10.0.0.1")], Console())
         return
     with pytest.raises(snapshots.SnapshotError, match=r"master: clock still 6 s off"):
-        snapshots.sync_clocks(transport, [Host("master", "10.0.0.1")], lifecycle.Console())
+        snapshots.sync_clocks(transport, [Host("master", "10.0.0.1")], Console())
 
 
 @pytest.mark.parametrize("command", ["restore", "delete"])
@@ -256,7 +258,7 @@ def test_a_bad_name_is_refused_before_vagrant_is_asked(vms: Vms, command: str) -
 
 def test_library_results_and_logs(vms: Vms, monkeypatch: pytest.MonkeyPatch) -> None:
     """save/restore log under their own names; restore returns its wall time, delete the VMs it cleared."""
-    lab, console = vms.lab, lifecycle.Console()
+    lab, console = vms.lab, Console()
     assert snapshots.save(lab, console, "x") >= 0
     monkeypatch.setattr(lifecycle, "create", lambda *a, **kw: None)
     monkeypatch.setattr(snapshots, "sync_clocks", lambda *a, **kw: None)

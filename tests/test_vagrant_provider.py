@@ -284,21 +284,23 @@ def test_a_changed_vm_is_named_with_what_to_do(tmp_path, fake_vagrant):  # noqa:
 
 def test_create_refuses_to_run_steps_on_a_stale_vm(tmp_path, fake_vagrant):  # noqa: F811
     from labctl import lifecycle
+    from labctl.errors import LifecycleError
+    from labctl.lab import Console, Lab
     from labctl.plan import build_plan
 
     root = tmp_path / "lab"
     spec = LabSpec.default()
-    lab = lifecycle.Lab.of(spec, state_dir=root)
+    lab = Lab.of(spec, state_dir=root)
     p = provider(root, spec)
     step = build_plan(spec, state_dir=root).step("provider.up")
-    lifecycle.bring_up_hosts(lab, p, lifecycle.Console(), step)  # brings up and records
+    lifecycle.bring_up_hosts(lab, p, Console(), step)  # brings up and records
     data = spec.model_dump(mode="json", exclude_none=True)
     data["nodes"]["nfs"]["memory_mib"] = 2048
     changed = LabSpec.from_dict(data)
-    lab2 = lifecycle.Lab.of(changed, state_dir=root)
+    lab2 = Lab.of(changed, state_dir=root)
     p2 = VagrantProvider(changed, root, log_path=root / "l.log")
-    with pytest.raises(lifecycle.LifecycleError, match=r"nfs: lab.yaml changed \(memory_mib 1024 → 2048\)"):
-        lifecycle.bring_up_hosts(lab2, p2, lifecycle.Console(), step)
+    with pytest.raises(LifecycleError, match=r"nfs: lab.yaml changed \(memory_mib 1024 → 2048\)"):
+        lifecycle.bring_up_hosts(lab2, p2, Console(), step)
     assert [c for c in fake_vagrant.commands() if c[0] == "up"] == [["up", "--provider=virtualbox"]]
 
 

@@ -9,9 +9,11 @@ import ipaddress
 import pytest
 
 from labctl import lifecycle
+from labctl.lab import Console, Lab
 from labctl.lablock import LabBusy, LabLock
 from labctl.runner import StepFailed
 from labctl.spec import LabSpec
+from labctl.status import lab_status
 from labctl.transport.ssh import SSHTransport
 
 
@@ -37,7 +39,7 @@ def _spec(nodes) -> LabSpec:
     )
 
 
-class Quiet(lifecycle.Console):
+class Quiet(Console):
     def __init__(self) -> None:
         from rich.console import Console as RichConsole
 
@@ -51,7 +53,7 @@ class Quiet(lifecycle.Console):
 def test_create_and_status_on_existing_hosts(ssh_nodes, tmp_path):
     nodes = ssh_nodes(["master", "nfs"])
     spec = _spec(nodes)
-    lab = lifecycle.Lab.of(spec, source="byo.yaml", state_dir=tmp_path / "state")
+    lab = Lab.of(spec, source="byo.yaml", state_dir=tmp_path / "state")
 
     def transport():
         return SSHTransport(known_hosts=nodes.known_hosts)
@@ -75,7 +77,7 @@ def test_create_and_status_on_existing_hosts(ssh_nodes, tmp_path):
     with LabLock(lab.state_dir, "byo", "labctl destroy"), pytest.raises(LabBusy, match="labctl destroy"):
         lifecycle.create(lab, Quiet(), only=["node-prep.write-hosts-file"], transport_factory=transport)
 
-    status = lifecycle.lab_status(lab, transport_factory=transport)
+    status = lab_status(lab, transport_factory=transport)
     assert status.vms == [{"name": "nfs", "state": "existing host"}, {"name": "master", "state": "existing host"}]
     assert status.cluster_error == "kubectl is not installed on the master"
     checks = {c.name: c for c in status.checks(spec)}
@@ -85,7 +87,7 @@ def test_create_and_status_on_existing_hosts(ssh_nodes, tmp_path):
 
 def test_unknown_host_key_stops_create_with_the_fix(ssh_nodes, tmp_path):
     nodes = ssh_nodes(["master", "nfs"])
-    lab = lifecycle.Lab.of(_spec(nodes), state_dir=tmp_path / "state")
+    lab = Lab.of(_spec(nodes), state_dir=tmp_path / "state")
     empty = tmp_path / "known_hosts"
     empty.write_text("")
     with pytest.raises(StepFailed) as err:
