@@ -69,7 +69,7 @@ def cli_page() -> str:
     out = [
         "# Command reference",
         "",
-        GENERATED.format(source="the Click commands in labctl/cli.py"),
+        GENERATED.format(source="the Click commands in labctl/cli.py and the labctl/cli_*.py modules it registers"),
         "",
         "Every command's `--help`, as labctl prints it. Every command that reads a lab takes `-f FILE` "
         "(default: `./lab.yaml`, else the built-in seed lab).",

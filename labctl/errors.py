@@ -2,7 +2,7 @@
 
 The exit code is a promise to the scripts that wrap labctl: ``EXIT_CODES`` is the whole contract
 (README "Exit codes" and docs/exit-codes.md print it). Every error class names its code from this
-table, and only the CLI's error handler (``cli.LabctlGroup``) turns an error into ``sys.exit``. A
+table, and only the CLI's error handler (``cli_common.LabctlGroup``) turns an error into ``sys.exit``. A
 command run on a host reports its own exit code in the message; it never becomes labctl's.
 """
 

@@ -177,7 +177,7 @@ def test_create_saves_ready_only_for_a_whole_vm_lab(monkeypatch: pytest.MonkeyPa
     saved: list[tuple[str, bool]] = []
     monkeypatch.setattr(lifecycle, "create", lambda *a, **kw: None)
     monkeypatch.setattr(snapshots, "save", lambda lab, console, name, force=False: saved.append((name, force)))
-    monkeypatch.setattr("labctl.cli._classroom_plan", lambda lab_file, cache_dir=None: (LabSpec.default(), None))
+    monkeypatch.setattr("labctl.cli_lab.classroom_plan", lambda lab_file, cache_dir=None: (LabSpec.default(), None))
     assert run("create").exit_code == 0 and saved == [("ready", True)]
     assert run("create", "--no-snapshot").exit_code == 0 and len(saved) == 1
     assert run("create", "--only", "nfs-server.*").exit_code == 0 and len(saved) == 1
