@@ -16,8 +16,10 @@ every node Ollama may use, so the estimate errs on the side of fitting.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from labctl.spec import LabSpec, Node
+if TYPE_CHECKING:  # the spec calls these checks while it validates: it imports this module, not the reverse
+    from labctl.spec import LabSpec, Node
 
 MIN_REPLICAS = 2  # the seed's HPA minimum
 MAX_REPLICAS = 10  # the seed's HPA maximum
@@ -67,7 +69,7 @@ class DoesNotFit(ValueError):
 
 
 def node_rooms(spec: LabSpec, nodes: list[Node]) -> tuple[NodeRoom, ...]:
-    from labctl.manifests import data_node
+    from labctl.placement import data_node
 
     webui_node = data_node(spec).name
     rooms = []
@@ -91,7 +93,7 @@ def _replicas(rooms: tuple[NodeRoom, ...], cpu_m: int, memory_mib: int) -> int:
 
 def autoscaling_fit(spec: LabSpec) -> AutoscalingFit:
     """Requests and replica bounds for Ollama under autoscaling; DoesNotFit when 2 cannot fit."""
-    from labctl.manifests import ollama_node_candidates, ollama_resources
+    from labctl.placement import ollama_node_candidates, ollama_resources
 
     rooms = node_rooms(spec, ollama_node_candidates(spec, gpu=False))
     default = ollama_resources(spec, gpu=False)

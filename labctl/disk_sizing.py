@@ -45,7 +45,7 @@ def node_image_keys(spec: LabSpec, node: Node) -> list[str]:
     the master, the apps only where pods are scheduled, the device plugin only on the GPU worker;
     the per-node system pods (Calico, kube-proxy, MetalLB speaker, CSI) everywhere."""
     from labctl.lock import images
-    from labctl.manifests import schedulable_nodes
+    from labctl.placement import schedulable_nodes
 
     roles = spec.roles_of(node)
     if "k8s" not in roles:

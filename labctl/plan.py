@@ -236,7 +236,7 @@ def template_context(spec: LabSpec, *, cache: Any = None) -> dict[str, Any]:
 
     ``cache`` is the warm cache given to ``create --cache`` (a ``labctl.cache.CacheInfo``) or None;
     steps that only make sense with a cache say ``when: cache``."""
-    from labctl.manifests import pull_job_name
+    from labctl.placement import pull_job_name
     from labctl.versions import PINS, kubernetes_minor, release_downloads
 
     return {

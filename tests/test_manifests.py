@@ -16,10 +16,9 @@ from labctl.manifests import (
     Target,
     deploy_target,
     load_objects,
-    ollama_resources,
-    pull_job_name,
     render_bundles,
 )
+from labctl.placement import ollama_resources, pull_job_name
 from labctl.secrets import LabSecrets, load_or_create, secrets_path
 from labctl.spec import LabSpec
 
@@ -174,7 +173,7 @@ def test_memory_limits_on_the_ollama_node_fit_the_node() -> None:
     """Issue 16 item 10: with monitoring, Prometheus (1Gi), Grafana and blackbox land on the worker
     that holds Open WebUI; Ollama's limit used to leave room only for Open WebUI, and the limits
     added up to 9.6 GiB on an 8 GiB node."""
-    from labctl.manifests import SYSTEM_RESERVE_FRACTION, SYSTEM_RESERVE_MIB, data_node
+    from labctl.placement import SYSTEM_RESERVE_FRACTION, SYSTEM_RESERVE_MIB, data_node
 
     def mib(q: str) -> int:
         return int(q[:-2]) * (1024 if q.endswith("Gi") else 1)

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from labctl.manifests import pull_job_name
+from labctl.placement import pull_job_name
 from labctl.plan import build_plan
 from labctl.spec import LabSpec
 
