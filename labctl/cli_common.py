@@ -30,12 +30,13 @@ def lab_file_option(f):  # type: ignore[no-untyped-def]
 def load_spec(lab_file: Path | None, *, quiet: bool = False) -> LabSpec:
     """The lab from --file, ./lab.yaml, or the built-in default — and its warnings on stderr."""
     from labctl.spec import LabSpec
+    from labctl.spec_warnings import spec_warnings
 
     if lab_file is None and Path(DEFAULT_FILE).exists():
         lab_file = Path(DEFAULT_FILE)
     spec = LabSpec.load(lab_file) if lab_file is not None else LabSpec.default()
     if not quiet:
-        for warning in spec.warnings():
+        for warning in spec_warnings(spec):
             click.echo(f"warning: {warning}", err=True)
     return spec
 

@@ -8,7 +8,6 @@ and the fix. With no file, ``LabSpec.default()`` is the seed lab (see README "la
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -47,16 +46,9 @@ from labctl.spec_checks import Network as NetworkText
 
 API_VERSION = "labctl.dev/v1alpha1"
 KIND = "Lab"
-
-# Every VirtualBox/libvirt-NAT'd VM has its first NIC here; nothing of ours may overlap it.
-# (Calico's built-in 192.168.0.0/16 pool is not checked: labctl always sets the pod CIDR.)
-VAGRANT_NAT = ipaddress.ip_network("10.0.2.0/24")
-# Field checks (names, users, boxes, paths, addresses) live in labctl.spec_checks.
-MAX_PROBLEMS = 12  # about a screen: past this (or ~1,200 characters), the rest are counted, not printed
-
-
-class SpecWarning(str):
-    """A finding that does not stop the lab (e.g. memory above the host budget)."""
+# Field checks (names, users, boxes, paths, addresses) live in labctl.spec_checks, the cross-field rules
+# in labctl.spec_rules, the warnings of a valid lab in labctl.spec_warnings, the one-line error
+# messages in labctl.spec_errors: they import this module only for its types (no import cycle).
 
 
 class Model(BaseModel):
@@ -302,29 +294,14 @@ class LabSpec(Model):
     def memory_mib(self) -> int:
         return sum(n.memory_mib for _, n in self.all_nodes())
 
-    def warnings(self) -> list[SpecWarning]:
-        out: list[SpecWarning] = []
-        total, budget = self.memory_mib(), self.provider.host_memory_budget_mib
-        if self.provider.type != "ssh" and total > budget:
-            out.append(
-                SpecWarning(
-                    f"provider.host_memory_budget_mib: the VMs need {total} MiB, above the budget of "
-                    f"{budget} MiB — lower nodes.*.memory_mib or raise the budget if the host has room"
-                )
-            )
-        if not self.apps.openwebui.auth:
-            out.append(SpecWarning(_auth_off_warning(self)))
-        from labctl.disk_sizing import disk_warnings
-
-        out += [SpecWarning(line) for line in disk_warnings(self)]
-        return out
-
     # ---- cross-field checks ---------------------------------------------------------------------
     @model_validator(mode="after")
     def _cross_checks(self, info: ValidationInfo) -> LabSpec:
         if isinstance(info.context, dict) and info.context.get("skip_cross"):
-            return self  # _cross_problems_despite runs them itself, on a repaired copy
-        problems = list(_cross_problems(self))
+            return self  # spec_errors.cross_problems_despite runs them itself, on a repaired copy
+        from labctl.spec_rules import cross_problems
+
+        problems = list(cross_problems(self))
         if problems:
             raise ValueError("\n".join(problems))
         return self
@@ -397,11 +374,11 @@ class LabSpec(Model):
         except ValidationError as err:
             from labctl.spec_errors import cross_problems_despite, cut, explain, screenful
 
-            problems = explain(err)
+            problems = explain(err, cls)
             # Fields failed, so the cross-field checks never ran: run them on a copy with the bad
             # fields at their defaults, keeping only findings that do not involve a bad field,
             # so one run reports everything (a duplicate address next to an unknown key).
-            problems += cross_problems_despite(data, err)
+            problems += cross_problems_despite(cls, data, err)
         raise SpecError(source, screenful([cut(p) for p in problems]))
 
 
@@ -434,105 +411,3 @@ class _UniqueKeyLoader(yaml.SafeLoader):
         return super().construct_mapping(node, deep=deep)
 
 
-def _overlaps(a: ipaddress.IPv4Network, b: ipaddress.IPv4Network) -> bool:
-    return a.overlaps(b)
-
-
-def _cross_problems(spec: LabSpec) -> Iterator[str]:
-    net = spec.network
-    subnet = net.subnet
-    nodes = spec.all_nodes()
-
-    seen_names: dict[str, str] = {}
-    seen_ips: dict[ipaddress.IPv4Address, str] = {}
-    for path, node in nodes:
-        if node.name in seen_names:
-            yield f"{path}.name: {node.name!r} is already used by {seen_names[node.name]} — give each node its own name"
-        seen_names.setdefault(node.name, path)
-        if node.ip in seen_ips:
-            yield f"{path}.ip: {node.ip} is already used by {seen_ips[node.ip]} — give each node its own address"
-        seen_ips.setdefault(node.ip, path)
-        if node.ip not in subnet:
-            yield f"{path}.ip: {node.ip} is outside the lab subnet {subnet} — use an address in {subnet}"
-        elif node.ip in (subnet.network_address, subnet.broadcast_address):
-            yield f"{path}.ip: {node.ip} is the subnet's network or broadcast address — pick a host address in {subnet}"
-        elif node.ip == next(subnet.hosts()):
-            yield f"{path}.ip: {node.ip} is the host's own address on the lab network (Vagrant gives it the .1) — pick another"
-        if spec.provider.type == "ssh":
-            if not node.ssh_user:
-                yield f"{path}.ssh_user: required with provider.type ssh — name the login user of {node.name}"
-            if node.disk_gib is not None:
-                yield f"{path}.disk_gib: only a Vagrant VM's disk can be grown (provider.type ssh uses machines as they are) — remove it"
-
-    first, last = net.pool_range()
-    if first not in subnet or last not in subnet:
-        yield f"network.metallb_pool: {net.metallb_pool} is outside the lab subnet {subnet} — use addresses in {subnet}"
-    elif subnet.network_address in (first, last) or subnet.broadcast_address in (first, last):
-        yield (
-            f"network.metallb_pool: {net.metallb_pool} includes the subnet's network or broadcast address — "
-            f"keep it between {subnet.network_address + 2} and {subnet.broadcast_address - 1}"
-        )
-    else:
-        for path, node in nodes:
-            if first <= node.ip <= last:
-                yield f"network.metallb_pool: {net.metallb_pool} contains {node.ip} of {path} — move the pool or the node"
-        if first == next(subnet.hosts()):
-            yield f"network.metallb_pool: starts at {first}, the host's own address — start it at .2 or later"
-    webui = spec.apps.openwebui.address
-    if webui is not None and not (first <= webui <= last):
-        yield f"apps.openwebui.address: {webui} is not in network.metallb_pool {net.metallb_pool} — pick one of the pool's addresses"
-
-    named = [
-        ("network.pod_cidr", net.pod_cidr),
-        ("network.service_cidr", net.service_cidr),
-        ("network.subnet", subnet),
-        ("Vagrant's NAT network", VAGRANT_NAT),
-    ]
-    for i, (a_name, a) in enumerate(named):
-        for b_name, b in named[i + 1 :]:
-            if a_name.startswith("network.") and _overlaps(a, b):
-                yield f"{a_name}: {a} overlaps {b_name} {b} — choose ranges that do not overlap (e.g. pod 10.10.0.0/16, service 10.96.0.0/12)"
-
-    if spec.nodes.gpu_worker is not None and spec.provider.type == "virtualbox":
-        yield (
-            "nodes.gpu_worker: VirtualBox cannot pass a PCI device through on Linux/macOS hosts — "
-            "set provider.type: libvirt (or remove gpu_worker)"
-        )
-    if spec.apps.options.gpu and spec.nodes.gpu_worker is None:
-        yield "apps.options.gpu: needs nodes.gpu_worker with the GPU's PCI address — add it or set gpu: false"
-    yield from _capacity_problems(spec)
-    if spec.provider.type != "libvirt" and spec.provider.libvirt != Libvirt():
-        yield f"provider.libvirt: only used with provider.type libvirt (it is {spec.provider.type}) — remove the block or change the type"
-
-
-def _capacity_problems(spec: LabSpec) -> Iterator[str]:
-    """What the nodes cannot hold (labctl.capacity); issue #12 items 3 and 9."""
-    options = spec.apps.options
-    if not options.autoscaling:
-        return
-    if options.gpu:
-        # Every Ollama replica asks for nvidia.com/gpu: 1 and the lab passes one GPU through: the
-        # HPA's second replica could never be scheduled, so the Deployment would never be Available.
-        yield (
-            "apps.options.autoscaling: with gpu: true every Ollama replica needs the one passed-through GPU, "
-            "so the autoscaler's second replica can never start — set autoscaling: false (or gpu: false)"
-        )
-        return
-    from labctl.capacity import DoesNotFit, autoscaling_fit
-
-    try:
-        autoscaling_fit(spec)
-    except DoesNotFit as err:
-        yield str(err)
-def _auth_off_warning(spec: LabSpec) -> str:
-    """Open WebUI honours WEBUI_AUTH=False only on an install without users (docs.openwebui.com,
-    env-configuration, WEBUI_AUTH); its users live on the data node's disk and outlive creates."""
-    from labctl.manifests import DEFAULT_NAMESPACE, LOCAL_DATA_ROOT, data_node
-
-    folder = f"{LOCAL_DATA_ROOT}/{DEFAULT_NAMESPACE}/open-webui-data"
-    return (
-        "apps.openwebui.auth: false works only while Open WebUI has no user at all — once anyone signed up "
-        f"(users are kept in {folder} on {data_node(spec).name} across creates) it locks everyone out. "
-        f"Way out: set auth: true again and re-run labctl create, or start from scratch by deleting {folder}/webui.db "
-        f"on {data_node(spec).name} (every account and chat is lost)"
-    )

@@ -8,12 +8,17 @@ from __future__ import annotations
 import copy
 import difflib
 import re
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ValidationError
 
 from labctl import spec_checks as checks
-from labctl.spec import MAX_PROBLEMS, LabSpec, _cross_problems
+from labctl.spec_rules import cross_problems
+
+if TYPE_CHECKING:  # spec imports this module when a lab.yaml fails; the class comes in as an argument
+    from labctl.spec import LabSpec
+
+MAX_PROBLEMS = 12  # about a screen: past this (or ~1,200 characters), the rest are counted, not printed
 
 
 def cut(line: str, limit: int = 240) -> str:
@@ -29,8 +34,9 @@ def screenful(problems: list[str], budget: int = 1200) -> list[str]:
     return shown
 
 
-def cross_problems_despite(data: Any, err: ValidationError) -> list[str]:
-    """The cross-field findings that still hold once the fields that failed are set aside."""
+def cross_problems_despite(model: type[LabSpec], data: Any, err: ValidationError) -> list[str]:
+    """The cross-field findings that still hold once the fields that failed are set aside. ``model``: the
+    class that failed (LabSpec), passed in by its own loader — this module does not import it."""
     errors = [(tuple(e["loc"]), e["type"]) for e in err.errors(include_url=False) if e["loc"]]
     field_errors = [loc for loc, kind in errors if kind != "extra_forbidden"]
     if not errors or not isinstance(data, dict):
@@ -56,7 +62,7 @@ def cross_problems_despite(data: Any, err: ValidationError) -> list[str]:
         if isinstance(parent, dict) and loc[-1] in _NODE_PLACEHOLDERS:
             parent[loc[-1]] = _NODE_PLACEHOLDERS[str(loc[-1])]
     try:
-        spec = LabSpec.model_validate(repaired, context={"skip_cross": True})
+        spec = model.model_validate(repaired, context={"skip_cross": True})
     except (ValidationError, ValueError, TypeError):
         return []
     words = {str(loc[-1]) for loc in field_errors if isinstance(loc[-1], str)}
@@ -65,7 +71,7 @@ def cross_problems_despite(data: Any, err: ValidationError) -> list[str]:
     if any(loc[:2] == ("provider", "type") for loc in field_errors):
         words |= {"provider.type", "VirtualBox"}
     out = []
-    for problem in _cross_problems(spec):
+    for problem in cross_problems(spec):
         mentions_node = any(re.search(re.escape(p) + r"(?![\w\[])", problem) for p in involved)
         if not mentions_node and not any(w in problem for w in words):
             out.append(problem)
@@ -82,9 +88,8 @@ def _field_names(model: type[BaseModel]) -> list[str]:
     return list(model.model_fields)
 
 
-def _model_at(loc: tuple[int | str, ...]) -> type[BaseModel] | None:
-    """The model class that owns the key at ``loc`` (for did-you-mean suggestions)."""
-    model: type[BaseModel] = LabSpec
+def _model_at(loc: tuple[int | str, ...], model: type[BaseModel]) -> type[BaseModel] | None:
+    """The model class that owns the key at ``loc`` under ``model`` (for did-you-mean suggestions)."""
     for part in loc[:-1]:
         if isinstance(part, int):
             continue
@@ -117,7 +122,7 @@ def _example_int(loc: tuple[int | str, ...]) -> int:
     return examples.get(str(loc[-1]) if loc else "", 1)
 
 
-def _typo_targets(errors: list[Any]) -> set[tuple[int | str, ...]]:
+def _typo_targets(errors: list[Any], model: type[BaseModel]) -> set[tuple[int | str, ...]]:
     """Locations of required keys that an unknown key next to them was probably meant to be
     (``memory: 8192`` for ``memory_mib``); reporting both would say the same thing twice."""
     targets: set[tuple[int | str, ...]] = set()
@@ -125,17 +130,18 @@ def _typo_targets(errors: list[Any]) -> set[tuple[int | str, ...]]:
         if e["type"] != "extra_forbidden":
             continue
         loc = tuple(e["loc"])
-        owner = _model_at(loc)
+        owner = _model_at(loc, model)
         close = difflib.get_close_matches(str(loc[-1]), _field_names(owner), n=1) if owner else []
         if close:
             targets.add((*loc[:-1], close[0]))
     return targets
 
 
-def explain(err: ValidationError) -> list[str]:
+def explain(err: ValidationError, model: type[BaseModel]) -> list[str]:
+    """pydantic's errors for ``model`` (LabSpec) as one line each: field, bad value, fix."""
     lines: list[str] = []
     errors = err.errors(include_url=False)
-    typo_targets = _typo_targets(errors)
+    typo_targets = _typo_targets(errors, model)
     union_locs: set[tuple[int | str, ...]] = set()
     for e in errors:
         if e["type"] == "missing" and tuple(e["loc"]) in typo_targets:
@@ -156,7 +162,7 @@ def explain(err: ValidationError) -> list[str]:
         where = _loc(loc)
         if kind == "extra_forbidden":
             key = str(loc[-1])
-            owner = _model_at(loc)
+            owner = _model_at(loc, model)
             known = _field_names(owner) if owner else []
             close = difflib.get_close_matches(key, known, n=1)
             hint = (

@@ -5,6 +5,7 @@ from __future__ import annotations
 import ipaddress
 
 from labctl.spec import LabSpec
+from labctl.spec_warnings import spec_warnings
 from labctl.specfile import commented_lab_yaml
 
 
@@ -25,7 +26,7 @@ def test_default_is_the_seed_lab(default_spec: LabSpec) -> None:
     assert default_spec.apps.openwebui.port == 8080
     assert default_spec.storage.models_size == default_spec.storage.webui_size == "20Gi"
     assert default_spec.box == "bento/ubuntu-24.04"
-    assert default_spec.warnings() == []
+    assert spec_warnings(default_spec) == []
 
 
 def test_init_file_round_trips_to_the_default() -> None:

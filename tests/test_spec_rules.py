@@ -10,6 +10,7 @@ import pytest
 
 from labctl.errors import SpecError
 from labctl.spec import LabSpec
+from labctl.spec_warnings import spec_warnings
 
 
 def problems(data: dict) -> list[str]:
@@ -172,9 +173,9 @@ def test_boxes_follow_the_provider():
 def test_memory_budget_warning_edge(budget, warned):
     spec = LabSpec.from_dict({"provider": {"host_memory_budget_mib": budget}})
     assert spec.memory_mib() == 17408
-    assert bool(spec.warnings()) is warned
+    assert bool(spec_warnings(spec)) is warned
     if warned:
-        assert spec.warnings()[0] == (
+        assert spec_warnings(spec)[0] == (
             "provider.host_memory_budget_mib: the VMs need 17408 MiB, above the budget of 17407 MiB — lower "
             "nodes.*.memory_mib or raise the budget if the host has room"
         )
@@ -184,7 +185,7 @@ def test_no_memory_warning_for_machines_that_exist():
     spec = LabSpec.from_dict({"provider": {"type": "ssh", "host_memory_budget_mib": 1024},
                               **nodes(master=node("master", "192.168.33.100", ssh_user="u"), workers=[],
                                       nfs=node("nfs", "192.168.33.11", ssh_user="u"))})  # fmt: skip
-    assert spec.warnings() == []
+    assert spec_warnings(spec) == []
 
 
 # ---- messages per kind of mistake -----------------------------------------------------------------
