@@ -71,6 +71,9 @@ TESTS: dict[str, list[str]] = {
     "labctl/spec_checks.py": ["tests/test_spec_*.py", "tests/test_untrusted_*.py"],
     "labctl/spec_load.py": ["tests/test_spec_*.py", "tests/test_untrusted_*.py"],
     "labctl/spec_errors.py": ["tests/test_spec_*.py", "tests/test_untrusted_*.py"],
+    # ... and (#13) the cross-field rules and the warnings of a valid lab.
+    "labctl/spec_rules.py": ["tests/test_spec_*.py", "tests/test_untrusted_*.py", "tests/test_capacity.py"],
+    "labctl/spec_warnings.py": ["tests/test_spec_*.py", "tests/test_grow_root.py"],
     # What lifecycle.py was split into: the merged kubeconfig context and the VM snapshots.
     "labctl/kubeconfig.py": ["tests/test_kubeconfig_merge.py", "tests/test_lifecycle*.py"],
     "labctl/snapshots.py": ["tests/test_snapshots.py"],

@@ -168,7 +168,7 @@ def _each_node(rule: dict[str, Any]) -> dict[str, Any]:
 
 def provider_rules() -> list[dict[str, Any]]:
     """The rules that depend on provider.type, as JSON Schema conditionals (the same ones
-    ``labctl.spec._cross_problems`` checks, so an editor shows them while typing):
+    ``labctl.spec_rules.cross_problems`` checks, so an editor shows them while typing):
 
     - virtualbox (also when provider.type is left out): no GPU worker, no PCI passthrough;
     - not libvirt: a ``provider.libvirt`` block may only repeat the defaults;
