@@ -15,7 +15,7 @@ import re
 from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import yaml
 from markupsafe import Markup
@@ -23,6 +23,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from labctl.errors import PlaybookError
 from labctl.spec import LabSpec, Node
+from labctl.steps import HostCommands, PlannedStep
 
 ROLES = ("all", "k8s", "control_plane", "workers", "nfs", "gpu")
 FACT_NAME = re.compile(r"^[a-z][a-z0-9_]*$")
@@ -95,39 +96,6 @@ class Playbook:
     name: str  # file stem without the order prefix: "node-prep"
     path: Path
     spec: PlaybookSpec
-
-
-@dataclass(frozen=True)
-class HostCommands:
-    host: str
-    check: str
-    run: str
-
-
-@dataclass(frozen=True)
-class PlannedStep:
-    id: str  # "<playbook>.<step>", unique in a plan
-    playbook: str
-    title: str
-    purpose: str
-    kind: Literal["provider", "remote"]
-    commands: tuple[HostCommands, ...]
-    sudo: bool = True
-    timeout: int = 300
-    retries: int = 0
-    network: bool = False
-    capture: str = ""
-    capture_check: bool = False
-    secret: bool = False
-    uses: tuple[str, ...] = ()
-    upload: tuple[str, ...] = ()
-    done_reason: str = "already done"
-    skip_reason: str = ""  # set when the whole step is skipped by the profile (offline)
-    reboot: bool = False  # the runner reboots each host after its run and waits for it (runner.reboot_and_wait)
-
-    @property
-    def hosts(self) -> tuple[str, ...]:
-        return tuple(c.host for c in self.commands)
 
 
 @dataclass(frozen=True)

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from labctl.plan import HostCommands, PlannedStep
 from labctl.spec import LabSpec
+from labctl.steps import HostCommands, PlannedStep
 
 
 def provider_step(spec: LabSpec, state_dir: Path | None) -> PlannedStep:
