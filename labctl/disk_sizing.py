@@ -41,10 +41,10 @@ GPU_ONLY = {"nvidia-device-plugin"}
 
 
 def node_image_keys(spec: LabSpec, node: Node) -> list[str]:
-    """Lock keys (labctl.lock.images) of the images ``node`` runs: the control plane's own only on
+    """Lock keys (labctl.lab_pins.images) of the images ``node`` runs: the control plane's own only on
     the master, the apps only where pods are scheduled, the device plugin only on the GPU worker;
     the per-node system pods (Calico, kube-proxy, MetalLB speaker, CSI) everywhere."""
-    from labctl.lock import images
+    from labctl.lab_pins import images
     from labctl.manifests import schedulable_nodes
 
     roles = spec.roles_of(node)
@@ -64,7 +64,7 @@ def node_image_keys(spec: LabSpec, node: Node) -> list[str]:
 
 
 def node_image_refs(spec: LabSpec, node: Node) -> set[str]:
-    from labctl.lock import images
+    from labctl.lab_pins import images
 
     refs = images(spec)
     return {refs[key] for key in node_image_keys(spec, node)}

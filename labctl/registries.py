@@ -17,7 +17,7 @@ DOCKER_HUB_ANONYMOUS_PULLS_PER_HOUR = 10
 def docker_hub_pulls(spec: LabSpec) -> int:
     """How many Docker Hub pulls a create without a cache or mirror makes: every docker.io image
     once per node that runs it (Calico on every Kubernetes node; the apps images once, worst case)."""
-    from labctl.lock import images
+    from labctl.lab_pins import images
 
     k8s_nodes = sum(1 for _, node in spec.all_nodes() if "k8s" in spec.roles_of(node))
     pulls = 0

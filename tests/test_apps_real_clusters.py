@@ -205,7 +205,7 @@ def _source_answering(answers: list[tuple[int, dict[str, str]]]) -> tuple[Any, l
     """A cache Source whose httpx client answers from a list (httpx.MockTransport: no socket at all)."""
     import httpx
 
-    from labctl.cache import Source
+    from labctl.cache_fetch import Source
 
     slept: list[float] = []
     seen: list[str] = []
@@ -230,7 +230,7 @@ def test_cache_fill_honours_retry_after_on_429() -> None:
 
 
 def test_cache_fill_gives_up_on_a_long_rate_limit_with_the_way_out() -> None:
-    from labctl.cache import CacheError
+    from labctl.cache_needs import CacheError
 
     source, slept, _ = _source_answering([(429, {"Retry-After": "3600"})])
     with pytest.raises(CacheError, match=r"HTTP 429, the registry asks to wait 3600 s .* --mirror"):
@@ -246,7 +246,7 @@ def test_retry_after_as_an_http_date() -> None:
     from datetime import datetime, timedelta
     from email.utils import format_datetime
 
-    from labctl.cache import retry_after_seconds
+    from labctl.cache_fetch import retry_after_seconds
 
     later = format_datetime(datetime.now(UTC) + timedelta(seconds=90), usegmt=True)
     assert 85 <= retry_after_seconds(later, default=1) <= 90

@@ -387,7 +387,7 @@ def test_offline_lab_skips_exactly_the_steps_that_need_the_internet(plans):
 
 
 def test_with_cached_packages_node_prep_uses_only_the_local_repository():
-    from labctl.cache import CachedFile, CacheInfo
+    from labctl.cache_scan import CachedFile, CacheInfo
 
     lab = LabSpec.default()
     cached = CacheInfo(host_dir="/srv/labctl-cache", debs=(CachedFile("kubeadm_1.36.4-1.1_amd64.deb", "debs/x", 1),))
@@ -409,7 +409,7 @@ def test_containerd_and_runc_come_from_their_releases_verified_or_from_the_cache
     """Ubuntu's noble-updates keeps only its newest containerd (FACTS.md #19); the GitHub releases keep
     every version. Asset names as containerd/containerd@v2.2.7 Makefile (containerd-<v>-linux-<arch>.tar.gz
     + .sha256sum) and opencontainers/runc script/release_build.sh (runc.<arch>, runc.sha256sum) write them."""
-    from labctl.cache import CachedFile, CacheInfo
+    from labctl.cache_scan import CachedFile, CacheInfo
     from labctl.versions import release_downloads
 
     lab = LabSpec.default()
@@ -432,7 +432,7 @@ def test_containerd_and_runc_come_from_their_releases_verified_or_from_the_cache
 
 
 def test_an_offline_lab_with_cached_packages_installs_them_instead_of_skipping():
-    from labctl.cache import CachedFile, CacheInfo
+    from labctl.cache_scan import CachedFile, CacheInfo
     from labctl.versions import release_downloads
 
     installs = {"node-prep.install-containerd", "node-prep.install-kubernetes-packages"}

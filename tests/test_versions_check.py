@@ -12,7 +12,7 @@ from click.testing import CliRunner
 
 from labctl import upstream_check as uc
 from labctl.cli import cli
-from labctl.lock import images, manifests, packages
+from labctl.lab_pins import images, manifests, packages
 from labctl.spec import LabSpec
 from labctl.versions import PINS, release_downloads
 from tests.fakeupstream import FakeUpstream, Serving
