@@ -167,13 +167,16 @@ def manifest_images(text: str, where: str = "manifest") -> list[str]:
 
 
 def addon_images(root: Path) -> list[str]:
-    """The images named in the add-on manifests present in the cache (Calico, MetalLB, csi-driver-nfs
-    and its sidecars, metrics-server), each once."""
+    """The images the add-on manifests present in the cache make the cluster pull (Calico, MetalLB,
+    csi-driver-nfs and its sidecars, metrics-server), each once, under the names the lab pulls them
+    by: the playbooks rewrite some registries before applying (labctl.lab_pins.lab_reference)."""
+    from labctl.lab_pins import lab_reference
+
     out: list[str] = []
     for _, rel, _ in addon_files():
         path = root / rel
         if path.is_file():
-            for ref in manifest_images(path.read_text(encoding="utf-8"), str(path)):
+            for ref in map(lab_reference, manifest_images(path.read_text(encoding="utf-8"), str(path))):
                 if ref not in out:
                     out.append(ref)
     return out

@@ -14,6 +14,26 @@ if TYPE_CHECKING:
     from labctl.spec import LabSpec
 
 
+# Calico publishes every release image to docker.io/calico and to quay.io/calico (projectcalico/calico
+# v3.32.1 release/internal/registry/registry.go: DefaultCalicoRegistries), and its manifests/calico.yaml
+# names quay.io/calico/* since v3.31.0 (projectcalico/calico#10025; v3.31.0 … v3.32.1 and the v3.33
+# development tag checked). quay.io has no anonymous pull limit like Docker Hub's. The lab takes
+# Calico from quay.io whatever the manifest it is given says (an older or mirrored copy may still
+# name docker.io): 50-cni-calico's sed makes the same rewrite on the manifest the cluster applies,
+# and the warm cache fills and imports the rewritten names, so both sides agree on every name.
+CALICO_REGISTRY = "quay.io/calico"
+REGISTRY_REWRITES: dict[str, str] = {"docker.io/calico/": f"{CALICO_REGISTRY}/"}
+
+
+def lab_reference(normalized: str) -> str:
+    """The name the lab pulls an image under, from its normalized reference (as containerd names it:
+    docker.io/calico/node:v3.33.0 → quay.io/calico/node:v3.33.0; others unchanged)."""
+    for prefix, replacement in REGISTRY_REWRITES.items():
+        if normalized.startswith(prefix):
+            return replacement + normalized[len(prefix) :]
+    return normalized
+
+
 def images(spec: LabSpec) -> dict[str, str]:
     """Container images the lab runs whose tags labctl pins (key → reference).
 
@@ -32,13 +52,13 @@ def images(spec: LabSpec) -> dict[str, str]:
         "etcd": f"registry.k8s.io/etcd:{PINS['etcd']}",
         "coredns": f"registry.k8s.io/coredns/coredns:v{PINS['coredns']}",
         "pause": f"registry.k8s.io/pause:{PINS['pause']}",
-        # Docker Hub limits anonymous pulls (about 10 an hour per address, manifests counted): the
-        # apps images come from quay.io where upstream publishes there too (curl/curl-container
-        # README; Prometheus: quay.io/prometheus). Calico comes from its own manifest; Ollama and
-        # Grafana publish on Docker Hub only.
-        "calico-cni": f"docker.io/calico/cni:v{PINS['calico']}",
-        "calico-node": f"docker.io/calico/node:v{PINS['calico']}",
-        "calico-kube-controllers": f"docker.io/calico/kube-controllers:v{PINS['calico']}",
+        # Docker Hub limits anonymous pulls (about 10 an hour per address, manifests counted): images
+        # come from quay.io where upstream publishes there too (curl/curl-container README;
+        # Prometheus: quay.io/prometheus; Calico: CALICO_REGISTRY, the same names its manifest gets
+        # by REGISTRY_REWRITES). Ollama and Grafana publish on Docker Hub only.
+        "calico-cni": f"{CALICO_REGISTRY}/cni:v{PINS['calico']}",
+        "calico-node": f"{CALICO_REGISTRY}/node:v{PINS['calico']}",
+        "calico-kube-controllers": f"{CALICO_REGISTRY}/kube-controllers:v{PINS['calico']}",
         "metallb-controller": f"quay.io/metallb/controller:v{PINS['metallb']}",
         "metallb-speaker": f"quay.io/metallb/speaker:v{PINS['metallb']}",
         "csi-nfsplugin": f"registry.k8s.io/sig-storage/nfsplugin:v{PINS['csi_driver_nfs']}",

@@ -324,16 +324,22 @@ def test_image_pull_secret_on_every_pod() -> None:
             assert obj["spec"]["template"]["spec"]["imagePullSecrets"] == [{"name": "hub-login"}], obj["metadata"]["name"]
 
 
-def test_docker_hub_warning_counts_pulls_per_node() -> None:
-    """For doctor / versions --check to call: Calico (docker.io/calico, pulled by every node) +
-    Ollama (+ Grafana with monitoring) against Docker Hub's ~10 anonymous pulls an hour."""
+def test_docker_hub_warning_counts_pulls_per_node(monkeypatch: pytest.MonkeyPatch) -> None:
+    """For doctor / versions --check to call, against Docker Hub's ~10 anonymous pulls an hour: a
+    DaemonSet's image counts once per node, an app's once. Calico comes from quay.io now
+    (labctl.lab_pins.CALICO_REGISTRY), which leaves Ollama (+ Grafana with monitoring): no warning;
+    were Calico still on Docker Hub, its three images on both nodes would make the warning fire."""
+    from labctl import lab_pins
     from labctl.registries import docker_hub_pulls, docker_hub_warning
 
     default = spec_with()
-    assert docker_hub_pulls(default) == 3 * 2 + 1  # cni, node, kube-controllers on 2 nodes; ollama
+    assert docker_hub_pulls(default) == 1  # ollama
+    assert docker_hub_pulls(spec_with({"monitoring": True})) == 2  # + grafana
+    assert docker_hub_warning(default) is None
+    monkeypatch.setattr(lab_pins, "CALICO_REGISTRY", "docker.io/calico")
+    assert docker_hub_pulls(default) == 2 * 2 + 1 + 1  # cni, node on 2 nodes; kube-controllers; ollama
     warning = docker_hub_warning(default)
-    assert warning and "7 image pulls from Docker Hub" in warning and "registry_mirror" in warning
-    assert docker_hub_pulls(spec_with({"monitoring": True})) == 8
+    assert warning and "6 image pulls from Docker Hub" in warning and "registry_mirror" in warning
     assert docker_hub_warning(default, cache=True) is None
     assert docker_hub_warning(spec_with({"registry_mirror": "https://mirror.gcr.io"})) is None
 
