@@ -364,13 +364,22 @@ def test_validate_says_when_a_libvirt_node_disk_is_too_small(tmp_path: Path, mon
     assert node_disk_need_gib(spec, worker, {"ollama": 8192}) > need, "measured sizes replace the estimates"
 
     monkeypatch.chdir(tmp_path)
-    (tmp_path / "lab.yaml").write_text("provider:\n  type: libvirt\n")
+
+    def lab(worker_disk: int | None) -> str:
+        disk = "" if worker_disk is None else f", disk_gib: {worker_disk}"
+        return (
+            "provider:\n  type: libvirt\nnodes:\n  workers:\n"
+            f"    - {{name: worker1, ip: 192.168.33.101, cpus: 4, memory_mib: 8192{disk}}}\n"
+        )
+
+    (tmp_path / "lab.yaml").write_text(lab(10))  # a disk given in lab.yaml, too small
     out = CliRunner().invoke(cli, ["validate"]).output
     line = next(ln for ln in out.splitlines() if "nodes.workers[0].disk_gib" in ln)
     assert f"set nodes.workers[0].disk_gib: {need}" in line and "has 10 GiB" in line
     assert "nodes.master.disk_gib" not in out
-    lab = f"provider:\n  type: libvirt\nnodes:\n  workers:\n    - {{name: worker1, ip: 192.168.33.101, cpus: 4, memory_mib: 8192, disk_gib: {need}}}\n"
-    (tmp_path / "lab.yaml").write_text(lab)
+    (tmp_path / "lab.yaml").write_text(lab(need))
+    assert "disk_gib" not in CliRunner().invoke(cli, ["validate"]).output
+    (tmp_path / "lab.yaml").write_text(lab(None))  # no disk_gib: labctl sizes it (labctl.figures.node_disk_gib)
     assert "disk_gib" not in CliRunner().invoke(cli, ["validate"]).output
     (tmp_path / "lab.yaml").write_text("provider:\n  type: virtualbox\n")
     assert "disk_gib" not in CliRunner().invoke(cli, ["validate"]).output
