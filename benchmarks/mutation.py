@@ -85,6 +85,8 @@ TESTS: dict[str, list[str]] = {
     },
     "labctl/lab_pins.py": ["tests/test_lock.py", "tests/test_cache*.py", "tests/test_versions_check.py"],
     "labctl/lock.py": ["tests/test_lock.py", "tests/test_arch.py"],
+    "labctl/disk_sizing.py": ["tests/test_disk_sizing.py", "tests/test_apps_real_clusters.py"],
+    "labctl/registries.py": ["tests/test_apps_real_clusters.py", "tests/test_versions_check.py"],
 }
 CORE = list(TESTS)
 
