@@ -87,12 +87,12 @@ def cache_excludes(spec: LabSpec, node: Any) -> list[str]:
     if "images/" in needed:
         # The pinned images this node never runs (Ollama's and Open WebUI's several GB on the
         # master, the control plane's on a worker): they would only fill its disk.
-        from labctl.cache import safe_file_name
+        from labctl.cache_needs import arch_suffix, safe_file_name
         from labctl.disk_sizing import node_image_refs
-        from labctl.lock import images
+        from labctl.lab_pins import images
 
-        runs = node_image_refs(spec, node)
-        out += sorted(f"images/{safe_file_name(ref)}.tar" for ref in images(spec).values() if ref not in runs)
+        runs, suffix = node_image_refs(spec, node), arch_suffix(spec.arch)  # arm64 archives end .arm64.tar
+        out += sorted(f"images/{safe_file_name(ref)}{suffix}.tar" for ref in images(spec).values() if ref not in runs)
     return out
 
 

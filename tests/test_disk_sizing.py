@@ -83,3 +83,20 @@ def test_the_hosts_disk_figures_count_the_grown_disks() -> None:
     need = node_disk_need_gib(libvirt, libvirt.nodes.workers[0])
     assert disk_needed_gib(libvirt)[0] == disk_needed_gib(vbox)[0]
     assert disk_needed_gib(libvirt)[1] - disk_needed_gib(vbox)[1] == need - VM_DISK_GIB
+
+
+def test_a_libvirt_vm_is_not_sent_the_archives_of_images_it_never_runs_on_either_architecture(tmp_path: Path) -> None:
+    """The rsync copy of the cache leaves out the pinned images a node does not run; the archives'
+    names carry the architecture (arm64: <ref>.arm64.tar, labctl.cache_needs.needed_items), so the
+    exclusions must too, or an arm64 master would get Ollama's and Open WebUI's gigabytes."""
+    from labctl.arch import with_arch
+    from labctl.cache_needs import needed_items
+    from labctl.render import cache_excludes
+
+    for arch in ("amd64", "arm64"):
+        spec = with_arch(LabSpec.from_dict(LIBVIRT), arch)
+        paths = {item.key: item.path for item in needed_items(spec) if item.kind == "image"}
+        master = cache_excludes(spec, spec.nodes.master)
+        assert paths["images.ollama"] in master and paths["images.open-webui"] in master, arch
+        assert paths["images.kube-apiserver"] not in master, arch
+        assert paths["images.kube-apiserver"] in cache_excludes(spec, spec.nodes.workers[0]), arch
