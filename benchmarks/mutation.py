@@ -87,6 +87,15 @@ TESTS: dict[str, list[str]] = {
         f"labctl/doctor/{name}.py": ["tests/test_doctor*.py"]
         for name in ("__init__", "checks", "facts", "hosts", "linux", "macos", "probes", "report", "vbox")
     },
+    # cache.py was split by what the parts do (#16); lab_pins is the list the lock and the cache share.
+    **{
+        f"labctl/cache_{name}.py": ["tests/test_cache*.py", "tests/test_untrusted_files.py", "tests/test_apps_real_clusters.py"]
+        for name in ("needs", "scan", "fetch", "host", "fill")
+    },
+    "labctl/lab_pins.py": ["tests/test_lock.py", "tests/test_cache*.py", "tests/test_versions_check.py"],
+    "labctl/lock.py": ["tests/test_lock.py", "tests/test_arch.py"],
+    "labctl/disk_sizing.py": ["tests/test_disk_sizing.py", "tests/test_apps_real_clusters.py"],
+    "labctl/registries.py": ["tests/test_apps_real_clusters.py", "tests/test_versions_check.py"],
 }
 CORE = list(TESTS)
 

@@ -10,6 +10,7 @@ imageGCHighThresholdPercent default), so the images must fit under that line.
 from __future__ import annotations
 
 import math
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -41,10 +42,10 @@ GPU_ONLY = {"nvidia-device-plugin"}
 
 
 def node_image_keys(spec: LabSpec, node: Node) -> list[str]:
-    """Lock keys (labctl.lock.images) of the images ``node`` runs: the control plane's own only on
+    """Lock keys (labctl.lab_pins.images) of the images ``node`` runs: the control plane's own only on
     the master, the apps only where pods are scheduled, the device plugin only on the GPU worker;
     the per-node system pods (Calico, kube-proxy, MetalLB speaker, CSI) everywhere."""
-    from labctl.lock import images
+    from labctl.lab_pins import images
     from labctl.placement import schedulable_nodes
 
     roles = spec.roles_of(node)
@@ -64,10 +65,24 @@ def node_image_keys(spec: LabSpec, node: Node) -> list[str]:
 
 
 def node_image_refs(spec: LabSpec, node: Node) -> set[str]:
-    from labctl.lock import images
+    from labctl.lab_pins import images
 
     refs = images(spec)
     return {refs[key] for key in node_image_keys(spec, node)}
+
+
+def measured_image_mib(spec: LabSpec, cache_root: Path) -> dict[str, int]:
+    """Lock key → MiB of the image's archive in a filled warm cache (the compressed size, which is
+    what the estimates stand for); images the cache lacks are left to the estimates."""
+    from labctl.cache_needs import arch_suffix, safe_file_name
+    from labctl.lab_pins import images
+
+    out: dict[str, int] = {}
+    for key, ref in images(spec).items():
+        archive = cache_root / "images" / f"{safe_file_name(ref)}{arch_suffix(spec.arch)}.tar"
+        if archive.is_file():
+            out[key] = max(1, math.ceil(archive.stat().st_size / (1 << 20)))
+    return out
 
 
 def node_disk_need_gib(spec: LabSpec, node: Node, measured_mib: dict[str, int] | None = None, *, tarballs: bool = False) -> int:
@@ -85,16 +100,19 @@ def node_disk_need_gib(spec: LabSpec, node: Node, measured_mib: dict[str, int] |
 
 
 def disk_warnings(spec: LabSpec) -> list[str]:
-    """libvirt: one line per Kubernetes node whose disk is smaller than its images need."""
+    """libvirt: one line per Kubernetes node whose lab.yaml disk_gib is smaller than its images need.
+    A node without disk_gib gets what it needs (labctl.figures.node_disk_gib): nothing to say."""
     if spec.provider.type != "libvirt":
         return []
     out = []
     for path, node in spec.all_nodes():
+        if node.disk_gib is None:
+            continue
         need = node_disk_need_gib(spec, node)
-        have = node.disk_gib or LIBVIRT_BOX_DISK_GIB
-        if need and have < need:
+        if need and node.disk_gib < need:
             out.append(
                 f"{path}.disk_gib: {node.name} runs images that need about {need} GiB (compressed and unpacked, "
-                f"under the kubelet's 85 % image GC line) and its disk has {have} GiB — set {path}.disk_gib: {need}"
+                f"under the kubelet's 85 % image GC line) and its disk has {node.disk_gib} GiB — set "
+                f"{path}.disk_gib: {need}, or remove it and labctl sizes the disk from the node's images"
             )
     return out

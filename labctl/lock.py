@@ -25,6 +25,7 @@ from typing import Any
 import yaml
 
 from labctl.errors import LabctlError, SpecError
+from labctl.lab_pins import images, manifests, packages  # the warm cache reads the same list
 from labctl.spec import LabSpec
 
 FORMAT = "labctl-lock/v1"
@@ -46,80 +47,6 @@ def lock_path(lab_file: Path | None) -> Path:
     if lab_file is None:
         lab_file = Path("lab.yaml")
     return lab_file.with_name(f"{lab_file.stem}.lock.yaml")
-
-
-def images(spec: LabSpec) -> dict[str, str]:
-    """Container images the lab runs whose tags labctl pins (key → reference).
-
-    kubeadm's own images (etcd, coredns, pause) are pinned to what kubeadm at the pinned version
-    pulls. Images named inside the add-on manifests (e.g. the csi-driver-nfs sidecars) are fixed by
-    the locked manifest URLs; the warm cache reads them out of the manifests (``labctl.cache``).
-    """
-    from labctl.versions import PINS
-
-    k8s = PINS["kubernetes"]
-    out = {
-        "kube-apiserver": f"registry.k8s.io/kube-apiserver:v{k8s}",
-        "kube-controller-manager": f"registry.k8s.io/kube-controller-manager:v{k8s}",
-        "kube-scheduler": f"registry.k8s.io/kube-scheduler:v{k8s}",
-        "kube-proxy": f"registry.k8s.io/kube-proxy:v{k8s}",
-        "etcd": f"registry.k8s.io/etcd:{PINS['etcd']}",
-        "coredns": f"registry.k8s.io/coredns/coredns:v{PINS['coredns']}",
-        "pause": f"registry.k8s.io/pause:{PINS['pause']}",
-        # Docker Hub limits anonymous pulls (about 10 an hour per address, manifests counted): the
-        # apps images come from quay.io where upstream publishes there too (curl/curl-container
-        # README; Prometheus: quay.io/prometheus). Calico comes from its own manifest; Ollama and
-        # Grafana publish on Docker Hub only.
-        "calico-cni": f"docker.io/calico/cni:v{PINS['calico']}",
-        "calico-node": f"docker.io/calico/node:v{PINS['calico']}",
-        "calico-kube-controllers": f"docker.io/calico/kube-controllers:v{PINS['calico']}",
-        "metallb-controller": f"quay.io/metallb/controller:v{PINS['metallb']}",
-        "metallb-speaker": f"quay.io/metallb/speaker:v{PINS['metallb']}",
-        "csi-nfsplugin": f"registry.k8s.io/sig-storage/nfsplugin:v{PINS['csi_driver_nfs']}",
-        "metrics-server": f"registry.k8s.io/metrics-server/metrics-server:v{PINS['metrics_server']}",
-        "ollama": f"docker.io/ollama/ollama:{PINS['ollama']}",
-        "open-webui": f"ghcr.io/open-webui/open-webui:v{PINS['open_webui']}",
-        "curl": f"quay.io/curl/curl:{PINS['curl_image']}",
-    }
-    if spec.apps.options.gpu:
-        out["nvidia-device-plugin"] = f"nvcr.io/nvidia/k8s-device-plugin:v{PINS['nvidia_device_plugin']}"
-    if spec.apps.options.monitoring:
-        out["prometheus"] = f"quay.io/prometheus/prometheus:v{PINS['prometheus']}"
-        out["grafana"] = f"docker.io/grafana/grafana:{PINS['grafana']}"
-        out["blackbox-exporter"] = f"quay.io/prometheus/blackbox-exporter:v{PINS['blackbox_exporter']}"
-    return out
-
-
-def manifests() -> dict[str, tuple[str, str]]:
-    """Upstream manifests the lab applies: name → (version, URL)."""
-    from labctl.versions import PINS
-
-    calico, metallb, nfs, ms = PINS["calico"], PINS["metallb"], PINS["csi_driver_nfs"], PINS["metrics_server"]
-    return {
-        "calico": (calico, f"https://raw.githubusercontent.com/projectcalico/calico/v{calico}/manifests/calico.yaml"),
-        "metallb": (
-            metallb,
-            f"https://raw.githubusercontent.com/metallb/metallb/v{metallb}/config/manifests/metallb-native.yaml",
-        ),
-        "csi-driver-nfs": (
-            nfs,
-            f"https://raw.githubusercontent.com/kubernetes-csi/csi-driver-nfs/v{nfs}/deploy/v{nfs}/",
-        ),
-        "metrics-server": (
-            ms,
-            f"https://github.com/kubernetes-sigs/metrics-server/releases/download/v{ms}/components.yaml",
-        ),
-    }
-
-
-def packages() -> dict[str, str]:
-    """apt packages on every Kubernetes node: name → version pattern (apt's ``name=version``)."""
-    from labctl.versions import PINS
-
-    k8s = f"{PINS['kubernetes']}-{PINS['kubernetes_deb_revision']}"
-    cri = f"{PINS['cri_tools']}-{PINS['kubernetes_deb_revision']}"  # installed explicitly since 1.32
-    # containerd and runc are not apt packages any more: labctl.versions.release_downloads
-    return {"kubeadm": k8s, "kubelet": k8s, "kubectl": k8s, "cri-tools": cri}
 
 
 def resolve(spec: LabSpec) -> dict[str, str]:
@@ -155,7 +82,7 @@ def build_lock(spec: LabSpec, cache_dir: Path | None = None) -> dict[str, Any]:
     locked = resolve(spec)
     digests: dict[str, str | None] = {k: None for k in locked if k.startswith(("images.", "models.", "box.name"))}
     if cache_dir is not None:
-        from labctl.cache import known_digests
+        from labctl.cache_scan import known_digests
 
         for key, digest in known_digests(spec, cache_dir).items():
             if key in digests:

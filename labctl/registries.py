@@ -13,17 +13,21 @@ if TYPE_CHECKING:
 # content/manuals/docker-hub/usage/_index.md and pulls.md). Each image on each node is a pull.
 DOCKER_HUB_ANONYMOUS_PULLS_PER_HOUR = 10
 
+# The lab's DaemonSets: every Kubernetes node pulls their images (the GPU device plugin runs on one).
+PER_NODE_IMAGES = {"calico-cni", "calico-node", "kube-proxy", "metallb-speaker", "csi-nfsplugin"}
+
 
 def docker_hub_pulls(spec: LabSpec) -> int:
     """How many Docker Hub pulls a create without a cache or mirror makes: every docker.io image
-    once per node that runs it (Calico on every Kubernetes node; the apps images once, worst case)."""
-    from labctl.lock import images
+    once per node that runs it (a DaemonSet's on every Kubernetes node; the apps images once, worst
+    case). Calico is not among them: the lab takes it from quay.io (``labctl.lab_pins.CALICO_REGISTRY``)."""
+    from labctl.lab_pins import images
 
     k8s_nodes = sum(1 for _, node in spec.all_nodes() if "k8s" in spec.roles_of(node))
     pulls = 0
     for key, ref in images(spec).items():
         if ref.startswith("docker.io/"):
-            pulls += k8s_nodes if key.startswith("calico-") else 1
+            pulls += k8s_nodes if key in PER_NODE_IMAGES else 1
     return pulls
 
 

@@ -38,8 +38,10 @@ def _env(folder: Path):
     return env
 
 
-def vagrant_machines(spec: LabSpec) -> list[dict[str, Any]]:
+def vagrant_machines(spec: LabSpec, *, cache_dir: Path | str | None = None) -> list[dict[str, Any]]:
     """One entry per VM, in boot order, with everything the Vagrantfile template shows of it."""
+    from labctl.figures import node_disk_gib
+
     machines = []
     for path, node in spec.all_nodes():
         pci = node.pci_parts() if isinstance(node, GpuNode) else None
@@ -50,7 +52,9 @@ def vagrant_machines(spec: LabSpec) -> list[dict[str, Any]]:
                 "ip": str(node.ip),
                 "cpus": node.cpus,
                 "memory_mib": node.memory_mib,
-                "disk_gib": node.disk_gib,
+                # lab.yaml's disk_gib, or on libvirt what the node's images need (labctl.figures)
+                "disk_gib": node_disk_gib(spec, node, cache_dir=cache_dir),
+                "disk_default": node.disk_gib is None,
                 "roles": [ROLE_WORDS.get(r, r) for r in spec.roles_of(node) if r != "k8s"],
                 "pci": pci,
                 "pci_address": node.pci if isinstance(node, GpuNode) else "",
@@ -83,12 +87,12 @@ def cache_excludes(spec: LabSpec, node: Any) -> list[str]:
     if "images/" in needed:
         # The pinned images this node never runs (Ollama's and Open WebUI's several GB on the
         # master, the control plane's on a worker): they would only fill its disk.
-        from labctl.cache import safe_file_name
+        from labctl.cache_needs import arch_suffix, safe_file_name
         from labctl.disk_sizing import node_image_refs
-        from labctl.lock import images
+        from labctl.lab_pins import images
 
-        runs = node_image_refs(spec, node)
-        out += sorted(f"images/{safe_file_name(ref)}.tar" for ref in images(spec).values() if ref not in runs)
+        runs, suffix = node_image_refs(spec, node), arch_suffix(spec.arch)  # arm64 archives end .arm64.tar
+        out += sorted(f"images/{safe_file_name(ref)}{suffix}.tar" for ref in images(spec).values() if ref not in runs)
     return out
 
 
@@ -112,7 +116,7 @@ def render_vagrantfile(
         raise LabctlError(
             f"provider.type {provider} uses machines that already exist: there is no Vagrantfile to render"
         )
-    machines = vagrant_machines(spec)
+    machines = vagrant_machines(spec, cache_dir=cache_dir)
     cache_literal = node_dir = ""
     if cache_dir is not None:
         from labctl.cache import NODE_DIR

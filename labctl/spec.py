@@ -76,7 +76,7 @@ class Node(Model):
         ge=10,
         le=2048,
         description="grow the box's disk, and the root file system on it, to this many GiB (VMs holding models); "
-        "null = box size; Vagrant providers only",
+        "null = box size (on libvirt a Kubernetes node gets what its images need); Vagrant providers only",
     )
     # Only for provider: ssh (machines that already exist).
     ssh_user: UserName = Field(default=None, description="provider ssh only: login user (needs passwordless sudo)")

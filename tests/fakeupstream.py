@@ -29,8 +29,9 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
-from labctl.cache import Upstreams, addon_files, model_parts, split_reference
-from labctl.lock import images, packages
+from labctl.cache_fetch import Upstreams, split_reference
+from labctl.cache_needs import addon_files, model_parts
+from labctl.lab_pins import images, packages
 from labctl.spec import LabSpec
 
 TOKEN = "fake-anonymous-token"

@@ -205,7 +205,7 @@ def _source_answering(answers: list[tuple[int, dict[str, str]]]) -> tuple[Any, l
     """A cache Source whose httpx client answers from a list (httpx.MockTransport: no socket at all)."""
     import httpx
 
-    from labctl.cache import Source
+    from labctl.cache_fetch import Source
 
     slept: list[float] = []
     seen: list[str] = []
@@ -230,7 +230,7 @@ def test_cache_fill_honours_retry_after_on_429() -> None:
 
 
 def test_cache_fill_gives_up_on_a_long_rate_limit_with_the_way_out() -> None:
-    from labctl.cache import CacheError
+    from labctl.cache_needs import CacheError
 
     source, slept, _ = _source_answering([(429, {"Retry-After": "3600"})])
     with pytest.raises(CacheError, match=r"HTTP 429, the registry asks to wait 3600 s .* --mirror"):
@@ -246,7 +246,7 @@ def test_retry_after_as_an_http_date() -> None:
     from datetime import datetime, timedelta
     from email.utils import format_datetime
 
-    from labctl.cache import retry_after_seconds
+    from labctl.cache_fetch import retry_after_seconds
 
     later = format_datetime(datetime.now(UTC) + timedelta(seconds=90), usegmt=True)
     assert 85 <= retry_after_seconds(later, default=1) <= 90
@@ -324,16 +324,22 @@ def test_image_pull_secret_on_every_pod() -> None:
             assert obj["spec"]["template"]["spec"]["imagePullSecrets"] == [{"name": "hub-login"}], obj["metadata"]["name"]
 
 
-def test_docker_hub_warning_counts_pulls_per_node() -> None:
-    """For doctor / versions --check to call: Calico (docker.io/calico, pulled by every node) +
-    Ollama (+ Grafana with monitoring) against Docker Hub's ~10 anonymous pulls an hour."""
+def test_docker_hub_warning_counts_pulls_per_node(monkeypatch: pytest.MonkeyPatch) -> None:
+    """For doctor / versions --check to call, against Docker Hub's ~10 anonymous pulls an hour: a
+    DaemonSet's image counts once per node, an app's once. Calico comes from quay.io now
+    (labctl.lab_pins.CALICO_REGISTRY), which leaves Ollama (+ Grafana with monitoring): no warning;
+    were Calico still on Docker Hub, its three images on both nodes would make the warning fire."""
+    from labctl import lab_pins
     from labctl.registries import docker_hub_pulls, docker_hub_warning
 
     default = spec_with()
-    assert docker_hub_pulls(default) == 3 * 2 + 1  # cni, node, kube-controllers on 2 nodes; ollama
+    assert docker_hub_pulls(default) == 1  # ollama
+    assert docker_hub_pulls(spec_with({"monitoring": True})) == 2  # + grafana
+    assert docker_hub_warning(default) is None
+    monkeypatch.setattr(lab_pins, "CALICO_REGISTRY", "docker.io/calico")
+    assert docker_hub_pulls(default) == 2 * 2 + 1 + 1  # cni, node on 2 nodes; kube-controllers; ollama
     warning = docker_hub_warning(default)
-    assert warning and "7 image pulls from Docker Hub" in warning and "registry_mirror" in warning
-    assert docker_hub_pulls(spec_with({"monitoring": True})) == 8
+    assert warning and "6 image pulls from Docker Hub" in warning and "registry_mirror" in warning
     assert docker_hub_warning(default, cache=True) is None
     assert docker_hub_warning(spec_with({"registry_mirror": "https://mirror.gcr.io"})) is None
 
@@ -358,13 +364,22 @@ def test_validate_says_when_a_libvirt_node_disk_is_too_small(tmp_path: Path, mon
     assert node_disk_need_gib(spec, worker, {"ollama": 8192}) > need, "measured sizes replace the estimates"
 
     monkeypatch.chdir(tmp_path)
-    (tmp_path / "lab.yaml").write_text("provider:\n  type: libvirt\n")
+
+    def lab(worker_disk: int | None) -> str:
+        disk = "" if worker_disk is None else f", disk_gib: {worker_disk}"
+        return (
+            "provider:\n  type: libvirt\nnodes:\n  workers:\n"
+            f"    - {{name: worker1, ip: 192.168.33.101, cpus: 4, memory_mib: 8192{disk}}}\n"
+        )
+
+    (tmp_path / "lab.yaml").write_text(lab(10))  # a disk given in lab.yaml, too small
     out = CliRunner().invoke(cli, ["validate"]).output
     line = next(ln for ln in out.splitlines() if "nodes.workers[0].disk_gib" in ln)
     assert f"set nodes.workers[0].disk_gib: {need}" in line and "has 10 GiB" in line
     assert "nodes.master.disk_gib" not in out
-    lab = f"provider:\n  type: libvirt\nnodes:\n  workers:\n    - {{name: worker1, ip: 192.168.33.101, cpus: 4, memory_mib: 8192, disk_gib: {need}}}\n"
-    (tmp_path / "lab.yaml").write_text(lab)
+    (tmp_path / "lab.yaml").write_text(lab(need))
+    assert "disk_gib" not in CliRunner().invoke(cli, ["validate"]).output
+    (tmp_path / "lab.yaml").write_text(lab(None))  # no disk_gib: labctl sizes it (labctl.figures.node_disk_gib)
     assert "disk_gib" not in CliRunner().invoke(cli, ["validate"]).output
     (tmp_path / "lab.yaml").write_text("provider:\n  type: virtualbox\n")
     assert "disk_gib" not in CliRunner().invoke(cli, ["validate"]).output

@@ -11,16 +11,10 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from labctl.cache import (
-    CacheError,
-    Source,
-    fill_cache,
-    inspect_cache,
-    known_digests,
-    needed_items,
-    scan,
-    status_table,
-)
+from labctl.cache_fetch import Source
+from labctl.cache_fill import fill_cache
+from labctl.cache_needs import CacheError, needed_items
+from labctl.cache_scan import inspect_cache, known_digests, scan, status_table
 from labctl.cli import cli
 from labctl.plan import build_plan, load_playbooks
 from labctl.spec import LabSpec
@@ -117,7 +111,7 @@ def test_fill_caches_kubeadms_images_and_those_named_in_the_addon_manifests(fill
 
 
 def test_manifest_images_walks_pods_and_normalizes_references() -> None:
-    from labctl.cache import manifest_images, normalize_reference
+    from labctl.cache_needs import manifest_images, normalize_reference
 
     text = """
 apiVersion: batch/v1
@@ -359,7 +353,8 @@ class RecordingVagrant:
 def test_prepare_host_adds_the_cached_box_from_where_the_cache_is_now(filled: Path, tmp_path: Path) -> None:
     import shutil
 
-    from labctl.cache import box_file, prepare_host_for_cache
+    from labctl.cache_host import prepare_host_for_cache
+    from labctl.cache_needs import box_file
 
     spec = LabSpec.default()
     moved = tmp_path / "usb stick" / "labcache"  # the cache copied elsewhere after `cache fill`
@@ -379,7 +374,7 @@ def test_prepare_host_adds_the_cached_box_from_where_the_cache_is_now(filled: Pa
 
 
 def test_prepare_host_skips_a_box_vagrant_already_has(filled: Path) -> None:
-    from labctl.cache import prepare_host_for_cache
+    from labctl.cache_host import prepare_host_for_cache
 
     vagrant = RecordingVagrant(listing="bento/ubuntu-24.04 (virtualbox, 202510.26.0, (amd64))\nother/box (libvirt, 1)\n")
     message = prepare_host_for_cache(LabSpec.default(), filled, run=vagrant)
@@ -388,7 +383,7 @@ def test_prepare_host_skips_a_box_vagrant_already_has(filled: Path) -> None:
 
 
 def test_prepare_host_reports_a_failed_add_and_a_missing_box(filled: Path, tmp_path: Path) -> None:
-    from labctl.cache import prepare_host_for_cache
+    from labctl.cache_host import prepare_host_for_cache
 
     with pytest.raises(CacheError, match=r"vagrant box add .* failed \(exit 1\): .*checksum mismatch"):
         prepare_host_for_cache(LabSpec.default(), filled, run=RecordingVagrant(add_exit=1))
@@ -532,7 +527,7 @@ def test_model_pull_job_skips_a_model_already_on_the_volume(seeded: bool, tmp_pa
 def test_every_image_the_labs_own_manifests_run_is_in_the_cache_list(options: dict, tmp_path: Path) -> None:
     """The lab's own bundles (Ollama, Open WebUI, the pull Job, the options) name no image the warm
     cache would not fetch — else a warm create would pull it."""
-    from labctl.cache import manifest_images
+    from labctl.cache_needs import manifest_images
     from labctl.manifests import render_bundles
     from labctl.secrets import load_or_create
 

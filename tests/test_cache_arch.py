@@ -12,9 +12,10 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from labctl import cache as cache_mod
+from labctl import cache_fetch as cache_mod
 from labctl.arch import with_arch
-from labctl.cache import fill_cache, inspect_cache, known_digests, scan, served_arches, status_table
+from labctl.cache_fill import fill_cache
+from labctl.cache_scan import inspect_cache, known_digests, scan, served_arches, status_table
 from labctl.cli import cli
 from labctl.plan import build_plan
 from labctl.spec import LabSpec

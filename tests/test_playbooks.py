@@ -10,7 +10,7 @@ import re
 
 import pytest
 
-from labctl.plan import build_plan, load_playbooks
+from labctl.plan import build_plan, load_playbooks, nodes_for
 from labctl.resources import playbooks_dir
 from labctl.spec import LabSpec
 from labctl.versions import PINS
@@ -131,7 +131,8 @@ def test_default_lab_runs_the_expected_steps_in_order(plans):
 
 def test_gpu_steps_only_with_the_gpu_option_and_only_on_the_gpu_worker(plans):
     ids = [s.id for s in plans["gpu-libvirt"].steps]
-    assert ids == EXPECTED_STEPS[:9] + GPU_STEPS + EXPECTED_STEPS[9:]
+    # (libvirt: the Kubernetes nodes' disks are sized from their images, and grown first)
+    assert ids == ["node-prep.grow-root-filesystem", *EXPECTED_STEPS[:9], *GPU_STEPS, *EXPECTED_STEPS[9:]]
     for step_id in GPU_STEPS:
         step = plans["gpu-libvirt"].step(step_id)
         assert step.hosts == ("gpu1",)
@@ -144,13 +145,16 @@ def test_gpu_steps_only_with_the_gpu_option_and_only_on_the_gpu_worker(plans):
 
 
 def test_only_vms_with_disk_gib_grow_their_root_file_system(plans):
+    """On VirtualBox only the VMs that set disk_gib; on libvirt also every Kubernetes node, whose
+    disk labctl sizes from its images when lab.yaml does not (labctl.figures.node_disk_gib)."""
     grow = "node-prep.grow-root-filesystem"
     assert [s.id for s in plans["big-disks"].steps] == [grow, *EXPECTED_STEPS]
     step = plans["big-disks"].step(grow)
     assert step.hosts == ("nfs", "master")  # lab order (nfs first); worker1 keeps the box's disk size: not in the step at all
     assert not step.network  # the offline e2e lab runs it; growpart is installed only where missing
+    assert plans["gpu-libvirt"].step(grow).hosts == tuple(n.name for n in nodes_for(gpu_libvirt(), "k8s"))
     for name in LABS:
-        if name != "big-disks":
+        if name not in ("big-disks", "gpu-libvirt"):
             assert grow not in {s.id for s in plans[name].steps}, name
 
 
@@ -387,7 +391,7 @@ def test_offline_lab_skips_exactly_the_steps_that_need_the_internet(plans):
 
 
 def test_with_cached_packages_node_prep_uses_only_the_local_repository():
-    from labctl.cache import CachedFile, CacheInfo
+    from labctl.cache_scan import CachedFile, CacheInfo
 
     lab = LabSpec.default()
     cached = CacheInfo(host_dir="/srv/labctl-cache", debs=(CachedFile("kubeadm_1.36.4-1.1_amd64.deb", "debs/x", 1),))
@@ -409,7 +413,7 @@ def test_containerd_and_runc_come_from_their_releases_verified_or_from_the_cache
     """Ubuntu's noble-updates keeps only its newest containerd (FACTS.md #19); the GitHub releases keep
     every version. Asset names as containerd/containerd@v2.2.7 Makefile (containerd-<v>-linux-<arch>.tar.gz
     + .sha256sum) and opencontainers/runc script/release_build.sh (runc.<arch>, runc.sha256sum) write them."""
-    from labctl.cache import CachedFile, CacheInfo
+    from labctl.cache_scan import CachedFile, CacheInfo
     from labctl.versions import release_downloads
 
     lab = LabSpec.default()
@@ -432,7 +436,7 @@ def test_containerd_and_runc_come_from_their_releases_verified_or_from_the_cache
 
 
 def test_an_offline_lab_with_cached_packages_installs_them_instead_of_skipping():
-    from labctl.cache import CachedFile, CacheInfo
+    from labctl.cache_scan import CachedFile, CacheInfo
     from labctl.versions import release_downloads
 
     installs = {"node-prep.install-containerd", "node-prep.install-kubernetes-packages"}

@@ -157,7 +157,7 @@ def test_render_into_an_impossible_place_is_a_clean_error(where: str, tmp_path: 
 
 
 def test_the_cache_never_writes_outside_its_folder(tmp_path: Path) -> None:
-    from labctl.cache import CacheError, inside, model_manifest_path
+    from labctl.cache_needs import CacheError, inside, model_manifest_path
 
     assert inside(tmp_path, model_manifest_path("llama3.2:1b")).is_relative_to(tmp_path)
     for rel in (model_manifest_path("a/../../../../tmp/x:latest"), "models/blobs/sha256-/../../../x", "/etc/passwd"):

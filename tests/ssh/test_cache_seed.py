@@ -27,7 +27,8 @@ from pathlib import Path
 import pytest
 from rich.console import Console
 
-from labctl.cache import fill_cache, inspect_cache
+from labctl.cache_fill import fill_cache
+from labctl.cache_scan import inspect_cache
 from labctl.plan import build_plan, load_playbooks
 from labctl.runner import Runner
 from labctl.spec import LabSpec

@@ -176,6 +176,12 @@ def test_all_playbooks_run_end_to_end_then_a_rerun_skips_everything(ssh_nodes, t
     env = {e["name"]: e.get("value") for e in objects["DaemonSet/kube-system/calico-node"]["spec"]["template"]["spec"]["containers"][0]["env"]}
     assert env["CALICO_IPV4POOL_CIDR"] == str(spec.network.pod_cidr)
     assert env["IP_AUTODETECTION_METHOD"] == f"cidr={spec.network.subnet}"
+    # the shim manifest names docker.io/calico (as Calico's did before v3.31.0): applied from quay.io
+    calico = [objects["DaemonSet/kube-system/calico-node"], objects["Deployment/kube-system/calico-kube-controllers"]]
+    assert [c["image"] for o in calico for c in o["spec"]["template"]["spec"]["containers"]] == [
+        f"quay.io/calico/node:v{PINS['calico']}",
+        f"quay.io/calico/kube-controllers:v{PINS['calico']}",
+    ]
     args = objects["Deployment/kube-system/metrics-server"]["spec"]["template"]["spec"]["containers"][0]["args"]
     assert args.count("--kubelet-insecure-tls") == 1
     assert "IPAddressPool/metallb-system/" + objects_named(objects, "IPAddressPool")[0] in objects
