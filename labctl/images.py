@@ -117,6 +117,44 @@ def images_text(data: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
+HANDOUT_INTRO = (
+    "Right after containerd is installed, each node starts pulling every image it will need, a few at a time, "
+    "while the cluster is being built (step `image-pull.start-background-pull`; progress in `{log}` on the node). "
+    "Each later layer waits only for its own images. An image the warm cache brings is imported, not pulled."
+)
+
+
+def images_markdown(data: dict[str, Any]) -> list[str]:
+    """The handout's "Images each node pulls" section (Markdown lines)."""
+    out = ["### Images each node pulls", "", HANDOUT_INTRO.format(log=data["log"]), ""]
+    for node, images in data["nodes"].items():
+        out += [f"**{node}** ({len(images)} images)", "", "| Image | Needed by | Why this node |", "|---|---|---|"]
+        out += [
+            f"| `{i['image']}` | {i['layer']}{' (warm cache)' if i['cached'] else ''} | {i['why']} |" for i in images
+        ]
+        out.append("")
+    return out
+
+
+def images_html(data: dict[str, Any]) -> list[str]:
+    """The same section in HTML, every value escaped."""
+    import html
+
+    e = html.escape
+    intro = e(HANDOUT_INTRO.format(log=data["log"])).replace("`", "")
+    out = ["<h3>Images each node pulls</h3>", f"<p>{intro}</p>"]
+    for node, images in data["nodes"].items():
+        out.append(f"<p><strong>{e(node)}</strong> ({len(images)} images)</p>")
+        out.append("<table><thead><tr><th>Image</th><th>Needed by</th><th>Why this node</th></tr></thead><tbody>")
+        out += [
+            f"<tr><td><code>{e(i['image'])}</code></td><td>{e(i['layer'])}{' (warm cache)' if i['cached'] else ''}</td>"
+            f"<td>{e(i['why'])}</td></tr>"
+            for i in images
+        ]
+        out.append("</tbody></table>")
+    return out
+
+
 # ---- what the pinned upstream manifests run --------------------------------------------------------
 # Used when the manifests themselves are not at hand (no warm cache): the workloads each file
 # declares at the pinned tag, checked at the source (2026-12-03):
@@ -271,6 +309,14 @@ def apps_workloads(spec: LabSpec) -> list[Workload]:
     return workloads_in(text, "apps", "apps bundle")
 
 
+_WHERE_TEXT = {
+    "control-plane": "control plane only",
+    "every-node": "runs on every node",
+    "any-node": "may be scheduled on any node",
+    "schedulable": "may be scheduled on any node without the control-plane taint",
+}
+
+
 def nodes_where(spec: LabSpec, where: Where) -> list[str]:
     from labctl.manifests import schedulable_nodes
 
@@ -305,7 +351,7 @@ def image_plan(spec: LabSpec, cache: Any = None) -> ImagePlan:
                 for ref in w.images:
                     if ref not in have:
                         have.add(ref)
-                        why = f"{w.kind} {w.name} ({w.source})"
+                        why = f"{w.kind} {w.name} ({w.source}): {_WHERE_TEXT.get(w.where, 'pinned to this node')}"
                         by_node[node].append(NodeImage(ref, layer, why, ref in cached.get(node, set())))
     return ImagePlan({node: tuple(images) for node, images in by_node.items()})
 
