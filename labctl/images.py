@@ -65,7 +65,7 @@ class Workload:
 class NodeImage:
     ref: str
     layer: str
-    why: str  # "DaemonSet calico-node (calico-v3.33.0.yaml)"
+    why: str  # "DaemonSet calico-node (calico-v3.33.0.yaml): runs on every node"
     cached: bool = False  # imported from the warm cache: already present, not pulled
 
 
@@ -243,17 +243,21 @@ def placement(obj: dict[str, Any]) -> Where:
 
 
 def workloads_in(text: str, layer: str, source: str) -> list[Workload]:
-    """Every workload a manifest declares, with its images (labctl.cache.manifest_images) and placement."""
+    """Every workload a manifest declares, with its images (labctl.cache.manifest_images, per
+    document) and placement."""
+    import re
+
     import yaml
 
     from labctl.cache import manifest_images
 
     loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
     out = []
-    for doc in yaml.load_all(text, Loader=loader):
+    for part in re.split(r"(?m)^---[ \t]*$", text):
+        doc = yaml.load(part, Loader=loader)
         if not isinstance(doc, dict) or doc.get("kind") not in WORKLOAD_KINDS:
             continue
-        refs = manifest_images(yaml.safe_dump(doc), source)
+        refs = manifest_images(part, source)
         if refs:
             name = str((doc.get("metadata") or {}).get("name", "?"))
             out.append(Workload(layer, source, str(doc["kind"]), name, placement(doc), tuple(refs)))
@@ -304,9 +308,16 @@ def apps_workloads(spec: LabSpec) -> list[Workload]:
     from labctl.manifests import Target, render_bundles
     from labctl.secrets import LabSecrets
 
-    placeholders = LabSecrets(webui_secret_key="x" * 64, grafana_admin_password="x" * 24)
-    text = render_bundles(spec, placeholders, Target())["apps"]
-    return workloads_in(text, "apps", "apps bundle")
+    key = spec.model_dump_json()
+    if key not in _APPS_SEEN:  # one render per lab spec and process: plans are built many times
+        placeholders = LabSecrets(webui_secret_key="x" * 64, grafana_admin_password="x" * 24)
+        text = render_bundles(spec, placeholders, Target())["apps"]
+        _APPS_SEEN.clear()
+        _APPS_SEEN[key] = workloads_in(text, "apps", "apps bundle")
+    return list(_APPS_SEEN[key])
+
+
+_APPS_SEEN: dict[str, list[Workload]] = {}
 
 
 _WHERE_TEXT = {
@@ -373,6 +384,10 @@ class LazyImagePlan:
     def __init__(self, spec: LabSpec, cache: Any = None) -> None:
         self._args = (spec, cache)
         self._plan: ImagePlan | None = None
+
+    def computed(self) -> bool:
+        """Whether a step asked for it: a plan without the pull's steps carries no image list."""
+        return self._plan is not None
 
     def __getattr__(self, name: str) -> Any:
         if name.startswith("_"):

@@ -489,7 +489,7 @@ def build_plan(
         {"name": n.name, "ip": str(n.ip), "roles": list(spec.roles_of(n)), "cpus": n.cpus, "memory_mib": n.memory_mib}
         for _, n in spec.all_nodes()
     )
-    images = base["images"].to_dict()
+    images = base["images"].to_dict() if base["images"].computed() else {}  # only with the pull's steps
     return Plan(lab=spec.name, provider=spec.provider.type, hosts=hosts, steps=tuple(steps), images=images)
 
 
