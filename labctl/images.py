@@ -157,15 +157,17 @@ def images_html(data: dict[str, Any]) -> list[str]:
 
 # ---- what the pinned upstream manifests run --------------------------------------------------------
 # Used when the manifests themselves are not at hand (no warm cache): the workloads each file
-# declares at the pinned tag, checked at the source (2026-12-03):
-#   projectcalico/calico manifests/calico.yaml: DaemonSet calico-node (init containers from
-#     calico/cni, tolerates every NoSchedule taint), Deployment calico-kube-controllers (tolerates
-#     node-role.kubernetes.io/control-plane);
-#   metallb/metallb config/manifests/metallb-native.yaml: Deployment controller (no toleration),
-#     DaemonSet speaker (tolerates only the old node-role.kubernetes.io/master key);
-#   kubernetes-csi/csi-driver-nfs@v4.13.4 deploy/v4.13.4/csi-nfs-controller.yaml (Deployment,
-#     tolerates control-plane) and csi-nfs-node.yaml (DaemonSet, tolerates everything);
+# declares, checked at the source on 2026-12-03 (stored snapshots; where the snapshot is a branch and
+# not the pinned tag, it says so — with a warm cache the lab's own files are read instead):
+#   projectcalico/calico manifests/calico.yaml (master @0039c9c): DaemonSet calico-node (init
+#     containers from calico/cni, tolerates every NoSchedule taint), Deployment
+#     calico-kube-controllers (tolerates node-role.kubernetes.io/control-plane);
+#   metallb/metallb config/manifests/metallb-native.yaml (main @022228b): Deployment controller (no
+#     toleration), DaemonSet speaker (tolerates only the old node-role.kubernetes.io/master key);
+#   kubernetes-csi/csi-driver-nfs deploy/v4.13.4/csi-nfs-controller.yaml (Deployment, tolerates
+#     control-plane) and csi-nfs-node.yaml (DaemonSet, tolerates everything): the sidecar tags below;
 #   kubernetes-sigs/metrics-server v0.9.0 components.yaml: Deployment, no toleration.
+# kubeadm: kubernetes/kubernetes cmd/kubeadm/app/images/images.go (@008b365) GetControlPlaneImages.
 # The csi-driver-nfs sidecar tags belong to that release: tests/test_images.py fails when the pin
 # moves without this table.
 CSI_NFS_SIDECARS_FOR = "4.13.4"
