@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from labctl.figures import disk_sentence
+from labctl.images import images_html, images_markdown
 from labctl.plan import HostCommands, Plan, PlannedStep
 from labctl.spec import LabSpec
 
@@ -95,7 +96,7 @@ def macos_prerequisites(spec: LabSpec) -> list[str]:
     each). Versions: hashicorp/vagrant's VirtualBox driver list (7.1 from Vagrant 2.4.2, 7.2 from 2.4.9)."""
     out = [
         "On a Mac: VirtualBox from https://www.virtualbox.org/wiki/Downloads (Intel Macs: 7.0 or newer; Apple "
-        "Silicon: 7.1 or newer, the \"macOS / Apple Silicon hosts\" package) and Vagrant from HashiCorp "
+        'Silicon: 7.1 or newer, the "macOS / Apple Silicon hosts" package) and Vagrant from HashiCorp '
         "(`brew install hashicorp/tap/hashicorp-vagrant`): VirtualBox 7.1 needs Vagrant 2.4.2 or newer, 7.2 needs "
         "2.4.9. With VirtualBox 7 on macOS the /etc/vbox/networks.conf line below is not needed. "
         "`labctl doctor` checks all of this."
@@ -227,11 +228,15 @@ def _resets(spec: LabSpec) -> tuple[tuple[str, str], ...]:
         return ()
     return (
         ("Save the lab as it is now, before an exercise that may break it", "labctl snapshot save before-exercise"),
-        ("Put it back: every VM restored, clocks set, the lab re-checked like `labctl create`",
-         "labctl snapshot restore before-exercise"),
+        (
+            "Put it back: every VM restored, clocks set, the lab re-checked like `labctl create`",
+            "labctl snapshot restore before-exercise",
+        ),
         ("Back to the lab exactly as `labctl create` finished it", "labctl snapshot restore ready"),
-        ("List the snapshots; delete one to free its disk space",
-         "labctl snapshot list\nlabctl snapshot delete before-exercise"),
+        (
+            "List the snapshots; delete one to free its disk space",
+            "labctl snapshot list\nlabctl snapshot delete before-exercise",
+        ),
     )
 
 
@@ -293,6 +298,7 @@ def render_markdown(outline: Outline) -> str:
         f"Lab network {spec.network.subnet}; pods {spec.network.pod_cidr}; services {spec.network.service_cidr}; "
         f"MetalLB pool {spec.network.metallb_pool}.",
         "",
+        *(images_markdown(plan.images) if plan.images else []),
         "## 3. The steps",
         "",
         "Each step first runs its **check**; when the check succeeds the work is already done and the step is "
@@ -420,6 +426,7 @@ def render_html(outline: Outline) -> str:
         "</tbody></table>",
         f"<p>Lab network {e(str(spec.network.subnet))}; pods {e(str(spec.network.pod_cidr))}; services "
         f"{e(str(spec.network.service_cidr))}; MetalLB pool {e(spec.network.metallb_pool)}.</p>",
+        *(images_html(plan.images) if plan.images else []),
         "<h2>3. The steps</h2>",
         "<p>Each step first runs its <strong>check</strong>; when the check succeeds the work is already done and the "
         "step is skipped on that machine. Otherwise it runs the <strong>run</strong> script.</p>",

@@ -104,6 +104,7 @@ class Plan:
     provider: str
     hosts: tuple[dict[str, Any], ...]
     steps: tuple[PlannedStep, ...] = field(default_factory=tuple)
+    images: dict[str, Any] = field(default_factory=dict)  # labctl.images.ImagePlan.to_dict(): the background pull
 
     def step(self, step_id: str) -> PlannedStep:
         for s in self.steps:
@@ -145,6 +146,10 @@ class Plan:
                 out.append(f"    {label}: run:")
                 out.extend("        " + line for line in cmd.run.rstrip().splitlines())
             out.append("")
+        if self.images:
+            from labctl.images import images_text
+
+            out.append(images_text(self.images))
         return "\n".join(out).rstrip() + "\n"
 
 
@@ -204,6 +209,7 @@ def template_context(spec: LabSpec, *, cache: Any = None) -> dict[str, Any]:
 
     ``cache`` is the warm cache given to ``create --cache`` (a ``labctl.cache.CacheInfo``) or None;
     steps that only make sense with a cache say ``when: cache``."""
+    from labctl.images import image_context
     from labctl.placement import pull_job_name
     from labctl.versions import PINS, kubernetes_minor, release_downloads
 
@@ -225,6 +231,7 @@ def template_context(spec: LabSpec, *, cache: Any = None) -> dict[str, Any]:
         "fact_var": fact_variable,
         "cache": cache,
         "releases": {d.key: d for d in release_downloads(spec.arch)},  # containerd, runc (labctl.versions)
+        **image_context(spec, cache),  # the background image pull's lists (labctl.images)
     }
 
 
@@ -450,7 +457,8 @@ def build_plan(
         {"name": n.name, "ip": str(n.ip), "roles": list(spec.roles_of(n)), "cpus": n.cpus, "memory_mib": n.memory_mib}
         for _, n in spec.all_nodes()
     )
-    return Plan(lab=spec.name, provider=spec.provider.type, hosts=hosts, steps=tuple(steps))
+    images = base["images"].to_dict() if base["images"].computed() else {}  # only with the pull's steps
+    return Plan(lab=spec.name, provider=spec.provider.type, hosts=hosts, steps=tuple(steps), images=images)
 
 
 @dataclass(frozen=True)

@@ -28,25 +28,31 @@ EXPECTED_STEPS = [
     "nfs-server.install-nfs-server",
     "nfs-server.create-export-folder",
     "nfs-server.export-folder-to-lab",
+    "image-pull.start-background-pull",
+    "control-plane.wait-for-control-plane-images",
     "control-plane.pull-control-plane-images",
     "control-plane.initialise-control-plane",
     "control-plane.write-user-kubeconfig",
     "control-plane.create-join-command",
     "workers.join-cluster",
     "workers.wait-until-registered",
+    "cni-calico.wait-for-calico-images",
     "cni-calico.fetch-calico-manifest",
     "cni-calico.apply-calico",
     "cni-calico.wait-for-calico",
     "cni-calico.wait-for-nodes-ready",
+    "load-balancer.wait-for-load-balancer-images",
     "load-balancer.fetch-metallb-manifest",
     "load-balancer.apply-metallb",
     "load-balancer.wait-for-metallb-webhook",
     "load-balancer.apply-address-pool",
+    "storage.wait-for-storage-images",
     "storage.fetch-csi-driver-nfs-manifests",
     "storage.apply-csi-driver-nfs",
     "storage.apply-default-storage-class",
     "storage.fetch-metrics-server-manifest",
     "storage.apply-metrics-server",
+    "apps.wait-for-apps-images",
     "apps.apply-apps",
     "apps.wait-for-apps",
     "apps.wait-for-model-download",
@@ -181,6 +187,13 @@ def test_steps_target_the_right_hosts(plans):
             assert step.hosts == ("store",), step.id
         elif step.playbook == "workers":
             assert step.hosts == ("w1", "w2", "w3"), step.id
+        elif step.id == "image-pull.start-background-pull":
+            assert step.hosts == k8s, step.id  # every Kubernetes node pulls its own images
+        elif step.id.endswith("-images") and ".wait-for-" in step.id:
+            # each node waits for its own images of that layer: the control plane's on cp only; MetalLB's
+            # (its speaker does not tolerate the control-plane taint) and the apps' on the workers only
+            expected = {"control-plane": ("cp",), "load-balancer": k8s[1:], "apps": k8s[1:]}.get(step.playbook, k8s)
+            assert step.hosts == expected, step.id
         elif step.playbook != "node-prep":
             assert step.hosts == ("cp",), step.id
 
@@ -383,7 +396,8 @@ def test_offline_lab_skips_exactly_the_steps_that_need_the_internet(plans):
     # Everything that downloads (apt, curl, image pulls) is network-bound.
     for step in plans["default"].steps:
         text = " ".join(c.run for c in step.commands)
-        if re.search(r"\bcurl\b|apt-get (update|install)|images pull", text):
+        # (curl followed by / or : is the image quay.io/curl/curl:<tag> in an image list, not the command)
+        if re.search(r"\bcurl\b(?![/:])|apt-get (update|install)|images pull|crictl pull", text):
             assert step.network, f"{step.id} downloads but is not marked network: true"
         if step.network:
             assert step.retries or "wait" in step.id or step.playbook in ("verify", "apps") or "apply" in step.id, step.id

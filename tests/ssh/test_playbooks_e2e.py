@@ -25,6 +25,7 @@ import pytest
 from rich.console import Console
 
 from labctl.artefacts import build_artefacts
+from labctl.images import image_plan
 from labctl.plan import build_plan
 from labctl.runner import Runner
 from labctl.spec import LabSpec
@@ -35,6 +36,7 @@ from tests.shims import SEEDED_SWAP, calls, node_files, release_bodies
 pytestmark = pytest.mark.ssh
 
 NAMES = ["master", "worker1", "nfs"]
+WEBUI_PULL_SECONDS = 5
 # Longer than 14 characters: `exportfs -v` then prints the client on its own line (the check follows it).
 EXPORT = "/srv/nfs/lab-volumes"
 
@@ -105,7 +107,12 @@ def statuses(report) -> dict[tuple[str, str], str]:
 
 
 def test_all_playbooks_run_end_to_end_then_a_rerun_skips_everything(ssh_nodes, tmp_path):
-    nodes = ssh_nodes(NAMES, files=node_files(*routes(LabSpec.default())))
+    files = node_files(*routes(LabSpec.default()))
+    # Open WebUI's image "downloads" (crictl double) for a few seconds and then until the apps layer's
+    # wait step asks for it: the test sees the background pull overlap the bootstrap, and the wait wait.
+    shape = {"seconds": {"open-webui": WEBUI_PULL_SECONDS}, "hold": ["open-webui"]}
+    files["/etc/labctl-shims/image-pulls.json"] = (json.dumps(shape).encode(), 0o644)
+    nodes = ssh_nodes(NAMES, files=files)
     spec = netns_spec(nodes)
     plan = build_plan(spec, include_provider=False)
     assert not any(s.skip_reason for s in plan.steps), "the lab is online: no step may be skipped by the profile"
@@ -117,7 +124,7 @@ def test_all_playbooks_run_end_to_end_then_a_rerun_skips_everything(ssh_nodes, t
     # changes something had work to do.
     assert {st for (sid, _), st in done1.items() if sid == "node-prep.write-hosts-file"} == {"skipped"}
     waits = {sid for sid, _ in done1 if sid.startswith("verify.") or ".wait-" in sid}
-    assert len(waits) == 10
+    assert len(waits) == 15  # 10 + one image wait per layer (control plane, Calico, MetalLB, storage, apps)
     not_done = sorted(k for k, st in done1.items() if st != "done" and k[0] not in waits | {"node-prep.write-hosts-file"})
     assert not_done == [], f"steps that did not run on the first run: {not_done}"
     assert len(first.steps) == len(plan.steps)
@@ -171,6 +178,30 @@ def test_all_playbooks_run_end_to_end_then_a_rerun_skips_everything(ssh_nodes, t
         assert {"overlay", "br_netfilter"} <= set(nodes.read(name, "/var/lib/labctl-shims/modules").decode().split())
     assert "kubeadm" not in nodes.exec("nfs", "ls /usr/bin").stdout.split(), "the NFS VM is not a Kubernetes node"
 
+    # --- the background image pull (labctl.images, 26-image-pull.yaml), seen by the crictl double
+    images = image_plan(spec)
+    kubeadm_init = next(c["time"] for c in log_entries(nodes, "master", "kubeadm") if c["argv"][:1] == ["init"])
+    apply_apps = next(c["time"] for c in log_entries(nodes, "master", "kubectl") if "/etc/labctl/apps.yaml" in c["argv"])
+    for name in ("master", "worker1"):
+        pulls = [c for c in log_entries(nodes, name, "crictl") if c["argv"][:1] == ["pull"]]
+        started = [c for c in pulls if not c.get("done")]
+        # every image of the node's list pulled once, the first before the control plane exists
+        assert sorted(c["argv"][1] for c in started) == sorted(images.pulls(name))
+        assert all(c["ok"] for c in pulls if c.get("done"))
+        assert min(c["time"] for c in started) < kubeadm_init, f"{name}: the background pull started late"
+    webui = images.layer("worker1", "apps")
+    webui_done = next(
+        c["time"] for c in log_entries(nodes, "worker1", "crictl") if c.get("done") and "open-webui" in c["argv"][1]
+    )
+    assert any("open-webui" in ref for ref in webui)
+    # Started early, awaited late: kubeadm init ran while Open WebUI was still downloading, and the
+    # apps were applied only once it was there (the apps layer's wait step waited for it).
+    assert kubeadm_init < webui_done < apply_apps
+    assert done1[("apps.wait-for-apps-images", "worker1")] == "done"  # it ran: it had to wait
+    assert f"worker1: apps images: {len(webui)} of {len(webui)} present, 0 failed" in log1
+    pull_log = nodes.read("worker1", "/var/log/labctl-image-pull.log").decode()
+    assert "finished: 0 failed" in pull_log and "pulled ghcr.io/open-webui/open-webui" in pull_log
+
     # --- objects the fake cluster received
     objects = api["objects"]
     env = {e["name"]: e.get("value") for e in objects["DaemonSet/kube-system/calico-node"]["spec"]["template"]["spec"]["containers"][0]["env"]}
@@ -193,6 +224,12 @@ def test_all_playbooks_run_end_to_end_then_a_rerun_skips_everything(ssh_nodes, t
     assert nodes.exec("nfs", f"stat -c '%U:%G %a' {EXPORT}", check=True).stdout.strip() == "nobody:nogroup 777"
     owner = nodes.exec("master", "stat -c '%U %a' /home/vagrant/.kube/config", check=True).stdout.strip()
     assert owner == "vagrant 600"
+
+
+def log_entries(nodes, name: str, tool: str) -> list[dict]:
+    """The JSON lines a node-side double recorded (tests/shims/lib/shimlib.record)."""
+    text = nodes.read(name, f"/var/log/labctl-shims/{tool}.log").decode()
+    return [json.loads(line) for line in text.splitlines() if line.strip()]
 
 
 def objects_named(objects: dict, kind: str) -> list[str]:
