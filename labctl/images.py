@@ -181,8 +181,8 @@ CSI_NFS_SIDECARS = {
 
 
 def pinned_addon_workloads(spec: LabSpec) -> list[Workload]:
-    from labctl.cache import addon_files, normalize_reference
-    from labctl.lock import images
+    from labctl.cache_needs import addon_files, normalize_reference
+    from labctl.lab_pins import images
 
     # lock.images is the one place the add-on tags are pinned; a spec only adds app images to it
     pins = {key: normalize_reference(ref) for key, ref in images(spec).items()}
@@ -251,7 +251,7 @@ def workloads_in(text: str, layer: str, source: str) -> list[Workload]:
 
     import yaml
 
-    from labctl.cache import manifest_images
+    from labctl.cache_needs import manifest_images
 
     loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
     out = []
@@ -277,7 +277,7 @@ ADDON_LAYERS = {
 def addon_workloads(spec: LabSpec, cache_root: Path | None = None) -> list[Workload]:
     """The add-ons' workloads: read from the manifests in the warm cache when it holds every one of
     them (the exact files the lab applies), else the pinned table."""
-    from labctl.cache import addon_files
+    from labctl.cache_needs import addon_files
 
     files = addon_files()
     if cache_root is not None and all((cache_root / rel).is_file() for _, rel, _ in files):
@@ -291,8 +291,8 @@ def addon_workloads(spec: LabSpec, cache_root: Path | None = None) -> list[Workl
 
 def kubeadm_workloads(spec: LabSpec) -> list[Workload]:
     """kubeadm's images (GetControlPlaneImages) and where kubeadm runs each."""
-    from labctl.cache import normalize_reference
-    from labctl.lock import images
+    from labctl.cache_needs import normalize_reference
+    from labctl.lab_pins import images
 
     pins = {key: normalize_reference(ref) for key, ref in images(spec).items()}
     static = tuple(pins[k] for k in ("kube-apiserver", "kube-controller-manager", "kube-scheduler", "etcd"))
@@ -331,7 +331,7 @@ _WHERE_TEXT = {
 
 
 def nodes_where(spec: LabSpec, where: Where) -> list[str]:
-    from labctl.manifests import schedulable_nodes
+    from labctl.placement import schedulable_nodes
 
     k8s = [n.name for _, n in spec.all_nodes() if "k8s" in spec.roles_of(n)]
     if where == "control-plane":

@@ -110,7 +110,7 @@ def _b64(value: str) -> str:
 
 
 def _context(spec: LabSpec, secrets: LabSecrets, target: Target) -> dict[str, Any]:
-    from labctl.plan import template_context
+    from labctl.context import base_context
     from labctl.resources import manifests_dir
 
     options = spec.apps.options
@@ -132,7 +132,7 @@ def _context(spec: LabSpec, secrets: LabSecrets, target: Target) -> dict[str, An
                 f"{taken} — widen the pool or set expose: false"
             )
         ollama_address = candidates[0]
-    ctx = template_context(spec)
+    ctx = base_context(spec)
     dashboard = (manifests_dir() / "apps" / "grafana-dashboard-ollama.json").read_text(encoding="utf-8")
     ctx.update(
         lab=lab,

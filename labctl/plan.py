@@ -18,20 +18,16 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from markupsafe import Markup
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from labctl.context import base_context, nodes_for
 from labctl.errors import PlaybookError
-from labctl.spec import LabSpec, Node
+from labctl.spec import LabSpec
 from labctl.steps import HostCommands, PlannedStep
 
 ROLES = ("all", "k8s", "control_plane", "workers", "nfs", "gpu")
 FACT_NAME = re.compile(r"^[a-z][a-z0-9_]*$")
 
-
-def fact_variable(fact: str) -> str:
-    """The shell variable a captured fact is handed to later scripts in (never on a command line)."""
-    return f"LABCTL_{fact.upper()}"
 
 
 class StepSpec(BaseModel):
@@ -200,39 +196,15 @@ def load_playbooks(folder: Path | None = None) -> list[Playbook]:
     return [b for _, b in sorted(books, key=lambda t: t[0])]
 
 
-def nodes_for(spec: LabSpec, role: str) -> list[Node]:
-    return [n for _, n in spec.all_nodes() if role == "all" or role in spec.roles_of(n)]
-
-
 def template_context(spec: LabSpec, *, cache: Any = None) -> dict[str, Any]:
-    """What every playbook and manifest template may use (documented in the playbooks README).
+    """What every playbook template may use (documented in the playbooks README): the context the
+    manifests share (labctl.context) and the background image pull's lists (labctl.images).
 
     ``cache`` is the warm cache given to ``create --cache`` (a ``labctl.cache.CacheInfo``) or None;
     steps that only make sense with a cache say ``when: cache``."""
     from labctl.images import image_context
-    from labctl.placement import pull_job_name
-    from labctl.versions import PINS, kubernetes_minor, release_downloads
 
-    return {
-        # The model download Job of this model list (its name changes with the list): waits follow it by name.
-        "model_pull_job": pull_job_name(list(spec.apps.ollama.models)),
-        "spec": spec,
-        # Our own pins, not lab.yaml: they go into scripts and manifests as written.
-        "versions": {k: Markup(v) for k, v in PINS.items()},
-        "k8s_minor": kubernetes_minor(),
-        # Debian's name of the lab's CPU architecture (provider.arch, resolved when the spec loaded):
-        # every release archive, image platform and box a step fetches is for this one.
-        "arch": spec.arch,
-        "nodes": [n for _, n in spec.all_nodes()],
-        "k8s_nodes": nodes_for(spec, "k8s"),
-        "master": spec.nodes.master,
-        "workers": nodes_for(spec, "workers"),
-        "nfs": spec.nodes.nfs,
-        "fact_var": fact_variable,
-        "cache": cache,
-        "releases": {d.key: d for d in release_downloads(spec.arch)},  # containerd, runc (labctl.versions)
-        **image_context(spec, cache),  # the background image pull's lists (labctl.images)
-    }
+    return {**base_context(spec, cache=cache), **image_context(spec, cache)}
 
 
 JINJA_OPTIONS: dict[str, Any] = {

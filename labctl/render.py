@@ -108,7 +108,7 @@ def render_vagrantfile(
     ``cache_dir`` (``create --cache DIR``) makes the warm cache appear read-only at /labctl-cache in
     every VM (labctl.cache.NODE_DIR)."""
     from labctl import __version__
-    from labctl.plan import template_context
+    from labctl.context import base_context
     from labctl.resources import vagrant_dir
 
     provider = spec.provider.type
@@ -129,7 +129,7 @@ def render_vagrantfile(
             m["cache_excludes"] = cache_excludes(spec, nodes[m["name"]])
     template = _env(template_dir or vagrant_dir()).get_template("Vagrantfile.j2")
     return template.render(
-        **template_context(spec),
+        **base_context(spec),
         source=source,
         labctl_version=__version__,
         provider=provider,
