@@ -35,9 +35,10 @@ from pathlib import Path
 from typing import Literal
 
 from labctl.artefacts import Artefact
+from labctl.context import fact_variable
 from labctl.errors import ExitCode, LabctlError, exit_code_for_cause
 from labctl.logs import Redactor, RunLog, indent
-from labctl.plan import HostCommands, Plan, PlannedStep, fact_variable
+from labctl.plan import HostCommands, Plan, PlannedStep
 from labctl.transport.base import Host, Result, Transport
 
 STDERR_TAIL_LINES = 12

@@ -228,7 +228,7 @@ def test_vagrant_234_rejects_an_unguarded_box_architecture(monkeypatch, tmp_path
 
 @pytest.mark.validators
 def test_arm64_plan_passes_shellcheck(monkeypatch, tmp_path):
-    from labctl.plan import fact_variable
+    from labctl.context import fact_variable
     from labctl.transport.script import stdin_payload
     from tests.test_playbooks_shellcheck import shellcheck
 

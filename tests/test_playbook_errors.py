@@ -11,8 +11,9 @@ from pathlib import Path
 
 import pytest
 
+from labctl.context import fact_variable
 from labctl.errors import LabctlError, PlaybookError
-from labctl.plan import HostCommands, Plan, PlannedStep, build_plan, fact_variable, load_playbooks
+from labctl.plan import HostCommands, Plan, PlannedStep, build_plan, load_playbooks
 from labctl.spec import LabSpec
 
 GOOD = "title: Good\nsteps:\n  - {name: one, title: One, run: 'true'}\n"

@@ -10,7 +10,8 @@ import re
 
 import pytest
 
-from labctl.plan import build_plan, load_playbooks, nodes_for
+from labctl.context import nodes_for
+from labctl.plan import build_plan, load_playbooks
 from labctl.resources import playbooks_dir
 from labctl.spec import LabSpec
 from labctl.versions import PINS

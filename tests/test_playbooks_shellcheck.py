@@ -15,7 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from labctl.plan import build_plan, fact_variable
+from labctl.context import fact_variable
+from labctl.plan import build_plan
 from labctl.transport.script import stdin_payload
 from tests.test_playbooks import LABS
 
