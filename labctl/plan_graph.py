@@ -39,15 +39,20 @@ class PlaybookOrder:
     declared: bool  # False: no `after:` in the file, so `after` is the previous playbook
 
 
-def playbook_orders(books: Sequence[Playbook]) -> tuple[PlaybookOrder, ...]:
+def playbook_orders(books: Sequence[Playbook], *, subset: bool = False) -> tuple[PlaybookOrder, ...]:
     """Every playbook's ``after`` (the default filled in), checked: names exist, no cycle, and
-    each names only earlier playbooks. A problem is one PlaybookError line naming the file."""
+    each names only earlier playbooks. A problem is one PlaybookError line naming the file.
+
+    ``subset``: ``books`` is a selection from the folder (load_playbooks checked the whole folder),
+    so a name outside it is a playbook that is simply not part of this plan."""
     names = [b.name for b in books]
     position = {name: i for i, name in enumerate(names)}
     orders: list[PlaybookOrder] = []
     for i, book in enumerate(books):
         declared = book.spec.after
         after = tuple(dict.fromkeys(declared)) if declared is not None else tuple(names[i - 1 : i])
+        if subset:
+            after = tuple(n for n in after if n in position)
         for name in after:
             if name == book.name:
                 raise PlaybookError(f"{book.path}: after: names the playbook itself ({name!r}) — remove it")
