@@ -19,10 +19,11 @@ at a time, exactly as before the graph existed (benchmarks compare the two; a fa
 
 from __future__ import annotations
 
+import contextlib
 import os
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from typing import TYPE_CHECKING, Any
 
@@ -104,14 +105,16 @@ def run_ready(
 
 class PrefixedConsole:
     """The runner's console while playbooks overlap: each line starts with the playbook it belongs
-    to (aligned), and there is no live spinner (two steps at once would fight over one status line)."""
-
-    is_terminal = False
+    to (aligned), and the steps running at once share one spinner line (rich allows one live display
+    at a time; a spinner per step would fail)."""
 
     def __init__(self, console: Any, width: int) -> None:
         self._console = console
         self._width = width
         self.local = threading.local()
+        self._running: list[str] = []
+        self._spinner: Any = None
+        self._spinner_lock = threading.Lock()
 
     def label(self, playbook: str) -> None:
         """Lines printed from this thread from now on belong to ``playbook``."""
@@ -125,7 +128,32 @@ class PrefixedConsole:
             renderable = Text.assemble(Text(prefix, style="dim"), renderable if isinstance(renderable, Text) else str(renderable))
         self._console.print(renderable, *args, **kwargs)
 
-    def __getattr__(self, name: str) -> Any:
+    @contextlib.contextmanager
+    def status(self, text: str, **_: Any) -> Iterator[None]:
+        with self._spinner_lock:
+            self._running.append(text)
+            self._show()
+        try:
+            yield
+        finally:
+            with self._spinner_lock:
+                self._running.remove(text)
+                self._show()
+
+    def _show(self) -> None:
+        if not self._running:
+            if self._spinner is not None:
+                self._spinner.stop()
+                self._spinner = None
+            return
+        text = "  ·  ".join(self._running)
+        if self._spinner is None:
+            self._spinner = self._console.status(text)
+            self._spinner.start()
+        else:
+            self._spinner.update(text)
+
+    def __getattr__(self, name: str) -> Any:  # is_terminal, file, width, ...: the real console's
         return getattr(self._console, name)
 
 

@@ -240,3 +240,29 @@ def test_run_ready_never_starts_a_step_before_its_dependencies():
     assert sorted(started) == [0, 1, 2, 3, 4]
     for i, need in enumerate(deps):
         assert all(started.index(j) < started.index(i) for j in need)
+
+
+def test_on_a_terminal_the_overlapping_steps_share_one_spinner(tmp_path):
+    """rich allows one live display at a time: two steps' spinners at once would raise LiveError."""
+    t = Timed().on("prep-slow", delay=0.4).on("nfs-install", delay=0.4)
+    out = io.StringIO()
+    console = Console(file=out, force_terminal=True, width=200)
+    Runner(t, HOSTS, log_path=tmp_path / "run.log", console=console).run(three(tmp_path))
+    assert overlap(t.span("master", "echo prep-slow"), t.span("nfs", "echo nfs-install")) > 0.2
+    assert "Slow prep — 2 host(s)" in out.getvalue() and "Install — 1 host(s)" in out.getvalue()
+
+
+def test_ctrl_c_while_branches_run_starts_nothing_new_and_says_interrupted(tmp_path):
+    import _thread
+
+    t = Timed().on("prep-slow", delay=0.6).on("nfs-install", delay=0.6)
+    r, out = runner(t, tmp_path)
+    timer = threading.Timer(0.3, _thread.interrupt_main)
+    timer.start()
+    with pytest.raises(KeyboardInterrupt):
+        r.run(three(tmp_path))
+    timer.join()
+    time.sleep(0.8)  # the running steps finish (the scripted transport cannot be stopped)
+    assert not any(c.script.startswith(("echo nfs-export", "echo join", "echo prep-fail")) for c in t.calls)
+    assert "==> Interrupted after" in out.getvalue()
+    assert "INTERRUPTED" in (tmp_path / "run.log").read_text()
