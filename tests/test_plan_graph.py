@@ -165,3 +165,16 @@ def test_the_plan_text_and_json_show_the_graph():
     assert rows["nfs-server"] == {"name": "nfs-server", "after": [], "beside": ["node-prep"]}
     assert data["graph"]["critical_order"][0] == "node-prep"
     assert [p["name"] for p in data["playbooks"]] == [b.name for b in load_playbooks()]  # declared, every file
+
+
+def test_the_handout_keeps_one_readable_order_the_file_order():
+    """However playbooks overlap when run, the handout reads top to bottom in file order."""
+    from labctl.handout import build_outline
+
+    spec = LabSpec.default()
+    plan = build_plan(spec, include_provider=False)
+    sections = build_outline(spec, plan).steps
+    files = [f"{b.name}.{st.name}" for b in load_playbooks() for st in b.spec.steps]
+    ids = [s.step.id for s in sections]
+    assert [files.index(i) for i in ids] == sorted(files.index(i) for i in ids)
+    assert ids.index("nfs-server.install-nfs-server") > ids.index("node-prep.set-kubelet-node-ip")
