@@ -99,28 +99,27 @@ def _orders_of(plan: Plan) -> tuple[PlaybookOrder, ...]:
 
 
 def waits_for(plan: Plan) -> dict[str, tuple[str, ...]]:
-    """For each playbook with steps in ``plan``: the playbooks in the plan it waits for, passing
-    through those that have no steps here (their own dependencies count instead)."""
+    """For each playbook with steps in ``plan`` (in plan order): the playbooks in the plan it waits
+    for, passing through those that have no steps here (their own dependencies count instead). A
+    playbook the graph does not know (a step added by hand) follows the one before it in the plan."""
     orders = {o.name: o for o in _orders_of(plan)}
-    present = {s.playbook for s in plan.steps if s.kind == "remote"}
+    present = list(dict.fromkeys(s.playbook for s in plan.steps if s.kind == "remote"))
     resolved: dict[str, tuple[str, ...]] = {}
 
     def through(name: str) -> tuple[str, ...]:
         # What waiting for `name` means in this plan: itself, or (absent) what it waits for.
-        if name in present:
-            return (name,)
-        return needs(name)
+        return (name,) if name in present else needs(name)
 
     def needs(name: str) -> tuple[str, ...]:
         if name not in resolved:
-            order = orders.get(name)
-            found = [p for a in (order.after if order else ()) for p in through(a)]
+            found = [p for a in orders[name].after for p in through(a)] if name in orders else []
             resolved[name] = tuple(dict.fromkeys(found))
         return resolved[name]
 
-    return {name: needs(name) for name in orders if name in present} | {
-        name: needs(name) for name in present if name not in orders
-    }
+    out: dict[str, tuple[str, ...]] = {}
+    for k, name in enumerate(present):
+        out[name] = needs(name) if name in orders else tuple(present[k - 1 : k])
+    return out
 
 
 def step_dependencies(plan: Plan) -> list[frozenset[int]]:

@@ -178,3 +178,16 @@ def test_the_handout_keeps_one_readable_order_the_file_order():
     ids = [s.step.id for s in sections]
     assert [files.index(i) for i in ids] == sorted(files.index(i) for i in ids)
     assert ids.index("nfs-server.install-nfs-server") > ids.index("node-prep.set-kubelet-node-ip")
+
+
+def test_a_step_added_by_hand_under_an_unknown_playbook_follows_the_one_before_it():
+    from dataclasses import replace
+
+    from labctl.plan import HostCommands, PlannedStep
+
+    plan = build_plan(LabSpec.default(), include_provider=False)
+    extra = PlannedStep(id="extra.x", playbook="extra", title="X", purpose="", kind="remote",
+                        commands=(HostCommands("nfs", "", "true"),))  # fmt: skip
+    plan = replace(plan, steps=(*plan.steps, extra))
+    assert waits_for(plan)["extra"] == ("verify",)
+    assert len(step_dependencies(plan)[-1]) > 0
