@@ -199,8 +199,9 @@ def run_overlapping(runner: Runner, plan: Plan, facts: dict[str, str], report: R
         runner.console = console._console
         for pool in pools.values():
             pool.shutdown(wait=False, cancel_futures=True)
-        order = {s.id: n for n, s in enumerate(plan.steps)}
-        report.steps.sort(key=lambda o: order.get(o.step_id, len(order)))  # completion order → plan order
+    # Only here, once no step thread is left to append (an interrupt leaves the list as it is).
+    order = {s.id: n for n, s in enumerate(plan.steps)}
+    report.steps.sort(key=lambda o: order.get(o.step_id, len(order)))  # completion order → plan order
     if not failed:
         return
     first = failed[0]
@@ -212,6 +213,10 @@ def run_overlapping(runner: Runner, plan: Plan, facts: dict[str, str], report: R
     runner._logw(f"RUN FAILED after {_seconds(report.duration)}\n{err}\nnot started: {', '.join(left) or 'nothing'}")
     # The other branches finished what they had started: the summary shows each step's hosts.
     runner._say(report.summary())
+    if len(failed) > 1:  # another branch failed too, while the first failure waited for it
+        also = ", ".join(plan.steps[i].id for i in failed[1:])
+        runner._logw(f"also failed: {also}")
+        runner._say(f"==> Also failed in another branch: {also} (details in the log)", "bold red")
     if left:
         runner._say(f"==> {len(left)} step(s) not started because {plan.steps[first].id} failed", "bold red")
     runner._say(f"==> Failed after {_seconds(report.duration)} (log: {runner.log_path})", "bold red")

@@ -266,3 +266,14 @@ def test_ctrl_c_while_branches_run_starts_nothing_new_and_says_interrupted(tmp_p
     assert not any(c.script.startswith(("echo nfs-export", "echo join", "echo prep-fail")) for c in t.calls)
     assert "==> Interrupted after" in out.getvalue()
     assert "INTERRUPTED" in (tmp_path / "run.log").read_text()
+
+
+def test_when_both_branches_fail_the_first_is_raised_and_the_other_named(tmp_path):
+    t = Timed().on("nfs-install", delay=0.4, exit_code=2).on("prep-slow", host="worker1", exit_code=3)
+    r, out = runner(t, tmp_path)
+    with pytest.raises(StepFailed) as info:
+        r.run(three(tmp_path))
+    assert info.value.step_id == "prep.slow"
+    outcomes = {s.step_id: {o.host: o.status for o in s.outcomes} for s in info.value.report.steps}
+    assert outcomes["nfs.install"] == {"nfs": "failed"}
+    assert "==> Also failed in another branch: nfs.install" in out.getvalue()
