@@ -83,7 +83,7 @@ def _refuse_cycles(books: Sequence[Playbook], orders: Sequence[PlaybookOrder]) -
     try:
         sorter.prepare()
     except graphlib.CycleError as err:
-        cycle = list(err.args[1])  # [a, b, ..., a]: each is after the next one
+        cycle = list(err.args[1])  # [a, b, ..., a]: each waits for the one before it (Python docs, graphlib.CycleError)
         path = next(b.path for b in books if b.name == cycle[0])
         raise PlaybookError(
             f"{path}: after: playbooks wait for each other in a circle ({' → '.join(cycle)}) — remove one of these after: entries"
