@@ -20,7 +20,7 @@ A playbook whose steps are all left out for this lab (``when:`` false, e.g. the 
 from __future__ import annotations
 
 import graphlib
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -185,17 +185,23 @@ def beside(plan: Plan) -> dict[str, list[str]]:
     return {n: [o for o in names if o in out[n]] for n in names}
 
 
+def critical_path(plan: Plan, weight: Callable[[PlannedStep], float] = lambda _: 1.0) -> tuple[float, list[str]]:
+    """The longest chain of steps that must run one after the other, by ``weight`` per step (steps
+    by default; a benchmark passes each step's measured or modelled seconds): (its total, step ids).
+    No overlap can make a run shorter than this chain."""
+    best: list[tuple[float, list[int]]] = []
+    for i, need in enumerate(step_dependencies(plan)):
+        prev = max((best[d] for d in need), key=lambda t: t[0], default=(0.0, []))
+        best.append((prev[0] + weight(plan.steps[i]), [*prev[1], i]))
+    total, chain = max(best, key=lambda t: t[0], default=(0.0, []))
+    return total, [plan.steps[i].id for i in chain]
+
+
 def critical_order(plan: Plan) -> list[str]:
-    """The playbooks along the longest chain of steps that must run one after the other (counted in
-    steps): no overlap can make a create shorter than this chain."""
-    deps = step_dependencies(plan)
-    best: list[tuple[int, list[int]]] = []
-    for i, need in enumerate(deps):
-        prev = max((best[d] for d in need), key=lambda t: t[0], default=(0, []))
-        best.append((prev[0] + 1, [*prev[1], i]))
-    chain = max(best, key=lambda t: t[0], default=(0, []))[1]
-    names = [plan.steps[i].playbook for i in chain if plan.steps[i].kind == "remote"]
-    return list(dict.fromkeys(names))
+    """The playbooks along the critical path counted in steps (what `labctl plan` shows)."""
+    _, chain = critical_path(plan)
+    by_id = {s.id: s for s in plan.steps}
+    return list(dict.fromkeys(by_id[i].playbook for i in chain if by_id[i].kind == "remote"))
 
 
 def graph_lines(plan: Plan) -> list[str]:

@@ -191,3 +191,15 @@ def test_a_step_added_by_hand_under_an_unknown_playbook_follows_the_one_before_i
     plan = replace(plan, steps=(*plan.steps, extra))
     assert waits_for(plan)["extra"] == ("verify",)
     assert len(step_dependencies(plan)[-1]) > 0
+
+
+def test_the_critical_path_follows_the_weights_given():
+    """A benchmark weighs steps by seconds: a slow NFS install moves the critical path onto it."""
+    from labctl.plan_graph import critical_path
+
+    plan = build_plan(LabSpec.default(), include_provider=False)
+    steps, chain = critical_path(plan)
+    assert steps == len(chain) and chain[0] == "node-prep.write-hosts-file" and chain[-1].startswith("verify.")
+    slow_nfs = critical_path(plan, lambda s: 1000.0 if s.id == "nfs-server.install-nfs-server" else 1.0)
+    assert "nfs-server.install-nfs-server" in slow_nfs[1] and slow_nfs[0] > 1000
+    assert "node-prep.install-containerd" not in slow_nfs[1]  # beside it, not on the path any more
