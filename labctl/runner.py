@@ -1,6 +1,7 @@
 """The runner: walks a Plan over a Transport — guarded, parallel across hosts, logged, resumable.
 
-For each step, in plan order:
+For each step, in plan order (or, when playbooks do not depend on each other, as soon as the steps
+it waits for have finished: labctl.schedule, labctl.plan_graph):
 
 1. a provider step goes to ``on_provider_step`` (the Vagrant/ssh provider brings hosts up); the
    hosts it hands back (a ``ProviderResult``) join the runner's, since only the provider knows their
