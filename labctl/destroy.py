@@ -5,8 +5,9 @@ from __future__ import annotations
 import contextlib
 import shutil
 
+from labctl.durations import format_duration
 from labctl.errors import LifecycleError
-from labctl.lab import Console, Lab, format_duration
+from labctl.lab import Console, Lab
 
 
 def destroy(lab: Lab, console: Console, *, keep_data: bool = False) -> None:

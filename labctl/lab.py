@@ -14,13 +14,6 @@ from labctl.spec import LabSpec
 NOT_CREATED = "not created yet — run `labctl create`"
 
 
-def format_duration(seconds: float) -> str:
-    """The runner's duration format; imported on call, so that importing this module stays cheap."""
-    from labctl.runner import format_duration
-
-    return format_duration(seconds)
-
-
 def ssh_transport():  # type: ignore[no-untyped-def]
     """The transport to a lab's hosts (Fabric is imported only when a command talks to a host)."""
     from labctl.transport.ssh import SSHTransport

@@ -17,10 +17,10 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from labctl.durations import format_duration as _format_duration
 from labctl.errors import LifecycleError
 from labctl.kubeconfig import ADMIN_CONF, merge_kubeconfig_file, rewrite_kubeconfig
 from labctl.lab import Console, Lab
-from labctl.lab import format_duration as _format_duration
 from labctl.lab import ssh_transport as _ssh_transport  # create() and snapshots.py call it by this name
 from labctl.plan import Plan, PlannedStep
 from labctl.spec import LabSpec

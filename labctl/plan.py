@@ -22,6 +22,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from labctl.context import base_context, nodes_for
 from labctl.errors import PlaybookError
+from labctl.plan_graph import PlaybookOrder, graph_json, graph_lines, playbook_orders, step_dependencies, uses_reach
 from labctl.spec import LabSpec
 from labctl.steps import HostCommands, PlannedStep
 
@@ -84,6 +85,9 @@ class PlaybookSpec(BaseModel):
 
     title: str
     purpose: str = ""
+    # Playbook names (file stems without the number) that must finish first; None = the one before
+    # it in file order, [] = none (labctl.plan_graph: rules, checks, scheduling).
+    after: tuple[str, ...] | None = None
     steps: tuple[StepSpec, ...]
 
 
@@ -101,6 +105,7 @@ class Plan:
     hosts: tuple[dict[str, Any], ...]
     steps: tuple[PlannedStep, ...] = field(default_factory=tuple)
     images: dict[str, Any] = field(default_factory=dict)  # labctl.images.ImagePlan.to_dict(): the background pull
+    playbooks: tuple[PlaybookOrder, ...] = ()  # every loaded playbook's `after:` (labctl.plan_graph)
 
     def step(self, step_id: str) -> PlannedStep:
         for s in self.steps:
@@ -109,12 +114,12 @@ class Plan:
         raise KeyError(step_id)
 
     def to_json(self) -> str:
-        return json.dumps({"format": "labctl-plan/v1", **asdict(self)}, indent=2)
+        return json.dumps({"format": "labctl-plan/v1", **asdict(self), "graph": graph_json(self)}, indent=2)
 
     def to_text(self) -> str:
         """The dry-run contract (docs/reference/plan-output.md): one header per step, then per host its check
         and script, hosts with identical commands grouped on one line."""
-        out = [f"Plan for lab {self.lab!r} (provider {self.provider}): {len(self.steps)} steps", ""]
+        out = [f"Plan for lab {self.lab!r} (provider {self.provider}): {len(self.steps)} steps", "", *graph_lines(self)]
         for n, s in enumerate(self.steps, 1):
             out.append(f"==> Step {n}/{len(self.steps)}: {s.id} — {s.title}")
             if s.skip_reason:
@@ -193,7 +198,9 @@ def load_playbooks(folder: Path | None = None) -> list[Playbook]:
     dupes = {n for n in names if names.count(n) > 1}
     if dupes:
         raise PlaybookError(f"{folder}: two playbooks are named {', '.join(sorted(dupes))} — give each its own name")
-    return [b for _, b in sorted(books, key=lambda t: t[0])]
+    ordered = [b for _, b in sorted(books, key=lambda t: t[0])]
+    playbook_orders(ordered)  # unknown names, cycles and forward `after:` are refused at load time
+    return ordered
 
 
 def template_context(spec: LabSpec, *, cache: Any = None) -> dict[str, Any]:
@@ -430,7 +437,15 @@ def build_plan(
         for _, n in spec.all_nodes()
     )
     images = base["images"].to_dict() if base["images"].computed() else {}  # only with the pull's steps
-    return Plan(lab=spec.name, provider=spec.provider.type, hosts=hosts, steps=tuple(steps), images=images)
+    plan = Plan(
+        lab=spec.name, provider=spec.provider.type, hosts=hosts, steps=tuple(steps), images=images,
+        playbooks=playbook_orders(books, subset=True),
+    )
+    # Overlapping playbooks: a fact must come from a step this one surely waits for, not just an earlier file.
+    playbook, problem = uses_reach(plan.steps, step_dependencies(plan))
+    if problem:
+        raise PlaybookError(f"{next(b.path for b in books if b.name == playbook)}: {problem}")
+    return plan
 
 
 @dataclass(frozen=True)

@@ -7,8 +7,9 @@ from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
 
+from labctl.durations import format_duration
 from labctl.errors import LifecycleError
-from labctl.lab import Console, Lab, format_duration, ssh_transport
+from labctl.lab import Console, Lab, ssh_transport
 
 # Steps `labctl resume` re-runs after `vagrant up`: swap comes back after a halt on some boxes.
 RESUME_STEPS = ("node-prep.disable-swap",)

@@ -1,6 +1,7 @@
 """The runner: walks a Plan over a Transport — guarded, parallel across hosts, logged, resumable.
 
-For each step, in plan order:
+For each step, in plan order (or, when playbooks do not depend on each other, as soon as the steps
+it waits for have finished: labctl.schedule, labctl.plan_graph):
 
 1. a provider step goes to ``on_provider_step`` (the Vagrant/ssh provider brings hosts up); the
    hosts it hands back (a ``ProviderResult``) join the runner's, since only the provider knows their
@@ -36,23 +37,16 @@ from typing import Literal
 
 from labctl.artefacts import Artefact
 from labctl.context import fact_variable
+from labctl.durations import format_duration
 from labctl.errors import ExitCode, LabctlError, exit_code_for_cause
 from labctl.logs import Redactor, RunLog, indent
 from labctl.plan import HostCommands, Plan, PlannedStep
+from labctl.schedule import overlaps, run_overlapping, serial_from_env
 from labctl.transport.base import Host, Result, Transport
 
 STDERR_TAIL_LINES = 12
 COMMAND_PREVIEW_LINES = 8
 
-
-def format_duration(seconds: float) -> str:
-    if seconds < 60:
-        return f"{seconds:.1f}s"
-    minutes, secs = divmod(round(seconds), 60)
-    if minutes < 60:
-        return f"{minutes}m{secs:02d}s"
-    hours, minutes = divmod(minutes, 60)
-    return f"{hours}h{minutes:02d}m{secs:02d}s"
 
 
 @dataclass
@@ -204,6 +198,7 @@ class Runner:
         max_workers: int | None = None,
         retry_backoff: float = 2.0,
         retry_max_wait: float = 30.0,
+        serial: bool | None = None,
     ) -> None:
         self.transport = transport
         self.hosts = dict(hosts)
@@ -213,6 +208,8 @@ class Runner:
         self.max_workers = max_workers
         self.retry_backoff = retry_backoff
         self.retry_max_wait = retry_max_wait
+        # Playbooks on disjoint hosts overlap (labctl.schedule); serial: the file order, one step at a time.
+        self.serial = serial_from_env() if serial is None else serial
         if console is None:
             from rich.console import Console
 
@@ -221,7 +218,17 @@ class Runner:
         self.redact = Redactor()
         self._print_lock = threading.Lock()
         self._log: RunLog | None = None
-        self._in_flight: list[Future[_HostRun]] = []
+        self._in_flight_by_thread: dict[int, list[Future[_HostRun]]] = {}
+
+    @property
+    def _in_flight(self) -> list[Future[_HostRun]]:
+        """The host runs not yet finished. Overlapping playbooks run steps in several threads at once:
+        each step's thread keeps its own list, and an interrupt sees them all."""
+        return [f for futures in list(self._in_flight_by_thread.values()) for f in futures]
+
+    @_in_flight.setter
+    def _in_flight(self, futures: list[Future[_HostRun]]) -> None:
+        self._in_flight_by_thread[threading.get_ident()] = futures
 
     # ---- output
     def _say(self, text: str, style: str | None = None) -> None:
@@ -260,7 +267,10 @@ class Runner:
         pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="labctl-host")
         try:
             hosts_validated = False
-            for number, step in enumerate(plan.steps, 1):
+            overlapping = not self.serial and overlaps(plan)
+            if overlapping:  # ready steps of independent playbooks at the same time (labctl.schedule)
+                run_overlapping(self, plan, facts, report, started)
+            for number, step in enumerate(() if overlapping else plan.steps, 1):
                 if step.kind != "provider" and not hosts_validated:
                     # After the provider steps (they bring the hosts), before any host is touched.
                     self._validate_hosts(plan)
