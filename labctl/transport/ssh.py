@@ -1,8 +1,14 @@
 """SSH transport: one Fabric ``Connection`` per host, opened on first use and reused for every step.
 
-Commands run on a channel of that connection: the fixed command line from ``script.remote_command``
+Commands run on a channel of that connection: the fixed command line from ``script.session_command``
 with the script and its facts on standard input (``script.stdin_payload``). Output is read without
 polling threads, which keeps a guarded step that has nothing to do at the cost of one round trip.
+
+Step timeouts are enforced here, not by a ``timeout`` program on the host: at the deadline the
+script's process group is stopped over a second channel of the same connection (SIGTERM, SIGKILL
+2 s later), the same way Ctrl-C stops it, and the result is a timeout (exit 124, or 137 when SIGKILL
+was needed — coreutils timeout's codes). One program fewer per step on the host
+(``script.session_command`` says why that matters).
 
 Host keys: Vagrant VMs (``Host.verify_host_key`` False) are accepted without being checked or
 remembered, since every rebuild gives them new keys. Existing machines (provider ``ssh``) are
@@ -32,19 +38,17 @@ from fabric import Config, Connection
 from labctl.errors import LabctlError, exit_code_for_cause
 from labctl.transport.base import Host, Result
 from labctl.transport.script import (
-    KILL_GRACE,
     guarded_payload,
-    is_timeout,
     kill_group_command,
-    remote_command,
+    session_command,
     split_guarded,
     split_pgid,
     stdin_payload,
 )
 
 DEFAULT_KNOWN_HOSTS = Path("~/.ssh/known_hosts")
-# Slack on top of the step timeout (and timeout's kill grace) before labctl gives up on the channel
-# itself: the host's own `timeout` normally ends the script first, and its exit code says so.
+# After stopping a step at its deadline, how long to keep reading its last output before giving up
+# on the channel (a host that cannot even close it is reported as timed out all the same).
 LOCAL_TIMEOUT_SLACK = 15.0
 # After the exit status, how long to keep reading for the rest of the output: a process the script
 # left in the background may hold stdout open for as long as it lives (issue 19 item 6).
@@ -208,7 +212,7 @@ class SSHTransport:
         timeout: float | None = None,
         env: Mapping[str, str] | None = None,
     ) -> Result:
-        return self._run_payload(host, stdin_payload(script, env), sudo=sudo, timeout=timeout)
+        return self._run_payload(host, stdin_payload(script, env, announce_pgid=True), sudo=sudo, timeout=timeout)
 
     def run_guarded(
         self,
@@ -225,7 +229,8 @@ class SSHTransport:
         Returns (check result, script result or None when the check passed or never finished).
         The step timeout covers both. A guarded step that is already done costs one exec."""
         marker = f"LABCTL-CHECK-{uuid.uuid4().hex}"
-        whole = self._run_payload(host, guarded_payload(check, script, marker, env), sudo=sudo, timeout=timeout)
+        payload = guarded_payload(check, script, marker, env, announce_pgid=True)
+        whole = self._run_payload(host, payload, sudo=sudo, timeout=timeout)
         check_out, check_code, run_out = split_guarded(whole.stdout, marker)
         check_err, _, run_err = split_guarded(whole.stderr, marker)
         if check_code is None:  # the check itself timed out or the connection dropped during it
@@ -269,11 +274,16 @@ class SSHTransport:
         out: list[bytes] = []
         err: list[bytes] = []
         running = _Running(host, sudo)
-        deadline = started + timeout + KILL_GRACE + self.local_timeout_slack if timeout else None
+        deadline: float | None = None
+        stopped_at: float | None = None  # when the step was stopped at its deadline
+        stopped_code = -1  # kill_group_command's exit status: 124 after SIGTERM, 137 after SIGKILL
         heard = time.monotonic()  # when the host last showed it is alive
         probe: threading.Event | None = None  # a keepalive waiting for its answer
         probe_sent = 0.0
         status_at: float | None = None
+
+        def timed_out() -> Result:
+            return result(stopped_code, timed_out=True, cause="timeout")
 
         def result(code: int, **kw) -> Result:
             stderr = _text(err)
@@ -306,7 +316,8 @@ class SSHTransport:
         with self._guard:
             self._running[key] = running
         try:
-            chan.exec_command(remote_command(sudo=sudo, timeout=timeout, announce_pgid=True))
+            chan.exec_command(session_command(sudo=sudo))
+            deadline = self._step_deadline(timeout) if timeout else None
             chan.sendall(payload)
             chan.shutdown_write()
             while True:
@@ -314,7 +325,15 @@ class SSHTransport:
                 if drain():
                     heard = now
                 if chan.exit_status_ready():
+                    if stopped_at is not None:
+                        drain()
+                        return timed_out()
                     if chan.exit_status == -1:  # closed without an exit status
+                        if transport.is_active() and not self._interrupted.is_set():
+                            # The connection is fine: the script (bash, exec'd by the login shell)
+                            # died of a signal, and sshd sent only exit-signal, which paramiko 5.1.0
+                            # drops (channel.py ``_handle_request`` knows "exit-status" only).
+                            return result(-1, error=f"the command on {host.name} was killed by a signal (no exit status)")
                         return lost()
                     # Stop at the exit status; read what is still on its way, briefly (a process left
                     # in the background keeps stdout open, and must not hold the step until its timeout).
@@ -326,11 +345,14 @@ class SSHTransport:
                     continue
                 if chan.closed or not transport.is_active():
                     return lost()
-                if deadline is not None and now >= deadline:
-                    # The host's `timeout` should have ended the script long ago, and the connection
-                    # is still there: stop the group ourselves and call it what it is, a timeout.
-                    self._kill_group(host, transport, running)
-                    return result(-1, timed_out=True, cause="timeout")
+                if stopped_at is not None and now - stopped_at >= self.local_timeout_slack:
+                    return timed_out()  # stopped, but the channel never closed: a timeout all the same
+                if deadline is not None and stopped_at is None and now >= deadline:
+                    # Past the step's timeout: stop its process group on the host, then read what
+                    # it printed last until the channel closes.
+                    stopped_code = self._kill_group(host, transport, running)
+                    stopped_at = time.monotonic()
+                    continue
                 if probe is not None and probe.is_set():
                     heard, probe = now, None
                 elif probe is not None and now - probe_sent >= self.keepalive_deadline:
@@ -348,10 +370,11 @@ class SSHTransport:
         code = chan.exit_status
         if self._interrupted.is_set() and code != 0:
             return result(code, error=_INTERRUPTED, cause="interrupted")
-        res = result(code)
-        if timeout and is_timeout(code, res.stderr):
-            return result(code, timed_out=True, cause="timeout")
-        return res
+        return result(code)
+
+    def _step_deadline(self, timeout: float) -> float:
+        """When a step that starts now has overrun ``timeout`` (the fault tests make this clock run fast)."""
+        return time.monotonic() + timeout
 
     def interrupt(self) -> list[str]:
         """Stop every command in flight: kill its process group on its host over a second channel
@@ -379,17 +402,21 @@ class SSHTransport:
             thread.join(timeout=self.connect_timeout)
         return [name for name, _ in stoppers]
 
-    def _kill_group(self, host: Host, transport: paramiko.Transport, running: _Running) -> None:
+    def _kill_group(self, host: Host, transport: paramiko.Transport, running: _Running) -> int:
+        """Stop ``running``'s process group; its exit status (124 SIGTERM was enough, 137 SIGKILL was
+        needed), or -1 when it could not be stopped (no group announced yet, connection gone)."""
         if running.pgid is None:
-            return
+            return -1
         with contextlib.suppress(OSError, paramiko.SSHException, EOFError):
             chan = transport.open_session(timeout=self.connect_timeout)
             try:
                 chan.exec_command(kill_group_command(running.pgid, sudo=running.sudo))
                 chan.shutdown_write()
-                chan.status_event.wait(self.connect_timeout)
+                if chan.status_event.wait(self.connect_timeout):
+                    return chan.exit_status
             finally:
                 chan.close()
+        return -1
 
     def put(self, host: Host, content: bytes, remote_path: str, *, mode: int = 0o644, sudo: bool = True) -> None:
         """SFTP to a private temporary file in the login user's home, then ``install`` it into place."""
