@@ -301,10 +301,11 @@ class SSHTransport:
                         drain()
                         return timed_out()
                     if chan.exit_status == -1:  # closed without an exit status
-                        if transport.is_active() and not self._interrupted.is_set():
-                            # The connection is fine: the script (bash, exec'd by the login shell)
-                            # died of a signal, and sshd sent only exit-signal, which paramiko 5.1.0
-                            # drops (channel.py ``_handle_request`` knows "exit-status" only).
+                        if not self._interrupted.is_set() and chan.eof_received and _answers(transport):
+                            # The connection is fine (sshd sent EOF and answers a keepalive): the
+                            # script (bash, exec'd by the login shell) died of a signal, and sshd sent
+                            # only exit-signal, which paramiko 5.1.0 drops (channel.py
+                            # ``_handle_request`` knows "exit-status" only).
                             return result(-1, error=f"the command on {host.name} was killed by a signal (no exit status)")
                         return lost()
                     # Stop at the exit status; read what is still on its way, briefly (a process left
@@ -442,6 +443,12 @@ def _sh_quote(value: str) -> str:
 
 
 _INTERRUPTED = "interrupted: labctl stopped its command on the host (Ctrl-C or SIGTERM)"
+
+
+def _answers(transport: paramiko.Transport, within: float = 2.0) -> bool:
+    """The connection is alive: the host answers a keepalive (a dying transport may still look
+    active for a moment: paramiko closes its channels before it marks itself inactive)."""
+    return transport.is_active() and _send_keepalive(transport).wait(within)
 
 
 def _send_keepalive(transport: paramiko.Transport) -> threading.Event:
