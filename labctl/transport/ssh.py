@@ -1,8 +1,14 @@
 """SSH transport: one Fabric ``Connection`` per host, opened on first use and reused for every step.
 
-Commands run on a channel of that connection: the fixed command line from ``script.remote_command``
+Commands run on a channel of that connection: the fixed command line from ``script.session_command``
 with the script and its facts on standard input (``script.stdin_payload``). Output is read without
 polling threads, which keeps a guarded step that has nothing to do at the cost of one round trip.
+
+Step timeouts are enforced here, not by a ``timeout`` program on the host: at the deadline the
+script's process group is stopped over a second channel of the same connection (SIGTERM, SIGKILL
+2 s later), the same way Ctrl-C stops it, and the result is a timeout (exit 124, or 137 when SIGKILL
+was needed — coreutils timeout's codes). One program fewer per step on the host
+(``script.session_command`` says why that matters).
 
 Host keys: Vagrant VMs (``Host.verify_host_key`` False) are accepted without being checked or
 remembered, since every rebuild gives them new keys. Existing machines (provider ``ssh``) are
@@ -14,8 +20,6 @@ false`` in lab.yaml.
 from __future__ import annotations
 
 import contextlib
-import errno
-import re
 import select
 import shlex
 import socket
@@ -29,22 +33,32 @@ from pathlib import Path
 import paramiko
 from fabric import Config, Connection
 
-from labctl.errors import LabctlError, exit_code_for_cause
 from labctl.transport.base import Host, Result
 from labctl.transport.script import (
-    KILL_GRACE,
     guarded_payload,
-    is_timeout,
     kill_group_command,
-    remote_command,
+    session_command,
     split_guarded,
     split_pgid,
     stdin_payload,
 )
+from labctl.transport.ssh_connect import (
+    HostKeyError,
+    TransportError,
+    _AcceptWithoutRecording,
+    _connect_cause,
+    _connect_error,
+    _known_name,
+    _load_known_hosts,
+    _proxy_sock,
+    expand_proxy_command,
+)
+
+__all__ = ["HostKeyError", "SSHTransport", "TransportError", "expand_proxy_command"]
 
 DEFAULT_KNOWN_HOSTS = Path("~/.ssh/known_hosts")
-# Slack on top of the step timeout (and timeout's kill grace) before labctl gives up on the channel
-# itself: the host's own `timeout` normally ends the script first, and its exit code says so.
+# After stopping a step at its deadline, how long to keep reading its last output before giving up
+# on the channel (a host that cannot even close it is reported as timed out all the same).
 LOCAL_TIMEOUT_SLACK = 15.0
 # After the exit status, how long to keep reading for the rest of the output: a process the script
 # left in the background may hold stdout open for as long as it lives (issue 19 item 6).
@@ -54,42 +68,6 @@ DRAIN_AFTER_EXIT = 0.5
 # a frozen VM behind a live TCP peer (VirtualBox's NAT on loopback) would go unnoticed.
 KEEPALIVE_INTERVAL = 15.0
 KEEPALIVE_DEADLINE = 45.0
-
-
-class TransportError(LabctlError):
-    """A host could not be reached or refused labctl; ``cause`` picks the exit code (errors.CAUSE_EXIT_CODES)."""
-
-    def __init__(self, message: str, cause: str) -> None:
-        super().__init__(message)
-        self.cause = cause
-        self.exit_code = exit_code_for_cause(cause)
-
-
-class HostKeyError(TransportError):
-    """A provider-ssh host's key is not in known_hosts, or has changed."""
-
-    def __init__(self, message: str) -> None:
-        super().__init__(message, "host-key")
-
-
-class _AcceptWithoutRecording(paramiko.MissingHostKeyPolicy):
-    """Vagrant VMs: accept the key for this connection only; nothing is written to known_hosts."""
-
-    def missing_host_key(self, client, hostname, key) -> None:
-        return None
-
-
-def expand_proxy_command(host: Host) -> str:
-    """``ProxyCommand`` with OpenSSH's tokens filled in (ssh_config(5) TOKENS: %h host, %p port,
-    %r user, %% a percent sign); paramiko's ProxyCommand runs the string as it is given."""
-    values = {"h": host.address, "p": str(host.port), "r": host.user, "%": "%"}
-    return re.sub(r"%([hpr%])", lambda m: values[m.group(1)], host.proxy_command)
-
-
-def _proxy_sock(host: Host) -> paramiko.ProxyCommand:
-    # OpenSSH runs `exec <ProxyCommand>` with a shell (sshconnect.c); paramiko 5.1.0
-    # (paramiko/proxy.py) shlex-splits the string and runs it without one, so give it `sh -c`.
-    return paramiko.ProxyCommand(shlex.join(["/bin/sh", "-c", "exec " + expand_proxy_command(host)]))
 
 
 @dataclass
@@ -121,8 +99,6 @@ class SSHTransport:
         self._guard = threading.Lock()
         self._running: dict[int, _Running] = {}
         self._interrupted = threading.Event()
-        # Do not let ~/.ssh/config rewrite addresses, users or keys behind the lab spec's back.
-        self._config = Config(overrides={"load_ssh_configs": False, "run": {"hide": True, "warn": True}})
 
     # ---- connections
     def _lock_for(self, host: Host) -> threading.Lock:
@@ -141,7 +117,7 @@ class SSHTransport:
                 host=host.address,
                 user=host.user,
                 port=host.port,
-                config=self._config,
+                config=_config(),
                 connect_timeout=int(self.connect_timeout),
                 connect_kwargs={
                     # No key named: the agent and the default keys (look_for_keys); fabric 3.2 iterates
@@ -208,7 +184,7 @@ class SSHTransport:
         timeout: float | None = None,
         env: Mapping[str, str] | None = None,
     ) -> Result:
-        return self._run_payload(host, stdin_payload(script, env), sudo=sudo, timeout=timeout)
+        return self._run_payload(host, stdin_payload(script, env, announce_pgid=True), sudo=sudo, timeout=timeout)
 
     def run_guarded(
         self,
@@ -225,7 +201,8 @@ class SSHTransport:
         Returns (check result, script result or None when the check passed or never finished).
         The step timeout covers both. A guarded step that is already done costs one exec."""
         marker = f"LABCTL-CHECK-{uuid.uuid4().hex}"
-        whole = self._run_payload(host, guarded_payload(check, script, marker, env), sudo=sudo, timeout=timeout)
+        payload = guarded_payload(check, script, marker, env, announce_pgid=True)
+        whole = self._run_payload(host, payload, sudo=sudo, timeout=timeout)
         check_out, check_code, run_out = split_guarded(whole.stdout, marker)
         check_err, _, run_err = split_guarded(whole.stderr, marker)
         if check_code is None:  # the check itself timed out or the connection dropped during it
@@ -269,11 +246,16 @@ class SSHTransport:
         out: list[bytes] = []
         err: list[bytes] = []
         running = _Running(host, sudo)
-        deadline = started + timeout + KILL_GRACE + self.local_timeout_slack if timeout else None
+        deadline: float | None = None
+        stopped_at: float | None = None  # when the step was stopped at its deadline
+        stopped_code = -1  # kill_group_command's exit status: 124 after SIGTERM, 137 after SIGKILL
         heard = time.monotonic()  # when the host last showed it is alive
         probe: threading.Event | None = None  # a keepalive waiting for its answer
         probe_sent = 0.0
         status_at: float | None = None
+
+        def timed_out() -> Result:
+            return result(stopped_code, timed_out=True, cause="timeout")
 
         def result(code: int, **kw) -> Result:
             stderr = _text(err)
@@ -306,7 +288,8 @@ class SSHTransport:
         with self._guard:
             self._running[key] = running
         try:
-            chan.exec_command(remote_command(sudo=sudo, timeout=timeout, announce_pgid=True))
+            chan.exec_command(session_command(sudo=sudo))
+            deadline = self._step_deadline(timeout) if timeout else None
             chan.sendall(payload)
             chan.shutdown_write()
             while True:
@@ -314,7 +297,16 @@ class SSHTransport:
                 if drain():
                     heard = now
                 if chan.exit_status_ready():
+                    if stopped_at is not None:
+                        drain()
+                        return timed_out()
                     if chan.exit_status == -1:  # closed without an exit status
+                        if not self._interrupted.is_set() and chan.eof_received and _answers(transport):
+                            # The connection is fine (sshd sent EOF and answers a keepalive): the
+                            # script (bash, exec'd by the login shell) died of a signal, and sshd sent
+                            # only exit-signal, which paramiko 5.1.0 drops (channel.py
+                            # ``_handle_request`` knows "exit-status" only).
+                            return result(-1, error=f"the command on {host.name} was killed by a signal (no exit status)")
                         return lost()
                     # Stop at the exit status; read what is still on its way, briefly (a process left
                     # in the background keeps stdout open, and must not hold the step until its timeout).
@@ -326,11 +318,14 @@ class SSHTransport:
                     continue
                 if chan.closed or not transport.is_active():
                     return lost()
-                if deadline is not None and now >= deadline:
-                    # The host's `timeout` should have ended the script long ago, and the connection
-                    # is still there: stop the group ourselves and call it what it is, a timeout.
-                    self._kill_group(host, transport, running)
-                    return result(-1, timed_out=True, cause="timeout")
+                if stopped_at is not None and now - stopped_at >= self.local_timeout_slack:
+                    return timed_out()  # stopped, but the channel never closed: a timeout all the same
+                if deadline is not None and stopped_at is None and now >= deadline:
+                    # Past the step's timeout: stop its process group on the host, then read what
+                    # it printed last until the channel closes.
+                    stopped_code = self._kill_group(host, transport, running)
+                    stopped_at = time.monotonic()
+                    continue
                 if probe is not None and probe.is_set():
                     heard, probe = now, None
                 elif probe is not None and now - probe_sent >= self.keepalive_deadline:
@@ -348,10 +343,11 @@ class SSHTransport:
         code = chan.exit_status
         if self._interrupted.is_set() and code != 0:
             return result(code, error=_INTERRUPTED, cause="interrupted")
-        res = result(code)
-        if timeout and is_timeout(code, res.stderr):
-            return result(code, timed_out=True, cause="timeout")
-        return res
+        return result(code)
+
+    def _step_deadline(self, timeout: float) -> float:
+        """When a step that starts now has overrun ``timeout`` (the fault tests make this clock run fast)."""
+        return time.monotonic() + timeout
 
     def interrupt(self) -> list[str]:
         """Stop every command in flight: kill its process group on its host over a second channel
@@ -379,17 +375,21 @@ class SSHTransport:
             thread.join(timeout=self.connect_timeout)
         return [name for name, _ in stoppers]
 
-    def _kill_group(self, host: Host, transport: paramiko.Transport, running: _Running) -> None:
+    def _kill_group(self, host: Host, transport: paramiko.Transport, running: _Running) -> int:
+        """Stop ``running``'s process group; its exit status (124 SIGTERM was enough, 137 SIGKILL was
+        needed), or -1 when it could not be stopped (no group announced yet, connection gone)."""
         if running.pgid is None:
-            return
+            return -1
         with contextlib.suppress(OSError, paramiko.SSHException, EOFError):
             chan = transport.open_session(timeout=self.connect_timeout)
             try:
                 chan.exec_command(kill_group_command(running.pgid, sudo=running.sudo))
                 chan.shutdown_write()
-                chan.status_event.wait(self.connect_timeout)
+                if chan.status_event.wait(self.connect_timeout):
+                    return chan.exit_status
             finally:
                 chan.close()
+        return -1
 
     def put(self, host: Host, content: bytes, remote_path: str, *, mode: int = 0o644, sudo: bool = True) -> None:
         """SFTP to a private temporary file in the login user's home, then ``install`` it into place."""
@@ -423,21 +423,32 @@ class SSHTransport:
             conn.close()
 
 
+def _config() -> Config:
+    """A Fabric config of the connection's own. Not one shared by every connection: fabric 3.2.3's
+    ``Connection.__init__`` assigns ``self.inline_ssh_env``, which is no attribute of the class and
+    so lands in the config and makes invoke 2.2 rebuild its merged data (invoke/config.py
+    ``_modify`` → ``merge``); another thread opening a connection at that moment read an empty
+    config ("No attribute or config key found for 'gateway'", seen on the 20-host benchmark)."""
+    # Do not let ~/.ssh/config rewrite addresses, users or keys behind the lab spec's back.
+    return Config(overrides={"load_ssh_configs": False, "run": {"hide": True, "warn": True}})
+
+
 def _text(chunks: list[bytes]) -> str:
     return b"".join(chunks).decode("utf-8", "replace")
 
 
 def _sh_quote(value: str) -> str:
-    import shlex
 
     return shlex.quote(value)
 
 
-def _known_name(host: Host) -> str:
-    return host.address if host.port == 22 else f"[{host.address}]:{host.port}"
-
-
 _INTERRUPTED = "interrupted: labctl stopped its command on the host (Ctrl-C or SIGTERM)"
+
+
+def _answers(transport: paramiko.Transport, within: float = 2.0) -> bool:
+    """The connection is alive: the host answers a keepalive (a dying transport may still look
+    active for a moment: paramiko closes its channels before it marks itself inactive)."""
+    return transport.is_active() and _send_keepalive(transport).wait(within)
 
 
 def _send_keepalive(transport: paramiko.Transport) -> threading.Event:
@@ -454,74 +465,3 @@ def _send_keepalive(transport: paramiko.Transport) -> threading.Event:
 
     threading.Thread(target=ask, name="labctl-keepalive", daemon=True).start()
     return answered
-
-
-def _load_known_hosts(keys: paramiko.HostKeys, path: Path) -> int:
-    """Add the keys of known_hosts to ``keys``, skipping lines that do not parse, as OpenSSH does
-    (paramiko 5.1.0 hostkeys.py ``HostKeys.load`` raises InvalidHostKey on one bad base64 line, which
-    would fail every host). Read-only: nothing is written back. Returns the number of lines skipped."""
-    try:
-        lines = path.read_text(encoding="utf-8", errors="replace").splitlines()
-    except OSError:
-        return 0
-    skipped = 0
-    for number, raw in enumerate(lines, 1):
-        line = raw.strip()
-        if not line or line.startswith("#"):
-            continue
-        try:
-            entry = paramiko.hostkeys.HostKeyEntry.from_line(line, number)
-        except Exception:  # InvalidHostKey, SSHException, a key type paramiko cannot read
-            entry = None
-        if entry is None:
-            skipped += 1
-            continue
-        for name in entry.hostnames:
-            keys.add(name, entry.key.get_name(), entry.key)
-    return skipped
-
-
-def _connect_cause(err: BaseException) -> str:
-    if isinstance(err, paramiko.AuthenticationException | FileNotFoundError):
-        return "auth"
-    if isinstance(err, paramiko.ssh_exception.NoValidConnectionsError):
-        errnos = {getattr(e, "errno", None) for e in err.errors.values()}
-        return "refused" if errnos <= {errno.ECONNREFUSED} else "unreachable"
-    if isinstance(err, ConnectionRefusedError):
-        return "refused"
-    return "unreachable"
-
-
-def _connect_error(host: Host, err: BaseException) -> str:
-    """One line naming the cause and its fix (fabric/paramiko give a raw repr otherwise)."""
-    where = f"{host.user}@{host.address}:{host.port}"
-    if isinstance(err, FileNotFoundError):
-        return f"cannot log in to {host.name} ({where}): key file {host.key_file} does not exist — fix ssh_key in lab.yaml"
-    if isinstance(err, paramiko.AuthenticationException):
-        return (
-            f"cannot log in to {host.name} ({where}): authentication refused — check the user and that the key "
-            f"({host.key_file or 'ssh agent'}) is in ~{host.user}/.ssh/authorized_keys on the host"
-        )
-    refused = isinstance(err, ConnectionRefusedError)
-    codes: set[int | None] = {getattr(err, "errno", None)}
-    if isinstance(err, paramiko.ssh_exception.NoValidConnectionsError):
-        codes = {getattr(e, "errno", None) for e in err.errors.values()}
-        refused = codes <= {errno.ECONNREFUSED}
-    if refused:
-        return (
-            f"cannot reach {host.name} ({where}): connection refused — the host answers but nothing listens on "
-            f"port {host.port}: start sshd there, or fix the address/port in lab.yaml"
-        )
-    if codes & {errno.EHOSTUNREACH, errno.ENETUNREACH}:
-        return (
-            f"cannot reach {host.name} ({where}): no route to host — it is down or not on this network; "
-            "check that it is running and its address in lab.yaml"
-        )
-    if isinstance(err, socket.timeout | TimeoutError) or codes & {errno.ETIMEDOUT}:
-        return (
-            f"cannot reach {host.name} ({where}): timed out while connecting — nothing answered; check that "
-            "the host is up, its address in lab.yaml, and no firewall drops port " + str(host.port)
-        )
-    if isinstance(err, paramiko.SSHException | EOFError):
-        return f"cannot reach {host.name} ({where}): the SSH handshake failed ({err or type(err).__name__}) — is it an SSH server?"
-    return f"cannot reach {host.name} ({where}): {err.strerror if isinstance(err, OSError) and err.strerror else err}"

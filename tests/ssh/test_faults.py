@@ -5,8 +5,8 @@ finishes the step (resumes).
 
 One node set serves every case (module scope). The step under test is node-prep.write-hosts-file,
 made slow on demand by a `sed` shim on the nodes (it sleeps while /etc/labctl-test-slow exists), and
-made to overrun its timeout by a `timeout` shim that shortens the duration while
-/etc/labctl-test-short-timeout exists: the node's clock runs fast, labctl still believes 300 s.
+made to overrun its timeout by a `sitecustomize` in the labctl process that puts every step's
+deadline 2 s away: labctl's clock runs fast, it still believes (and reports) 300 s.
 
 The transport cases of issue 19 (items 5, 6, 12) run on the same nodes, below the CLI cases.
 """
@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -31,7 +32,6 @@ from tests.sshnodes import NodeSet, NodesUnavailable, start_nodes
 ROOT = Path(__file__).resolve().parents[2]
 STEP = "node-prep.write-hosts-file"
 SLOW_FLAG = "/etc/labctl-test-slow"
-SHORT_TIMEOUT_FLAG = "/etc/labctl-test-short-timeout"
 FAIL_FLAG = "/etc/labctl-test-fail"
 SED_SHIM = f"""#!/bin/sh
 # Test shim: a slow sed while {SLOW_FLAG} exists (its pid in /var/tmp/slow-sed.pid), else the real one.
@@ -46,24 +46,19 @@ fi
 for real in /usr/bin/sed /bin/sed; do [ -x "$real" ] && exec "$real" "$@"; done
 exit 127
 """.encode()
-NO_TIMEOUT_FLAG = "/etc/labctl-test-no-timeout"
-TIMEOUT_SHIM = f"""#!/bin/sh
-# Test shim: coreutils timeout with its duration cut to 2 s while {SHORT_TIMEOUT_FLAG} exists; while
-# {NO_TIMEOUT_FLAG} exists, a host whose timeout never fires (the command only leads its own group).
-# The arguments labctl passes: -v -k GRACE DURATION COMMAND...
-if [ -e {NO_TIMEOUT_FLAG} ]; then
-  shift 4; exec perl -e 'setpgrp(0, 0); exec @ARGV or die' "$@"
-fi
-if [ -e {SHORT_TIMEOUT_FLAG} ] && [ "$1" = -v ] && [ "$2" = -k ]; then
-  grace=$3; shift 4; exec /usr/bin/timeout -v -k "$grace" 2 "$@"
-fi
-exec /usr/bin/timeout "$@"
-""".encode()
+# Loaded by the labctl process of the timeout case only (its PYTHONPATH): every step's deadline is 2 s away.
+FAST_DEADLINE_SITECUSTOMIZE = """\
+import time
+
+from labctl.transport.ssh import SSHTransport
+
+SSHTransport._step_deadline = lambda self, timeout: time.monotonic() + 2
+"""
 
 
 @pytest.fixture(scope="module")
 def nodes(tmp_path_factory) -> Iterator[NodeSet]:
-    files = {"/usr/local/bin/sed": (SED_SHIM, 0o755), "/usr/local/bin/timeout": (TIMEOUT_SHIM, 0o755)}
+    files = {"/usr/local/bin/sed": (SED_SHIM, 0o755)}
     try:
         node_set = start_nodes(["master", "nfs"], tmp_path_factory.mktemp("faults"), files=files)
     except NodesUnavailable as err:
@@ -90,7 +85,7 @@ class Lab:
             subprocess.run(["ip", "link", "set", veth, "up"], check=True)
             # Only the loopback name: the step has to run (its check looks for the lab address).
             nodes.path(name, "/etc/hosts").write_text(f"127.0.0.1 localhost\n127.0.1.1 {name}\n")
-            for flag in (SLOW_FLAG, SHORT_TIMEOUT_FLAG, FAIL_FLAG, NO_TIMEOUT_FLAG, "/var/tmp/slow-sed.pid"):
+            for flag in (SLOW_FLAG, FAIL_FLAG, "/var/tmp/slow-sed.pid"):
                 nodes.path(name, flag).unlink(missing_ok=True)
 
     def write(self, **overrides: dict) -> None:
@@ -113,15 +108,22 @@ class Lab:
         }  # fmt: skip
         self.file.write_text(yaml.safe_dump(spec))
 
-    def env(self) -> dict[str, str]:
+    def env(self, fast_deadlines: bool = False) -> dict[str, str]:
+        path = str(ROOT)
+        if fast_deadlines:
+            shim = self.tmp / "fast-deadlines"
+            shim.mkdir(exist_ok=True)
+            (shim / "sitecustomize.py").write_text(FAST_DEADLINE_SITECUSTOMIZE)
+            path = f"{shim}{os.pathsep}{ROOT}"
         return {**os.environ, "HOME": str(self.home), "LABCTL_HOME": str(self.tmp / "labctl"),
-                "PYTHONPATH": str(ROOT), "COLUMNS": "200"}  # fmt: skip
+                "PYTHONPATH": path, "COLUMNS": "200"}  # fmt: skip
 
     def argv(self) -> list[str]:
         return [sys.executable, "-m", "labctl.cli", "create", "-f", str(self.file), "--only", STEP]
 
-    def create(self, timeout: float = 120) -> subprocess.CompletedProcess:
-        return subprocess.run(self.argv(), env=self.env(), capture_output=True, text=True, timeout=timeout)
+    def create(self, timeout: float = 120, fast_deadlines: bool = False) -> subprocess.CompletedProcess:
+        env = self.env(fast_deadlines)
+        return subprocess.run(self.argv(), env=env, capture_output=True, text=True, timeout=timeout)
 
     def start_create(self) -> subprocess.Popen:
         return subprocess.Popen(self.argv(), env=self.env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -247,17 +249,15 @@ def test_sshd_killed_mid_step_exits_3_connection_lost(lab):
 
 
 def test_step_past_its_timeout_exits_9_and_its_processes_are_gone(lab):
-    for flag in (SLOW_FLAG, SHORT_TIMEOUT_FLAG):
-        lab.nodes.path("master", flag).write_text("")
+    lab.nodes.path("master", SLOW_FLAG).write_text("")
     started = time.monotonic()
-    res = lab.create()
+    res = lab.create(fast_deadlines=True)
     assert res.returncode == 9, output(res)
     assert "timed out after 300s" in res.stderr
     assert time.monotonic() - started < 60
     assert not lab.remote_running("master", "sleep 60")
     assert not lab.step_done("master")
-    for flag in (SLOW_FLAG, SHORT_TIMEOUT_FLAG):
-        lab.nodes.path("master", flag).unlink()
+    lab.nodes.path("master", SLOW_FLAG).unlink()
     lab.assert_resumes()
 
 
@@ -288,8 +288,8 @@ def test_interrupt_mid_step_stops_the_remote_command_and_exits_130(lab, sig):
 
 # ---- the transport (issue 19 items 5, 6, 12) --------------------------------------------------
 def test_a_step_that_ignores_sigterm_is_a_timeout_not_a_lost_connection(nodes):
-    """timeout -k SIGKILLs the group, sudo re-raises SIGKILL, sshd sends exit-signal only; the login
-    shell's `exit $?` turns it into exit status 137, and timeout -v's notice makes it a timeout."""
+    """At the deadline labctl SIGTERMs the step's group, which ignores it; SIGKILL follows 2 s later.
+    sshd then sends an exit-signal only (no exit status): still a timeout, with timeout's code 137."""
     host = nodes.hosts()["master"]
     transport = SSHTransport()
     try:
@@ -314,26 +314,37 @@ def test_a_backgrounded_process_does_not_hold_the_step(nodes):
     assert took < 5, f"the step waited {took:.1f}s for its background process"
 
 
-def test_no_exit_status_past_the_deadline_on_a_live_connection_is_a_timeout(nodes):
-    """The host's own `timeout` never fires (a shim): labctl's deadline (timeout + kill grace + slack)
-    ends the wait, calls it a timeout, not a lost connection, and kills the group on the host."""
+def test_past_the_deadline_the_whole_group_is_stopped_and_it_is_a_timeout(nodes):
+    """labctl enforces the step timeout (no `timeout` program on the host): at the deadline it stops
+    the script's process group — a child in the background with it — and calls it a timeout (124:
+    SIGTERM was enough), not a lost connection. Without sudo too (the login user's own group)."""
     host = nodes.hosts()["master"]
-    flag = nodes.path("master", NO_TIMEOUT_FLAG)
-    flag.write_text("")
-    transport = SSHTransport(local_timeout_slack=1)
+    for sudo in (True, False):
+        transport = SSHTransport()
+        try:
+            started = time.monotonic()
+            res = transport.run(host, "sleep 45 &\nsleep 44", timeout=1, sudo=sudo)
+            took = time.monotonic() - started
+        finally:
+            transport.close()
+        assert res.timed_out and res.cause == "timeout" and not res.error, res
+        assert res.exit_code == 124 and 1 <= took < 6, (res, took)
+        deadline = time.monotonic() + 5
+        while re.search(r"sleep 4[45]", nodes.exec("master", "ps -eo args").stdout):
+            assert time.monotonic() < deadline, "the step's group outlived the deadline on the host"
+            time.sleep(0.2)
+
+
+def test_a_script_killed_by_a_signal_fails_as_such_not_as_a_lost_connection(nodes):
+    """bash dies of a signal: sshd sends exit-signal and no exit status, the connection stays up."""
+    host = nodes.hosts()["master"]
+    transport = SSHTransport()
     try:
-        started = time.monotonic()
-        res = transport.run(host, "sleep 45", timeout=1)
-        took = time.monotonic() - started
+        res = transport.run(host, "kill -s KILL $$", timeout=30)
+        assert transport.run(host, "true").ok  # the same connection carries on
     finally:
         transport.close()
-        flag.unlink()
-    assert res.timed_out and res.cause == "timeout" and not res.error, res
-    assert 6 <= took < 15
-    deadline = time.monotonic() + 5
-    while "sleep 45" in nodes.exec("master", "ps -eo args").stdout:
-        assert time.monotonic() < deadline, "the step's group outlived the deadline on the host"
-        time.sleep(0.2)
+    assert not res.ok and not res.timed_out and res.cause == "" and "killed by a signal" in res.error, res
 
 
 def _descendants(pid: int) -> list[int]:
