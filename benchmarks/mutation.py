@@ -54,6 +54,7 @@ FAST = "not ssh and not e2e and not disks"
 # module is split, add its parts here; a module missing from the map needs --tests.
 TESTS: dict[str, list[str]] = {
     "labctl/runner.py": ["tests/test_runner*.py", "tests/test_secrets_redaction.py"],
+    "labctl/run_report.py": ["tests/test_runner*.py"],
     "labctl/lifecycle.py": [
         "tests/test_lifecycle*.py",
         "tests/test_create_verify.py",
