@@ -28,6 +28,7 @@ from __future__ import annotations
 import argparse
 import inspect
 import json
+import re
 import shutil
 import statistics
 import sys
@@ -121,7 +122,11 @@ def variant_plan(plan, mode: str):
 
 
 def is_pull_step(step_id: str) -> bool:
-    return any(word in step_id for word in ("pull-images", "image-pull", "wait-for-images", "await-images"))
+    """The background pull's steps (playbook ``image-pull``, each layer's ``wait-for-…-images``): the
+    "after" adds them, the "before" is the plan without them. kubeadm's own ``pull-control-plane-images``
+    step is main's and stays."""
+    playbook, _, name = step_id.partition(".")
+    return playbook == "image-pull" or re.fullmatch(r"wait-for-.+-images", name) is not None
 
 
 def has_after_variant(plan, runner_cls) -> bool:
@@ -175,9 +180,16 @@ def one_run(mode: str, mbit: float, figures: dict, *, link: str, scale: float, w
         sim.t0 = start
         report = runner.run(plan, {})
         wall = time.monotonic() - start
-        bad = [(s.step_id, o.host, o.status) for s in report.steps for o in s.outcomes if o.status not in ("done", "skipped")]
+        bad = [
+            (s.step_id, o.host, o.status)
+            for s in report.steps
+            for o in s.outcomes
+            if o.status not in ("done", "skipped")
+        ]
         if bad or len(report.steps) != len(plan.steps):
-            raise RuntimeError(f"{mode} run at {mbit} Mbit/s did not finish cleanly: {bad[:5]} (log {workdir / f'{mode}.log'})")
+            raise RuntimeError(
+                f"{mode} run at {mbit} Mbit/s did not finish cleanly: {bad[:5]} (log {workdir / f'{mode}.log'})"
+            )
         steps = [(s.step_id, round(s.duration, 3)) for s in report.steps]
         return RunResult(mode, mbit, wall, list(sim.events), steps, sorted(sim.unknown))
     finally:
@@ -204,14 +216,18 @@ def main(argv: list[str] | None = None) -> int:
     figures = load_figures()
     scale = args.scale or float(figures["scale"])
     bandwidths = args.mbit or [float(b) for b in figures["bandwidths_mbit"]]
-    results = run_matrix(figures, bandwidths, args.modes, args.reps, link=args.link, scale=scale, floor=not args.no_floor)
+    results = run_matrix(
+        figures, bandwidths, args.modes, args.reps, link=args.link, scale=scale, floor=not args.no_floor
+    )
     print(report_markdown(figures, results, bandwidths, args.modes, link=args.link, scale=scale))
     if args.json:
         args.json.write_text(json.dumps(results, indent=1, default=str))
     return 0
 
 
-def run_matrix(figures: dict, bandwidths: list[float], modes: list[str], reps: int, *, link: str, scale: float, floor: bool) -> dict:
+def run_matrix(
+    figures: dict, bandwidths: list[float], modes: list[str], reps: int, *, link: str, scale: float, floor: bool
+) -> dict:
     from labctl.plan import build_plan  # noqa: F401  (fail early when the checkout is broken)
 
     walls: dict[str, list[float]] = {}
@@ -235,7 +251,9 @@ def run_matrix(figures: dict, bandwidths: list[float], modes: list[str], reps: i
     return {"walls": walls, "unknown_images": sorted(unknown), "events": events}
 
 
-def report_markdown(figures: dict, results: dict, bandwidths: list[float], modes: list[str], *, link: str, scale: float) -> str:
+def report_markdown(
+    figures: dict, results: dict, bandwidths: list[float], modes: list[str], *, link: str, scale: float
+) -> str:
     """The table: per bandwidth, the critical path and each variant's median wall time, raw (simulated
     seconds, runner overhead included) and net (overhead floor subtracted, in real-equivalent minutes),
     then the ratios on the net figures, and each critical path as a chain."""
@@ -248,7 +266,9 @@ def report_markdown(figures: dict, results: dict, bandwidths: list[float], modes
         f"Seed lab `create` on netns SSH nodes, simulated: links {link}; scale 1 s = {scale:g} real s; median of {reps} "
         "runs. Raw = simulated seconds as measured; net = raw minus the runner-overhead floor, in real minutes.",
         "",
-        "| Mbit/s | critical path | " + " | ".join(f"{m} raw | {m} net" for m in modes) + (" | after/before | after/critical path |" if both else " |"),
+        "| Mbit/s | critical path | "
+        + " | ".join(f"{m} raw | {m} net" for m in modes)
+        + (" | after/before | after/critical path |" if both else " |"),
         "|---|---|" + "---|---|" * len(modes) + ("---|---|" if both else ""),
     ]
     chains = []

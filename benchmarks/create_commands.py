@@ -133,7 +133,11 @@ def kubectl(sim: Simulation, host: str, argv: list[str]) -> dict:
     words = positional(argv, ("-n", "--namespace", "-f", "--filename", "-o", "--output", "-l", "--selector"))
     if words[:1] == ["apply"]:
         manifest = os.path.basename((_flag(argv, "-f") or _flag(argv, "--filename") or "").rstrip("/"))
-        names = [n for n, w in sim.workloads.items() if w.spec["applied_by"] != "kubeadm-init" and glob(w.spec["applied_by"], manifest)]
+        names = [
+            n
+            for n, w in sim.workloads.items()
+            if w.spec["applied_by"] != "kubeadm-init" and glob(w.spec["applied_by"], manifest)
+        ]
         sleep_real(sim, sim.figures["durations_s"]["kubectl_apply"]["value"])
         sim.apply(names)
         return {}

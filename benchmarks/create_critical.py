@@ -28,7 +28,15 @@ from dataclasses import dataclass, field
 
 K8S = ("master", "worker1")
 WORKERS = ("worker1",)
-CP_IMAGES = ("kube-apiserver", "kube-controller-manager", "kube-scheduler", "kube-proxy", "etcd", "coredns/coredns", "pause")
+CP_IMAGES = (
+    "kube-apiserver",
+    "kube-controller-manager",
+    "kube-scheduler",
+    "kube-proxy",
+    "etcd",
+    "coredns/coredns",
+    "pause",
+)
 
 
 @dataclass
@@ -103,7 +111,9 @@ def build_graph(figures: dict, *, mbit: float, link: str, models: tuple[str, ...
             pulled[host, key] = img(host, key, containerd[host])
         return pulled[host, key]
 
-    init = g.fixed("master: kubeadm init", d["kubeadm_init"], ready_prep["master"], *(image_on("master", k) for k in CP_IMAGES))
+    init = g.fixed(
+        "master: kubeadm init", d["kubeadm_init"], ready_prep["master"], *(image_on("master", k) for k in CP_IMAGES)
+    )
     joined["master"] = init
     for w in WORKERS:
         joined[w] = g.fixed(f"{w}: kubeadm join", d["kubeadm_join"], init, ready_prep[w])
@@ -192,7 +202,10 @@ def solve(g: Graph) -> CriticalPath:
             last = min(downloads, key=lambda t: tail[t.name])
             lead = _walk(via[first.name], via, g, finish) if via[first.name] else []
             mb = sum(t.mb for t in downloads)
-            chain = [*lead, (f"every download on {link}'s link, back to back: {mb:,.0f} MB at {g.mbit:g} Mbit/s", crossing)]
+            chain = [
+                *lead,
+                (f"every download on {link}'s link, back to back: {mb:,.0f} MB at {g.mbit:g} Mbit/s", crossing),
+            ]
             chain += _tail_chain(last.name, g, tail)
     return CriticalPath(best, chain, bound, longest, bounds)
 

@@ -87,7 +87,14 @@ class Simulation:
     """All state, behind one lock; times are ``time.monotonic()`` seconds (simulated scale)."""
 
     def __init__(
-        self, figures: dict, *, mbit: float, link: str, hosts: dict[str, tuple[str, ...]], scale: float, models: list[str]
+        self,
+        figures: dict,
+        *,
+        mbit: float,
+        link: str,
+        hosts: dict[str, tuple[str, ...]],
+        scale: float,
+        models: list[str],
     ) -> None:
         self.figures, self.mbit, self.link_mode, self.scale, self.models = figures, mbit, link, scale, models
         self.hosts = hosts  # name → roles (control_plane, workers, nfs, k8s)
