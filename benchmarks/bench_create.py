@@ -5,18 +5,19 @@ the real Runner and SSHTransport on three netns sshd nodes (master, worker1, nfs
 holding the ssh tier's test doubles (tests/shims). What takes time in a real create is put back by a
 simulator (create_sim.py, create_commands.py): the slow tools on the nodes ask it how long the real
 tool would take — downloads at a modelled bandwidth, `kubeadm init`, pod start-up — from a table of
-real figures with a source for each (create_figures.yaml). Time is compressed by ``scale`` (30: one
-real minute is 2 s), so a whole create takes seconds.
+real figures with a source for each (create_figures.yaml). Time is compressed by ``scale`` (60: one
+real minute is 1 s), so a whole simulated create takes seconds.
 
 Reported per bandwidth (median of ``--reps`` runs, the variants interleaved in one session):
 ``before`` (one step after another, images pulled when their pods are scheduled: main's create) and
 ``after`` (the same harness with the overlapping plan: ``after:`` dependencies and background image
 pulls, when this checkout has them), the critical path (create_critical.py: the longest chain of
 things that must happen in order, including each node's unavoidable downloads on its link) and the
-ratios after/before and after/critical path. Wall times are given in simulated seconds and in
-real-equivalent minutes (× scale); the runner's own overhead (SSH round trips, ~0.1 s a step) is
-measured by a run with every figure at zero (``floor``) and shown beside them: in a real create it
-does not scale with the figures, so it is subtracted before converting to real minutes.
+ratios after/before and after/critical path. Create times are the simulator's virtual clock, which
+runs only while every runner command in flight is waiting on it (create_sim.py): the runner's own
+cost on this machine (SSH round trips, the doubles' start-up: ~40 s a run under load) is left out,
+as the critical path leaves it out; they are given in simulated seconds and real-equivalent minutes
+(× scale). The wall time of each run, overhead included, is printed beside them.
 
 Needs root (network namespaces). Run:
     python3 benchmarks/bench_create.py                       # 50 and 200 Mbit/s, 3 reps, per-host links
@@ -90,7 +91,7 @@ def zero_figures(figures: dict) -> dict:
 
 
 def node_files_for_bench(scale: float) -> dict[str, tuple[bytes, int]]:
-    """The ssh tier's doubles, with the slow tools wrapped and `sleep` in simulated time."""
+    """The ssh tier's doubles, with the slow tools wrapped and `sleep` passing in simulated time."""
     from labctl.spec import LabSpec
     from tests.shims import node_files
     from tests.ssh.test_playbooks_e2e import routes
@@ -101,7 +102,7 @@ def node_files_for_bench(scale: float) -> dict[str, tuple[bytes, int]]:
         if path in files:
             files[f"/opt/labctl-bench/orig/{tool}"] = files[path]
             files[path] = (wrapper, 0o755)
-    files["/usr/local/bin/sleep"] = ((SHIMS / "sleep").read_bytes(), 0o755)
+    files["/usr/local/bin/sleep"] = (wrapper, 0o755)
     return files
 
 
@@ -133,11 +134,33 @@ def has_after_variant(plan, runner_cls) -> bool:
     return "serial" in inspect.signature(runner_cls.__init__).parameters or any(is_pull_step(s.id) for s in plan.steps)
 
 
+def counting_transport(sim: Simulation):
+    """The real SSHTransport, telling the simulator when a runner command is in flight."""
+    from labctl.transport.ssh import SSHTransport
+
+    def counted(method):
+        def call(self, *args, **kwargs):
+            sim.command(+1)
+            try:
+                return method(self, *args, **kwargs)
+            finally:
+                sim.command(-1)
+
+        return call
+
+    # Every way the runner runs a command on a host: run, and run_guarded (check and run in one session).
+    methods = {
+        name: counted(getattr(SSHTransport, name)) for name in ("run", "run_guarded") if hasattr(SSHTransport, name)
+    }
+    return type("CountingTransport", (SSHTransport,), methods)()
+
+
 @dataclass
 class RunResult:
     mode: str
     mbit: float
-    wall: float
+    create: float  # virtual (simulated) seconds: the create with the runner's own cost left out
+    wall: float  # as measured, runner overhead included
     events: list = field(default_factory=list)
     steps: list = field(default_factory=list)  # (step id, simulated seconds)
     unknown_images: list = field(default_factory=list)
@@ -151,7 +174,6 @@ def one_run(mode: str, mbit: float, figures: dict, *, link: str, scale: float, w
     from labctl.artefacts import build_artefacts
     from labctl.plan import build_plan
     from labctl.runner import Runner
-    from labctl.transport.ssh import SSHTransport
     from tests.ssh.test_playbooks_e2e import netns_spec
     from tests.sshnodes import start_nodes
 
@@ -169,7 +191,7 @@ def one_run(mode: str, mbit: float, figures: dict, *, link: str, scale: float, w
             target = nodes.path(name, "/etc/labctl-bench.json")
             target.write_bytes(conf)
             target.chmod(0o644)
-        transport = SSHTransport()
+        transport = counting_transport(sim)
         runner = Runner(
             transport, nodes.hosts(), log_path=workdir / f"{mode}.log",
             artefacts=build_artefacts(spec, workdir / "state"),
@@ -177,9 +199,9 @@ def one_run(mode: str, mbit: float, figures: dict, *, link: str, scale: float, w
             **variant_runner_kwargs(mode, Runner),
         )  # fmt: skip
         start = time.monotonic()
-        sim.t0 = start
         report = runner.run(plan, {})
         wall = time.monotonic() - start
+        create = sim.now()
         bad = [
             (s.step_id, o.host, o.status)
             for s in report.steps
@@ -191,7 +213,7 @@ def one_run(mode: str, mbit: float, figures: dict, *, link: str, scale: float, w
                 f"{mode} run at {mbit} Mbit/s did not finish cleanly: {bad[:5]} (log {workdir / f'{mode}.log'})"
             )
         steps = [(s.step_id, round(s.duration, 3)) for s in report.steps]
-        return RunResult(mode, mbit, wall, list(sim.events), steps, sorted(sim.unknown))
+        return RunResult(mode, mbit, create, wall, list(sim.events), steps, sorted(sim.unknown))
     finally:
         if transport:
             transport.close()
@@ -210,83 +232,90 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--link", choices=("per-host", "shared"), default="per-host",
                     help="per-host: each node has the whole bandwidth; shared: one laptop uplink for all")  # fmt: skip
     ap.add_argument("--modes", nargs="+", default=["before", "after"], choices=("before", "after"))
-    ap.add_argument("--no-floor", action="store_true", help="skip the zero-figures runs (runner overhead)")
-    ap.add_argument("--json", type=Path, help="also write every run's figures here")
+    ap.add_argument("--json", type=Path, help="also write every run's figures (and the timelines) here")
     args = ap.parse_args(argv)
     figures = load_figures()
     scale = args.scale or float(figures["scale"])
     bandwidths = args.mbit or [float(b) for b in figures["bandwidths_mbit"]]
-    results = run_matrix(
-        figures, bandwidths, args.modes, args.reps, link=args.link, scale=scale, floor=not args.no_floor
-    )
-    print(report_markdown(figures, results, bandwidths, args.modes, link=args.link, scale=scale))
+    modes = list(args.modes)
+    if "after" in modes and not after_available():
+        print("this checkout has no overlapping plan yet (no Runner(serial=...), no background pull): "
+              "measuring the before only", file=sys.stderr)  # fmt: skip
+        modes.remove("after")
+    results = run_matrix(figures, bandwidths, modes, args.reps, link=args.link, scale=scale)
+    print(report_markdown(figures, results, bandwidths, modes, link=args.link, scale=scale))
     if args.json:
         args.json.write_text(json.dumps(results, indent=1, default=str))
     return 0
 
 
-def run_matrix(
-    figures: dict, bandwidths: list[float], modes: list[str], reps: int, *, link: str, scale: float, floor: bool
-) -> dict:
-    from labctl.plan import build_plan  # noqa: F401  (fail early when the checkout is broken)
+def after_available() -> bool:
+    from labctl.plan import build_plan
+    from labctl.runner import Runner
+    from labctl.spec import LabSpec
 
+    return has_after_variant(build_plan(LabSpec.default(), include_provider=False), Runner)
+
+
+def run_matrix(figures: dict, bandwidths: list[float], modes: list[str], reps: int, *, link: str, scale: float) -> dict:
+    """Every (bandwidth, mode) once per round, ``reps`` rounds, interleaved so that both variants see
+    the same machine load; returns the create times, wall times and one timeline per variant."""
+    creates: dict[str, list[float]] = {}
     walls: dict[str, list[float]] = {}
     unknown: set[str] = set()
     events: dict[str, list] = {}
+    steps: dict[str, list] = {}
     tmp = Path(tempfile.mkdtemp(prefix="labctl-bench-create-"))
     try:
-        plan_configs = [(mode, mbit, figures) for mbit in bandwidths for mode in modes]
-        if floor:
-            plan_configs += [(mode, 0.0, zero_figures(figures)) for mode in modes]
         for rep in range(reps):
-            for mode, mbit, figs in plan_configs:  # interleaved: every variant once per round
-                key = f"{mode}@{mbit:g}"
-                r = one_run(mode, mbit or 1e6, figs, link=link, scale=scale, workdir=tmp / f"{key}-{rep}")
-                walls.setdefault(key, []).append(r.wall)
-                unknown.update(r.unknown_images)
-                events.setdefault(key, r.events)
-                print(f"  round {rep + 1}/{reps}: {key:>12} {r.wall:7.2f} s", file=sys.stderr, flush=True)
+            for mbit in bandwidths:
+                for mode in modes:
+                    key = f"{mode}@{mbit:g}"
+                    r = one_run(mode, mbit, figures, link=link, scale=scale, workdir=tmp / f"{key}-{rep}")
+                    creates.setdefault(key, []).append(r.create)
+                    walls.setdefault(key, []).append(r.wall)
+                    unknown.update(r.unknown_images)
+                    events.setdefault(key, r.events)
+                    steps.setdefault(key, r.steps)
+                    print(f"  round {rep + 1}/{reps}: {key:>12}  create {r.create:7.2f} s simulated "
+                          f"({r.create * scale / 60:5.1f} min real), wall {r.wall:6.1f} s", file=sys.stderr, flush=True)  # fmt: skip
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-    return {"walls": walls, "unknown_images": sorted(unknown), "events": events}
+    return {"creates": creates, "walls": walls, "unknown_images": sorted(unknown), "events": events, "steps": steps}
 
 
 def report_markdown(
     figures: dict, results: dict, bandwidths: list[float], modes: list[str], *, link: str, scale: float
 ) -> str:
-    """The table: per bandwidth, the critical path and each variant's median wall time, raw (simulated
-    seconds, runner overhead included) and net (overhead floor subtracted, in real-equivalent minutes),
-    then the ratios on the net figures, and each critical path as a chain."""
-    walls = results["walls"]
-    med = {k: statistics.median(v) for k, v in walls.items()}
-    floors = {m: med.get(f"{m}@0", 0.0) for m in modes}
-    reps = max(len(v) for v in walls.values())
-    both = len(modes) == 2
+    """The table: per bandwidth, the critical path and each variant's median create time (simulated
+    seconds and real-equivalent minutes), the ratios, then each critical path as a chain."""
+    creates, walls = results["creates"], results.get("walls", {})
+    med = {k: statistics.median(v) for k, v in creates.items()}
+    reps = max(len(v) for v in creates.values())
+    both = modes == ["before", "after"]
+    head = "| Mbit/s | critical path | " + " | ".join(f"{m}" for m in modes)
     lines = [
-        f"Seed lab `create` on netns SSH nodes, simulated: links {link}; scale 1 s = {scale:g} real s; median of {reps} "
-        "runs. Raw = simulated seconds as measured; net = raw minus the runner-overhead floor, in real minutes.",
+        f"Seed lab `create` on netns SSH nodes, simulated: links {link}; scale 1 s = {scale:g} real s; median of "
+        f"{reps} runs; real-equivalent minutes (simulated seconds in brackets).",
         "",
-        "| Mbit/s | critical path | "
-        + " | ".join(f"{m} raw | {m} net" for m in modes)
-        + (" | after/before | after/critical path |" if both else " |"),
-        "|---|---|" + "---|---|" * len(modes) + ("---|---|" if both else ""),
+        head + (" | after/before | after/critical path |" if both else " |"),
+        "|---|---|" + "---|" * len(modes) + ("---|---|" if both else ""),
     ]
     chains = []
     for mbit in bandwidths:
         cp = critical_path(figures, mbit=mbit, link=link)
-        row = [f"{mbit:g}", f"{cp.total / 60:.1f} min"]
-        net = {}
+        row = [f"{mbit:g}", f"{cp.total / 60:.1f} min ({cp.total / scale:.1f} s)"]
+        real = {}
         for m in modes:
-            raw = med[f"{m}@{mbit:g}"]
-            net[m] = max(raw - floors[m], 0.0) * scale
-            row += [f"{raw:.1f} s", f"{net[m] / 60:.1f} min"]
+            real[m] = med[f"{m}@{mbit:g}"] * scale
+            row.append(f"{real[m] / 60:.1f} min ({med[f'{m}@{mbit:g}']:.1f} s)")
         if both:
-            row += [f"{net['after'] / net['before']:.2f}", f"{net['after'] / cp.total:.2f}"]
+            row += [f"{real['after'] / real['before']:.2f}", f"{real['after'] / cp.total:.2f}"]
         lines.append("| " + " | ".join(row) + " |")
         chains.append(f"Critical path at {mbit:g} Mbit/s: {cp.total / 60:.1f} min\n{format_chain(cp)}")
-    if any(floors.values()):
-        lines += ["", "Runner-overhead floor (every figure at zero, same plan, median): "
-                  + ", ".join(f"{m} {floors[m]:.1f} s" for m in modes)]  # fmt: skip
+    if walls:
+        lines += ["", "Wall time of the runs, runner overhead included (median, s): "
+                  + ", ".join(f"{k} {statistics.median(v):.1f}" for k, v in sorted(walls.items()))]  # fmt: skip
     lines += ["", *chains]
     if results["unknown_images"]:
         lines += ["", "Images without a figure (the default size was used): " + ", ".join(results["unknown_images"])]

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import os
 import re
-import time
 
 from benchmarks.create_sim import Simulation, glob, parse_duration
 
@@ -51,12 +50,27 @@ def positional(argv: list[str], takes_value: tuple[str, ...] = ()) -> list[str]:
 
 
 def decide(sim: Simulation, host: str, tool: str, argv: list[str]) -> dict:
-    handler = {"apt-get": apt_get, "curl": curl, "kubeadm": kubeadm, "kubectl": kubectl, "crictl": crictl, "ctr": ctr}
+    handler = {
+        "apt-get": apt_get, "curl": curl, "kubeadm": kubeadm, "kubectl": kubectl, "crictl": crictl, "ctr": ctr,
+        "sleep": sleep,
+    }  # fmt: skip
     return handler[tool](sim, host, argv) if tool in handler else {}
 
 
 def sleep_real(sim: Simulation, seconds: float) -> None:
-    time.sleep(sim.real(seconds))
+    sim.sleep(sim.real(seconds))
+
+
+def sleep(sim: Simulation, host: str, argv: list[str]) -> dict:
+    """The playbooks' polling `sleep N`: N real seconds of the simulated world, then exit 0."""
+    total = 0.0
+    for arg in argv:
+        m = re.fullmatch(r"(\d+(?:\.\d*)?)([smhd]?)", arg)
+        if not m:
+            return {"exit": 1, "stderr": f"sleep: invalid time interval '{arg}'\n"}
+        total += float(m.group(1)) * {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}[m.group(2)]
+    sleep_real(sim, total)
+    return {"exit": 0}
 
 
 def apt_get(sim: Simulation, host: str, argv: list[str]) -> dict:
@@ -97,11 +111,11 @@ def kubeadm(sim: Simulation, host: str, argv: list[str]) -> dict:
         sim.pull(host, CONTROL_PLANE_IMAGES)
     elif words[:1] == ["init"]:
         sim.pull(host, CONTROL_PLANE_IMAGES)  # kubeadm init pulls whatever is missing
-        time.sleep(sim.duration("kubeadm_init"))
+        sim.sleep(sim.duration("kubeadm_init"))
         sim.join(host)
         sim.apply(["kube-proxy", "coredns"])
     elif words[:1] == ["join"]:
-        time.sleep(sim.duration("kubeadm_join"))
+        sim.sleep(sim.duration("kubeadm_join"))
         sim.join(host)
     return {}
 

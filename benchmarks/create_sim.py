@@ -20,6 +20,16 @@ answer. Everything that takes time in a real create is decided here, from the fi
   their ``after`` workloads and (except calico-node) the node's CNI. ``kubectl wait``/``rollout
   status`` blocks until ready or its own ``--timeout``, then fails like kubectl, or lets the double
   answer.
+
+**The clock is virtual, and the runner's own overhead does not count.** On this shared build machine
+a step's SSH round trips and the doubles' start-up cost far more than a real one would (and vary
+with the load), so the simulated clock only runs while the create is *waiting*: while at least one
+runner command is in flight (the harness counts them in ``Transport.run``) and every one of them is
+blocked in this simulator (a download, a fixed duration, a ``kubectl wait``, a ``sleep``). While a
+step is doing anything else, or the runner is between steps, the clock stands still, and so do the
+downloads. The reported create time is the virtual clock at the end: the create as if the runner
+cost nothing, which is what the critical path assumes too. (A wrapper call counts as a runner
+command's when the process descends from the SSH session, not from a detached background job.)
 """
 
 from __future__ import annotations
@@ -84,7 +94,7 @@ class Workload:
 
 
 class Simulation:
-    """All state, behind one lock; times are ``time.monotonic()`` seconds (simulated scale)."""
+    """All state, behind one lock; times are virtual seconds (``now()``, simulated scale)."""
 
     def __init__(
         self,
@@ -95,6 +105,7 @@ class Simulation:
         hosts: dict[str, tuple[str, ...]],
         scale: float,
         models: list[str],
+        gated: bool = True,
     ) -> None:
         self.figures, self.mbit, self.link_mode, self.scale, self.models = figures, mbit, link, scale, models
         self.hosts = hosts  # name → roles (control_plane, workers, nfs, k8s)
@@ -106,7 +117,10 @@ class Simulation:
         self.apt_updates: dict[str, int] = {h: 0 for h in hosts}
         self.unknown: set[str] = set()
         self.events: list[tuple[float, str, str]] = []  # (time, host, what) for the report
-        self.t0 = time.monotonic()
+        self.v = 0.0  # the virtual clock
+        self.inflight = 0  # runner commands in flight (Transport.run)
+        self.blocked = 0  # wrapper calls of runner commands blocked here
+        self.gated = gated  # False: the clock always runs (unit tests, no runner)
         self._stop = threading.Event()
         self._clock = threading.Thread(target=self._run_clock, daemon=True)
         self._clock.start()
@@ -135,10 +149,10 @@ class Simulation:
         return host if self.link_mode == "per-host" else "uplink"
 
     def _start_transfer(self, host: str, what: str, mb: float) -> Transfer:
-        now = time.monotonic()
+        now = self.v
         t = Transfer(what, host, self._link_of(host), mb, mb, now, now if mb <= 0 else None)
         self.transfers.append(t)
-        self.events.append((now - self.t0, host, f"start {what} ({mb:g} MB)"))
+        self.events.append((now, host, f"start {what} ({mb:g} MB)"))
         return t
 
     def _run_clock(self) -> None:
@@ -146,8 +160,12 @@ class Simulation:
         rate_mb = self.mbit / 8 * self.scale  # MB per simulated second
         while not self._stop.wait(TICK):
             with self.lock:
-                now = time.monotonic()
-                dt, last = now - last, now
+                real = time.monotonic()
+                dt, last = real - last, real
+                if not self.waiting():
+                    continue
+                self.v += dt
+                now = self.v
                 active: dict[str, list[Transfer]] = {}
                 for t in self.transfers:
                     if t.end is None:
@@ -158,9 +176,26 @@ class Simulation:
                         t.left_mb -= share
                         if t.left_mb <= 0:
                             t.end = now
-                            self.events.append((now - self.t0, t.host, f"done {t.what}"))
+                            self.events.append((now, t.host, f"done {t.what}"))
                 self._advance_workloads(now)
                 self.lock.notify_all()
+
+    def waiting(self) -> bool:
+        """Whether the whole create is waiting on this simulator (the clock runs only then)."""
+        return not self.gated or (self.inflight > 0 and self.blocked >= self.inflight)
+
+    def now(self) -> float:
+        return self.v
+
+    def command(self, delta: int) -> None:
+        """A runner command starts (+1) or ends (-1) (called by the harness's transport)."""
+        with self.lock:
+            self.inflight += delta
+            self.lock.notify_all()
+
+    def sleep(self, seconds: float) -> None:
+        end = self.v + seconds
+        self._wait(lambda: self.v >= end)
 
     def close(self) -> None:
         self._stop.set()
@@ -168,13 +203,12 @@ class Simulation:
 
     def _wait(self, predicate, timeout: float | None = None) -> bool:
         """Block until predicate() holds (under the lock) or timeout simulated seconds pass."""
-        deadline = None if timeout is None else time.monotonic() + timeout
+        deadline = None if timeout is None else self.v + timeout
         with self.lock:
             while not predicate():
-                left = None if deadline is None else deadline - time.monotonic()
-                if left is not None and left <= 0:
+                if deadline is not None and self.v >= deadline:
                     return False
-                self.lock.wait(timeout=0.05 if left is None else min(left, 0.05))
+                self.lock.wait(timeout=0.05)
             return True
 
     def download(self, host: str, what: str, mb: float) -> None:
@@ -203,12 +237,12 @@ class Simulation:
     # ---- workloads
     def apply(self, names: list[str]) -> None:
         with self.lock:
-            now = time.monotonic()
+            now = self.v
             for name in names:
                 w = self.workloads[name]
                 if w.applied is None:
                     w.applied = now
-                    self.events.append((now - self.t0, "cluster", f"applied {name}"))
+                    self.events.append((now, "cluster", f"applied {name}"))
             self._advance_workloads(now)
 
     def node_ready(self, host: str) -> bool:
@@ -248,7 +282,7 @@ class Simulation:
                     base = w.model_transfer.end
                 if now >= base + self.duration(w.spec["start"]):
                     w.ready = now
-                    self.events.append((now - self.t0, "cluster", f"ready {w.name}"))
+                    self.events.append((now, "cluster", f"ready {w.name}"))
 
     def _hosts_of(self, w: Workload) -> list[str]:
         return self.nodes_of(w.spec["nodes"])
@@ -259,8 +293,8 @@ class Simulation:
 
     def join(self, host: str) -> None:
         with self.lock:
-            self.joined[host] = time.monotonic()
-            self._advance_workloads(time.monotonic())
+            self.joined[host] = self.v
+            self._advance_workloads(self.v)
 
 
 class Handler(BaseHTTPRequestHandler):
@@ -271,7 +305,16 @@ class Handler(BaseHTTPRequestHandler):
 
     def do_POST(self) -> None:  # http.server calls do_<METHOD>
         body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-        answer = type(self).decide(type(self).sim, body["host"], body["tool"], body["argv"])
+        sim = type(self).sim
+        if body.get("foreground"):
+            with sim.lock:
+                sim.blocked += 1
+        try:
+            answer = type(self).decide(sim, body["host"], body["tool"], body["argv"])
+        finally:
+            if body.get("foreground"):
+                with sim.lock:
+                    sim.blocked -= 1
         data = json.dumps(answer).encode()
         self.send_response(200)
         self.send_header("Content-Type", "application/json")
