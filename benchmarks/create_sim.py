@@ -29,7 +29,9 @@ blocked in this simulator (a download, a fixed duration, a ``kubectl wait``, a `
 step is doing anything else, or the runner is between steps, the clock stands still, and so do the
 downloads. The reported create time is the virtual clock at the end: the create as if the runner
 cost nothing, which is what the critical path assumes too. (A wrapper call counts as a runner
-command's when the process descends from the SSH session, not from a detached background job.)
+command's when the process descends from the SSH session, not from a detached background job; a
+background job, e.g. the image pull, is taken as busy from the end of one of its calls to the start
+of its next, up to BACKGROUND_GAP real seconds, and the clock stands still then too.)
 """
 
 from __future__ import annotations
@@ -44,6 +46,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 TICK = 0.005  # simulated seconds between link updates
+# After a background job's call returns, the job is busy (its own overhead: the next double's
+# start-up) until its next call arrives; the clock stands still meanwhile, at most this long (real s).
+BACKGROUND_GAP = 3.0
 UNKNOWN = "default"
 
 
@@ -121,6 +126,7 @@ class Simulation:
         self.inflight = 0  # runner commands in flight (Transport.run)
         self.blocked = 0  # wrapper calls of runner commands blocked here
         self.gated = gated  # False: the clock always runs (unit tests, no runner)
+        self.gaps: list[float] = []  # real deadlines of background jobs between two calls
         self._stop = threading.Event()
         self._clock = threading.Thread(target=self._run_clock, daemon=True)
         self._clock.start()
@@ -182,7 +188,20 @@ class Simulation:
 
     def waiting(self) -> bool:
         """Whether the whole create is waiting on this simulator (the clock runs only then)."""
-        return not self.gated or (self.inflight > 0 and self.blocked >= self.inflight)
+        if not self.gated:
+            return True
+        real = time.monotonic()
+        self.gaps = [g for g in self.gaps if g > real]
+        return self.inflight > 0 and self.blocked >= self.inflight and not self.gaps
+
+    def background_call(self, starting: bool) -> None:
+        """A detached job's call starts (ends the gap its previous call opened) or ends (opens one)."""
+        with self.lock:
+            if starting:
+                if self.gaps:
+                    self.gaps.pop(0)
+            else:
+                self.gaps.append(time.monotonic() + BACKGROUND_GAP)
 
     def now(self) -> float:
         return self.v
@@ -305,16 +324,20 @@ class Handler(BaseHTTPRequestHandler):
 
     def do_POST(self) -> None:  # http.server calls do_<METHOD>
         body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-        sim = type(self).sim
-        if body.get("foreground"):
+        sim, foreground = type(self).sim, body.get("foreground")
+        if foreground:
             with sim.lock:
                 sim.blocked += 1
+        else:
+            sim.background_call(starting=True)
         try:
             answer = type(self).decide(sim, body["host"], body["tool"], body["argv"])
         finally:
-            if body.get("foreground"):
+            if foreground:
                 with sim.lock:
                     sim.blocked -= 1
+            else:
+                sim.background_call(starting=False)
         data = json.dumps(answer).encode()
         self.send_response(200)
         self.send_header("Content-Type", "application/json")
