@@ -69,7 +69,7 @@ def sleep(sim: Simulation, host: str, argv: list[str]) -> dict:
         if not m:
             return {"exit": 1, "stderr": f"sleep: invalid time interval '{arg}'\n"}
         total += float(m.group(1)) * {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}[m.group(2)]
-    sleep_real(sim, total)
+    sim.poll_sleep(sim.real(total))
     return {"exit": 0}
 
 

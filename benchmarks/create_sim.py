@@ -49,6 +49,11 @@ TICK = 0.005  # simulated seconds between link updates
 # After a background job's call returns, the job is busy (its own overhead: the next double's
 # start-up) until its next call arrives; the clock stands still meanwhile, at most this long (real s).
 BACKGROUND_GAP = 3.0
+# A polling `sleep` in a playbook returns once its time is up AND something happened in this world
+# since it began (a download ended, a workload changed, another command called in), or at the latest
+# this many real-world seconds later: a poll that could only see the same state is skipped, which
+# saves wall time on this machine and delays what the poller notices by at most this much.
+POLL_CAP_REAL_S = 10.0
 UNKNOWN = "default"
 
 
@@ -127,6 +132,7 @@ class Simulation:
         self.blocked = 0  # wrapper calls of runner commands blocked here
         self.gated = gated  # False: the clock always runs (unit tests, no runner)
         self.gaps: list[float] = []  # real deadlines of background jobs between two calls
+        self.epoch = 0  # bumped by every event a poller could notice
         self._stop = threading.Event()
         self._clock = threading.Thread(target=self._run_clock, daemon=True)
         self._clock.start()
@@ -182,6 +188,7 @@ class Simulation:
                         t.left_mb -= share
                         if t.left_mb <= 0:
                             t.end = now
+                            self.epoch += 1
                             self.events.append((now, t.host, f"done {t.what}"))
                 self._advance_workloads(now)
                 self.lock.notify_all()
@@ -215,6 +222,18 @@ class Simulation:
     def sleep(self, seconds: float) -> None:
         end = self.v + seconds
         self._wait(lambda: self.v >= end)
+
+    def poll_sleep(self, seconds: float) -> None:
+        """A playbook's polling sleep (see POLL_CAP_REAL_S)."""
+        with self.lock:
+            start, end = self.epoch, self.v + seconds
+            cap = end + self.real(POLL_CAP_REAL_S)
+        self._wait(lambda: self.v >= end and (self.epoch != start or self.v >= cap))
+
+    def bump(self) -> None:
+        with self.lock:
+            self.epoch += 1
+            self.lock.notify_all()
 
     def close(self) -> None:
         self._stop.set()
@@ -261,6 +280,7 @@ class Simulation:
                 w = self.workloads[name]
                 if w.applied is None:
                     w.applied = now
+                    self.epoch += 1
                     self.events.append((now, "cluster", f"applied {name}"))
             self._advance_workloads(now)
 
@@ -301,6 +321,7 @@ class Simulation:
                     base = w.model_transfer.end
                 if now >= base + self.duration(w.spec["start"]):
                     w.ready = now
+                    self.epoch += 1
                     self.events.append((now, "cluster", f"ready {w.name}"))
 
     def _hosts_of(self, w: Workload) -> list[str]:
@@ -313,6 +334,7 @@ class Simulation:
     def join(self, host: str) -> None:
         with self.lock:
             self.joined[host] = self.v
+            self.epoch += 1
             self._advance_workloads(self.v)
 
 
@@ -325,6 +347,8 @@ class Handler(BaseHTTPRequestHandler):
     def do_POST(self) -> None:  # http.server calls do_<METHOD>
         body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
         sim, foreground = type(self).sim, body.get("foreground")
+        if body["tool"] != "sleep":
+            sim.bump()  # a command called in: what it does next may be what a poller waits for
         if foreground:
             with sim.lock:
                 sim.blocked += 1
