@@ -29,24 +29,13 @@ def cluster(folder: Path) -> dict[str, str]:
     bin_dir.mkdir()
     (bin_dir / "kubectl").write_text(f'#!/bin/sh\nexec "{sys.executable}" "{DOUBLE}" "$@"\n')
     (bin_dir / "kubectl").chmod(0o755)
-    nodes = [
-        {"metadata": {"name": f"w{i}"}, "spec": {}, "status": {"allocatable": {"cpu": "16", "memory": "64Gi"}}}
-        for i in range(4)
-    ]
-    view = {
-        "clusters": [
-            {"name": "uni", "cluster": {"server": "https://127.0.0.1:6443", "certificate-authority-data": "Q0E="}}
-        ]
-    }
+    nodes = [{"metadata": {"name": f"w{i}"}, "spec": {}, "status": {"allocatable": {"cpu": "16", "memory": "64Gi"}}}
+             for i in range(4)]
+    view = {"clusters": [{"name": "uni", "cluster": {"server": "https://127.0.0.1:6443", "certificate-authority-data": "Q0E="}}]}
     (folder / "state.json").write_text(json.dumps({"nodes": nodes, "objects": {}, "kubeconfig_view": view}))
     (folder / "admin.conf").write_text("apiVersion: v1\nkind: Config\n")
-    return {
-        **os.environ,
-        "PATH": f"{bin_dir}:{os.environ['PATH']}",
-        "PYTHONPATH": str(ROOT),
-        "KUBECTL_CLUSTER_STATE": str(folder / "state.json"),
-        "KUBECTL_CLUSTER_LOG": str(folder / "calls.jsonl"),
-    }
+    return {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}", "PYTHONPATH": str(ROOT),
+            "KUBECTL_CLUSTER_STATE": str(folder / "state.json"), "KUBECTL_CLUSTER_LOG": str(folder / "calls.jsonl")}
 
 
 def one_run(students: int) -> tuple[float, float, int]:
@@ -55,21 +44,8 @@ def one_run(students: int) -> tuple[float, float, int]:
         env = cluster(folder)
         roster = folder / "roster.txt"
         roster.write_text("".join(f"student{i:03d}\n" for i in range(students)))
-        cmd = [
-            sys.executable,
-            "-m",
-            "labctl.cli",
-            "class",
-            "create",
-            "--roster",
-            str(roster),
-            "--name",
-            "cs101",
-            "--kubeconfig",
-            str(folder / "admin.conf"),
-            "--dir",
-            str(folder / "out"),
-        ]
+        cmd = [sys.executable, "-m", "labctl.cli", "class", "create", "--roster", str(roster), "--name", "cs101",
+               "--kubeconfig", str(folder / "admin.conf"), "--dir", str(folder / "out")]
         times = []
         for _ in range(2):
             start = time.perf_counter()

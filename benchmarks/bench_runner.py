@@ -65,13 +65,8 @@ def run_labctl(nodes: NodeSet, work: Path) -> None:
     hosts = nodes.hosts()
     steps = tuple(
         PlannedStep(
-            id=f"bench.step{i}",
-            playbook="bench",
-            title=f"Bench step {i}",
-            purpose="",
-            kind="remote",
-            commands=tuple(HostCommands(h, check(i), change(i)) for h in hosts),
-            timeout=60,
+            id=f"bench.step{i}", playbook="bench", title=f"Bench step {i}", purpose="", kind="remote",
+            commands=tuple(HostCommands(h, check(i), change(i)) for h in hosts), timeout=60,
             done_reason=f"step{i} already written",
         )
         for i in range(STEPS)
@@ -97,9 +92,7 @@ def ansible_setup(nodes: NodeSet, work: Path) -> dict:
         )
         + "[nodes:vars]\nansible_python_interpreter=/usr/bin/python3\n"
     )
-    tasks = "".join(
-        f"    - name: step {i}\n      ansible.builtin.shell: {json.dumps(guarded(i))}\n" for i in range(STEPS)
-    )
+    tasks = "".join(f"    - name: step {i}\n      ansible.builtin.shell: {json.dumps(guarded(i))}\n" for i in range(STEPS))
     playbook = work / "bench.yml"
     playbook.write_text(f"- hosts: nodes\n  gather_facts: false\n  become: true\n  tasks:\n{tasks}")
     return {"inventory": inventory, "playbook": playbook}
@@ -178,23 +171,10 @@ def run_ssh(nodes: NodeSet, work: Path) -> None:
     script = "; ".join(guarded(i) for i in range(STEPS))
     procs = [
         subprocess.Popen(
-            [
-                "ssh",
-                "-i",
-                str(n.key_file),
-                "-o",
-                "BatchMode=yes",
-                "-o",
-                "StrictHostKeyChecking=no",
-                "-o",
-                "UserKnownHostsFile=/dev/null",
-                "-o",
-                "LogLevel=ERROR",
-                f"{n.user}@{n.address}",
-                f"sudo -n sh -c {_q(script)}",
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
+            ["ssh", "-i", str(n.key_file), "-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=no",
+             "-o", "UserKnownHostsFile=/dev/null", "-o", "LogLevel=ERROR", f"{n.user}@{n.address}",
+             f"sudo -n sh -c {_q(script)}"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
         )
         for n in nodes.values()
     ]
@@ -319,11 +299,7 @@ def main() -> None:
     parser.add_argument("--output", type=Path, help="also write the markdown table here")
     parser.add_argument("--json", type=Path, help="write every timing here")
     args = parser.parse_args()
-    missing = [
-        t
-        for t, exe in (("ansible", "ansible-playbook"), ("pyinfra", "pyinfra"))
-        if t in args.tools and not shutil.which(exe)
-    ]
+    missing = [t for t, exe in (("ansible", "ansible-playbook"), ("pyinfra", "pyinfra")) if t in args.tools and not shutil.which(exe)]
     if missing:
         sys.exit(f"error: {', '.join(missing)} not installed — pip install -e '.[bench]'")
 
@@ -336,9 +312,7 @@ def main() -> None:
             work = Path(tmp) / f"n{n}"
             started = time.perf_counter()
             nodes = start_nodes([f"node{i:02d}" for i in range(n)], work)
-            log(
-                f"N={n}: {n} netns sshd nodes up in {time.perf_counter() - started:.1f}s (load average {load_average()})"
-            )
+            log(f"N={n}: {n} netns sshd nodes up in {time.perf_counter() - started:.1f}s (load average {load_average()})")
             try:
                 all_results[n] = measure(nodes, work, args.reps, tuple(args.tools), log)
             finally:

@@ -257,11 +257,7 @@ def load_equivalents(path: Path = EQUIVALENTS) -> dict[str, str]:
     entries = yaml.safe_load(path.read_text()) or []
     out: dict[str, str] = {}
     for k, entry in enumerate(entries):
-        if (
-            not isinstance(entry, dict)
-            or not str(entry.get("id", "")).strip()
-            or not str(entry.get("reason", "")).strip()
-        ):
+        if not isinstance(entry, dict) or not str(entry.get("id", "")).strip() or not str(entry.get("reason", "")).strip():
             raise ValueError(f"{path.name}: entry {k + 1} needs both `id` and `reason`")
         out[entry["id"]] = entry["reason"]
     return out
@@ -317,13 +313,7 @@ class Sandbox:
         started = time.monotonic()
         try:
             proc = subprocess.run(
-                cmd,
-                cwd=self.root,
-                env=env,
-                capture_output=True,
-                timeout=timeout,
-                check=False,
-                preexec_fn=_default_sigint,
+                cmd, cwd=self.root, env=env, capture_output=True, timeout=timeout, check=False, preexec_fn=_default_sigint
             )
         except subprocess.TimeoutExpired:
             return "timeout", time.monotonic() - started, ""
