@@ -12,7 +12,7 @@ import contextlib
 import json
 import os
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -43,6 +43,36 @@ class MachineState:
     @property
     def running(self) -> bool:
         return self.state == "running"
+
+
+# Vagrant commands that only read: answers labctl already holds may stand in for them (see
+# ``known_answers``); any other command can change what they would say.
+READ_ONLY = ("status", "ssh-config")
+
+
+@dataclass(frozen=True)
+class KnownAnswers:
+    states: tuple[MachineState, ...]
+    ssh_config: dict[str, dict[str, str]]
+
+
+_KNOWN: dict[Path, KnownAnswers] = {}
+
+
+@contextlib.contextmanager
+def known_answers(root: Path, states: list[MachineState], ssh_config: dict[str, dict[str, str]]) -> Iterator[None]:
+    """While the block runs, `status` and `ssh-config` of the lab in ``root`` are answered from what
+    the caller has just established, without starting Vagrant (2-4 s of Ruby and plugin loading
+    each). For `snapshot restore`: it has restored every VM and logged in to each with exactly this
+    ssh-config, so it knows both answers; the `create` re-check it runs next would otherwise ask
+    Vagrant four more times. Any command that can change the VMs (up, halt, destroy, snapshot ...)
+    drops the answers, and so does leaving the block."""
+    key = Path(root).resolve()
+    _KNOWN[key] = KnownAnswers(tuple(states), dict(ssh_config))
+    try:
+        yield
+    finally:
+        _KNOWN.pop(key, None)
 
 
 def parse_ssh_config(text: str) -> dict[str, dict[str, str]]:
@@ -116,6 +146,8 @@ class VagrantProvider:
         self.echo = echo or (lambda _line: None)
         # Never the caller's environment as it is: see vagrant_run.SCRUBBED_ENV.
         self.env = vagrant_env(os.environ, spec.provider.type, env)
+        # (command, seconds) of every vagrant call this object made: where a command's time went.
+        self.calls: list[tuple[str, float]] = []
 
     # ---- files ------------------------------------------------------------------------------------
     @property
@@ -177,6 +209,8 @@ class VagrantProvider:
                     self.echo(shown)
 
         what = " ".join(args)
+        if args[0] not in READ_ONLY and args[:2] != ["snapshot", "list"]:
+            _KNOWN.pop(self.root.resolve(), None)
         outcome = run_vagrant(args, cwd=self.root, env=self.env, log=self._write_log, on_piece=on_piece, notice=self.echo)
         if outcome.interrupted:
             raise VagrantInterrupted(
@@ -186,6 +220,7 @@ class VagrantProvider:
         if outcome.returncode != 0:
             raise VagrantError(failure_message(what, outcome, self.root, self.log_path, tail))
         self.last_seconds = outcome.seconds
+        self.calls.append((what, round(outcome.seconds, 2)))
         return outcome.stdout
 
     # ---- lifecycle --------------------------------------------------------------------------------
@@ -212,9 +247,16 @@ class VagrantProvider:
         self._run(["destroy", "-f", *targets], console=True)
         return self.last_seconds
 
+    def _known(self) -> KnownAnswers | None:
+        return _KNOWN.get(self.root.resolve())
+
     def status(self) -> list[MachineState]:
         if not self.vagrantfile.exists():
             return [MachineState(n.name, "not_created", self.spec.provider.type) for _, n in self.spec.all_nodes()]
+        known = self._known()
+        if known is not None:
+            self._write_log("---- vagrant status: not run, the VMs were just restored and reached (labctl snapshot restore)")
+            return list(known.states)
         return parse_machine_readable_status(self._run(["status", "--machine-readable"]))
 
     def ssh_config(self, running: list[str] | None = None) -> dict[str, dict[str, str]]:
@@ -224,6 +266,10 @@ class VagrantProvider:
             running = [m.name for m in self.status() if m.running]
         if not running:
             return {}
+        known = self._known()
+        if known is not None and all(m in known.ssh_config for m in running):
+            self._write_log("---- vagrant ssh-config: not run, this ssh-config just reached every VM (labctl snapshot restore)")
+            return {m: known.ssh_config[m] for m in running}
         return parse_ssh_config(self._run(["ssh-config", *running]))
 
     def hosts(self) -> dict[str, Host]:
@@ -237,13 +283,35 @@ class VagrantProvider:
         return parse_snapshot_list(self._run(["snapshot", "list", "--machine-readable"]))
 
     def snapshot_save(self, name: str, *, force: bool = False) -> float:
-        """One snapshot of every machine, all under the same name."""
+        """One snapshot of every machine, all under the same name. The ssh-config that reaches the
+        VMs now is kept with it (``saved_ssh_config``)."""
         self._run(["snapshot", "save", *(["--force"] if force else []), name], console=True)
+        current = self.root / "ssh-config"  # written by create/resume for the VMs as they run now
+        if current.is_file():
+            from labctl.state import write_private
+
+            write_private(self.snapshot_ssh_config_file(name), current.read_text(encoding="utf-8"))
+        else:
+            self.snapshot_ssh_config_file(name).unlink(missing_ok=True)
         return self.last_seconds
 
     def snapshot_restore(self, name: str) -> float:
+        """Every machine back to ``name``, in one Vagrant call (it restores the machines in turn)."""
         self._run(["snapshot", "restore", "--no-provision", name], console=True)
         return self.last_seconds
+
+    def snapshot_ssh_config_file(self, name: str) -> Path:
+        return self.root / "snapshots" / f"{name}.ssh-config"
+
+    def saved_ssh_config(self, name: str) -> dict[str, dict[str, str]]:
+        """The ssh-config as it was when snapshot ``name`` was saved (else the lab's last one): after
+        a restore the VMs have their network state of that moment again. {} when there is none."""
+        for path in (self.snapshot_ssh_config_file(name), self.root / "ssh-config"):
+            with contextlib.suppress(OSError, UnicodeDecodeError):
+                parsed = parse_ssh_config(path.read_text(encoding="utf-8"))
+                if parsed:
+                    return parsed
+        return {}
 
     def delete_snapshots_of(self, machines: list[str]) -> None:
         """Every snapshot of ``machines`` (what `destroy --keep-data` keeps must not be put back later)."""
@@ -261,6 +329,9 @@ class VagrantProvider:
         for machine in machines:
             self._run(["snapshot", "delete", machine, name], console=True)
             total += self.last_seconds
+        # Both callers delete the name from every VM that still has it: its ssh-config goes too (a
+        # restore without it falls back to the lab's ssh-config, then to Vagrant's).
+        self.snapshot_ssh_config_file(name).unlink(missing_ok=True)
         return total
 
     # ---- what each existing VM was made with (lab.yaml edits are not applied by `vagrant up`) ------
@@ -384,7 +455,9 @@ def parse_snapshot_list(text: str) -> dict[str, list[str]]:
 
     Vagrant 2.3.4 (plugins/commands/snapshot/command/list.rb) prints, per machine, either the
     `list_none` message as ui output (then a hint as ui detail, which is not a name) or an empty
-    prefixed output line followed by one ui detail line per snapshot."""
+    prefixed output line followed by one ui detail line per snapshot. A machine that is not created
+    gets only ui info ``VM not created. Moving on...`` (``vagrant.commands.common.vm_not_created``):
+    it is left out, so the keys are exactly the machines that exist."""
     names: dict[str, list[str]] = {}
     empty: set[str] = set()
     for line in text.splitlines():
@@ -392,6 +465,8 @@ def parse_snapshot_list(text: str) -> dict[str, list[str]]:
         if len(parts) < 5 or parts[2] != "ui" or not parts[1]:
             continue
         machine, kind, data = parts[1], parts[3], parts[4].replace("%!(VAGRANT_COMMA)", ",")
+        if kind not in ("output", "detail"):
+            continue
         names.setdefault(machine, [])
         if kind == "output" and "No snapshots have been taken yet" in data:
             empty.add(machine)

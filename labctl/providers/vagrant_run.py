@@ -85,6 +85,11 @@ def vagrant_env(base: Mapping[str, str], provider: str, extra: Mapping[str, str]
     env = scrubbed_env(base, extra)
     env["VAGRANT_DEFAULT_PROVIDER"] = provider
     env["VAGRANT_NO_COLOR"] = "1"
+    # Vagrant 2.3.4 lib/vagrant/cli.rb starts HashiCorp's version check in a thread and, before the
+    # command runs, waits for it (util/checkpoint_client.rb ``display`` → ``result`` joins it for up
+    # to CHECKPOINT_TIMEOUT = 10 s) when the checkpoint gem is installed (HashiCorp's packages have
+    # it): with a slow network that is every labctl vagrant call. VAGRANT_CHECKPOINT_DISABLE skips it.
+    env["VAGRANT_CHECKPOINT_DISABLE"] = "1"
     return env
 
 
