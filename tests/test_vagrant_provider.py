@@ -299,7 +299,10 @@ def test_create_refuses_to_run_steps_on_a_stale_vm(tmp_path, fake_vagrant):  # n
     p2 = VagrantProvider(changed, root, log_path=root / "l.log")
     with pytest.raises(lifecycle.LifecycleError, match=r"nfs: lab.yaml changed \(memory_mib 1024 → 2048\)"):
         lifecycle.bring_up_hosts(lab2, p2, lifecycle.Console(), step)
-    assert [c for c in fake_vagrant.commands() if c[0] == "up"] == [["up", "--provider=virtualbox"]]
+    # The first `up` only (VirtualBox: the first VM alone, then one process per other VM); none after.
+    assert sorted(c for c in fake_vagrant.commands() if c[0] == "up") == [
+        ["up", m, "--provider=virtualbox"] for m in ("master", "nfs", "worker1")
+    ]
 
 
 def test_fake_vagrant_is_a_test_double():

@@ -18,13 +18,18 @@ from pathlib import Path
 
 from labctl.providers.vagrant_run import (
     PROGRESS,
+    Outcome,
     Piece,
     VagrantError,
     VagrantInterrupted,
     failure_message,
     run_vagrant,
+    run_vagrant_many,
     vagrant_env,
 )
+from labctl.providers.vagrant_ssh_config import format_ssh_config as format_ssh_config
+from labctl.providers.vagrant_ssh_config import hosts_from_ssh_config as hosts_from_ssh_config
+from labctl.providers.vagrant_ssh_config import parse_ssh_config as parse_ssh_config
 from labctl.spec import LabSpec
 from labctl.transport.base import Host
 
@@ -73,32 +78,6 @@ def known_answers(root: Path, states: list[MachineState], ssh_config: dict[str, 
         yield
     finally:
         _KNOWN.pop(key, None)
-
-
-def parse_ssh_config(text: str) -> dict[str, dict[str, str]]:
-    """`vagrant ssh-config` output (one ``Host <machine>`` block each) → machine → {Key: value}.
-
-    The first value of a key wins, as in OpenSSH, except ``IdentityFile``: Vagrant prints one line per
-    private key it may use (Vagrant 2.3.4 ``templates/commands/ssh_config/config.erb`` loops over
-    ``private_key_path``) and OpenSSH tries each, so all are kept, joined by newlines in file order."""
-    machines: dict[str, dict[str, str]] = {}
-    current: dict[str, str] | None = None
-    for raw in text.splitlines():
-        line = raw.strip()
-        if not line or line.startswith("#"):
-            continue
-        key, _, value = line.partition(" ")
-        value = value.strip()
-        if key == "Host":
-            current = machines.setdefault(value, {})
-        elif current is not None:
-            if value.startswith('"') and value.endswith('"') and len(value) >= 2:
-                value = value[1:-1]
-            if key == "IdentityFile" and key in current:
-                current[key] += "\n" + value
-            else:
-                current.setdefault(key, value)
-    return machines
 
 
 def parse_machine_readable_status(text: str) -> list[MachineState]:
@@ -190,9 +169,10 @@ class VagrantProvider:
         if not self.vagrantfile.exists():
             raise VagrantError(f"{self.vagrantfile} does not exist — run `labctl create` first")
 
-    def _run(self, args: list[str], *, console: bool = False) -> str:
-        """Run one vagrant command to its end; its stdout, or VagrantError with Vagrant's own words.
-        ``console``: headlines and download progress go to the console as they come."""
+    def _watcher(self, console: bool) -> tuple[Callable[[Piece], None], list[str]]:
+        """What to do with each piece of one vagrant command's output, and the tail of its stdout
+        (kept for the error message). ``console``: headlines and download progress go to the
+        console as they come."""
         tail: list[str] = []
         progress = _ProgressEcho(self.echo)
 
@@ -208,28 +188,59 @@ class VagrantProvider:
                 if shown:
                     self.echo(shown)
 
-        what = " ".join(args)
+        return on_piece, tail
+
+    def _forget_known(self, args: list[str]) -> None:
         if args[0] not in READ_ONLY and args[:2] != ["snapshot", "list"]:
             _KNOWN.pop(self.root.resolve(), None)
+
+    def _interrupted(self, what: str, outcome: Outcome) -> VagrantInterrupted:
+        return VagrantInterrupted(
+            f"interrupted: `vagrant {what}` stopped after its clean-up (exit {outcome.returncode}); "
+            f"the log is {self.log_path} — run the command again to resume"
+        )
+
+    def _run(self, args: list[str], *, console: bool = False) -> str:
+        """Run one vagrant command to its end; its stdout, or VagrantError with Vagrant's own words."""
+        on_piece, tail = self._watcher(console)
+        what = " ".join(args)
+        self._forget_known(args)
         outcome = run_vagrant(args, cwd=self.root, env=self.env, log=self._write_log, on_piece=on_piece, notice=self.echo)
         if outcome.interrupted:
-            raise VagrantInterrupted(
-                f"interrupted: `vagrant {what}` stopped after its clean-up (exit {outcome.returncode}); "
-                f"the log is {self.log_path} — run the command again to resume"
-            )
+            raise self._interrupted(what, outcome)
         if outcome.returncode != 0:
             raise VagrantError(failure_message(what, outcome, self.root, self.log_path, tail))
         self.last_seconds = outcome.seconds
         self.calls.append((what, round(outcome.seconds, 2)))
         return outcome.stdout
 
+    def _run_parallel(self, jobs: list[list[str]]) -> list[tuple[Outcome, str]]:
+        """Several vagrant commands at the same time, their output on the console as it comes; per
+        job its outcome and, when it failed, the error message ``_run`` would raise."""
+        watchers = [self._watcher(True) for _ in jobs]
+        for args in jobs:
+            self._forget_known(args)
+        outcomes = run_vagrant_many(
+            jobs, cwd=self.root, env=self.env, log=self._write_log, on_piece=lambda i, p: watchers[i][0](p), notice=self.echo
+        )
+        done = []
+        for args, outcome, (_, tail) in zip(jobs, outcomes, watchers, strict=True):
+            what = " ".join(args)
+            if outcome.interrupted:
+                raise self._interrupted(what, outcome)
+            self.calls.append((what, round(outcome.seconds, 2)))
+            failed = failure_message(what, outcome, self.root, self.log_path, tail) if outcome.returncode else ""
+            done.append((outcome, failed))
+        return done
+
     # ---- lifecycle --------------------------------------------------------------------------------
     def up(self, machines: list[str] | None = None) -> float:
-        """`vagrant up` (all machines unless named), in one call so that libvirt boots them in
-        parallel (VirtualBox goes one after the other). Returns the wall time in seconds."""
+        """`vagrant up` (all machines unless named), as many at a time as the provider allows:
+        ``labctl.providers.vagrant_up``. Returns the wall time in seconds."""
+        from labctl.providers.vagrant_up import bring_up
+
         self._need_vagrantfile()
-        self._run(["up", *(machines or []), f"--provider={self.spec.provider.type}"], console=True)
-        return self.last_seconds
+        return bring_up(self, machines)
 
     def halt(self) -> float:
         self._need_vagrantfile()
@@ -405,49 +416,6 @@ class _ProgressEcho:
             self.last_pct, self.last_time = pct, piece.seconds
             who = m.group("machine") or "vagrant"
             self.echo(f"    {who}: Progress: {pct}%{m.group('rest')}")
-
-
-def format_ssh_config(config: dict[str, dict[str, str]]) -> str:
-    """The parsed ssh-config written back for OpenSSH (`ssh -F`), as Vagrant writes it: one
-    ``IdentityFile`` line per key, paths with spaces in double quotes, and ``ProxyCommand`` as it is
-    (OpenSSH hands the rest of that line to the shell, so quotes around it would be taken literally)."""
-    lines = []
-    for machine, keys in config.items():
-        lines.append(f"Host {machine}")
-        for k, v in keys.items():
-            for value in v.split("\n") if k == "IdentityFile" else [v]:
-                quote = " " in value and k != "ProxyCommand"
-                lines.append(f'  {k} "{value}"' if quote else f"  {k} {value}")
-    return "\n".join(lines) + "\n"
-
-
-def hosts_from_ssh_config(spec: LabSpec, config: dict[str, dict[str, str]]) -> dict[str, Host]:
-    hosts: dict[str, Host] = {}
-    missing = []
-    for _, node in spec.all_nodes():
-        keys = config.get(node.name)
-        if keys is None:
-            missing.append(node.name)
-            continue
-        identities = tuple(Path(p) for p in keys.get("IdentityFile", "").split("\n") if p)
-        hosts[node.name] = Host(
-            name=node.name,
-            address=keys.get("HostName", ""),
-            roles=spec.roles_of(node),
-            port=int(keys.get("Port", "22")),
-            user=keys.get("User", "vagrant"),
-            key_file=identities[0] if identities else None,
-            key_files=identities,
-            proxy_command=keys.get("ProxyCommand", ""),
-            verify_host_key=False,  # fresh host keys on every rebuild; see Host
-            lab_ip=str(node.ip),
-        )
-    if missing:
-        raise VagrantError(
-            f"`vagrant ssh-config` knows nothing of {', '.join(missing)} — the VM is not running; "
-            "run `labctl create` (or `labctl resume`) again"
-        )
-    return hosts
 
 
 def parse_snapshot_list(text: str) -> dict[str, list[str]]:
