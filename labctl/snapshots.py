@@ -147,9 +147,14 @@ def restore(
         if stale:  # the re-check would refuse them after the restore: refuse before anything changes
             raise SnapshotError("lab.yaml no longer matches VMs that exist — nothing was restored:\n  " + "\n  ".join(stale))
         console.say(f"==> Restoring snapshot {name!r} on {len(machines)} VMs", "bold")
-        provider.snapshot_restore(name)
+        provider.snapshot_restore(name, machines)
         phase = time.monotonic()
-        config = _reach_restored(lab, console, provider, name, transport_factory)
+        transport = transport_factory() if transport_factory else lifecycle._ssh_transport()
+        try:
+            config = _reach_restored(lab, console, provider, name, transport)
+        except BaseException:
+            transport.close()
+            raise
         timings["reach_and_set_clocks_seconds"] = round(time.monotonic() - phase, 2)
     restored = time.monotonic() - started
     timings["vms_restored_seconds"] = round(restored, 2)
@@ -160,8 +165,11 @@ def restore(
     # answers with ``config`` (the clocks were just set through it): create asks Vagrant nothing.
     phase = time.monotonic()
     running = [MachineState(m, "running", lab.spec.provider.type) for m in machines]
-    with known_answers(provider.root, running, config):
-        lifecycle.create(lab, console, only=only, transport_factory=transport_factory, host_checks=False)
+    try:
+        with known_answers(provider.root, running, config):
+            lifecycle.create(lab, console, only=only, transport_factory=lambda: _KeptOpen(transport), host_checks=False)
+    finally:
+        transport.close()
     total = time.monotonic() - started
     timings.update(recheck_seconds=round(time.monotonic() - phase, 2), total_seconds=round(total, 2))
     timings["vagrant_calls"] = [[what, seconds] for what, seconds in provider.calls]
@@ -170,12 +178,33 @@ def restore(
     return total
 
 
+# A reverted VM runs at once, but under load (or qemu TCG) its network can take seconds to answer
+# again; Vagrant's own restore does not wait for it (vagrant-libvirt 0.11.2 action/snapshot_restore.rb
+# only reverts the domain). Unreachable hosts are tried again for this long before Vagrant is asked.
+REACH_GRACE_S = 30.0
+UNREACHABLE = ("unreachable", "lost", "timeout")
+
+
+class _KeptOpen:
+    """The restore's transport handed to `create`, whose ``close`` must not end the connections
+    the restore opened (and closes itself) — each new SSH handshake costs a second or more."""
+
+    def __init__(self, transport: Any) -> None:
+        self._transport = transport
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._transport, name)
+
+    def close(self) -> None:
+        pass
+
+
 def _reach_restored(
     lab: Lab,
     console: Console,
     provider: VagrantProvider,
     name: str,
-    transport_factory: Callable[[], Any] | None,
+    transport: Any,
 ) -> dict[str, dict[str, str]]:
     """Log in to every restored VM and set its clock; the ssh-config that worked.
 
@@ -183,39 +212,44 @@ def _reach_restored(
     puts back each VM's memory and settings as they were at that moment, so the guest has the same
     address and DHCP lease (libvirt: the domain's MAC and the network's lease are untouched by a
     revert) or the same forwarded SSH port (VirtualBox keeps port forwards in the machine settings
-    a snapshot holds), and the same key Vagrant wrote at first boot. If any VM does not answer with
-    it (the VMs were rebooted by hand since, a port was re-assigned), Vagrant is asked as `create`
-    would: `status`, `up` for a VM that is not running, `ssh-config`."""
-    from labctl import lifecycle
+    a snapshot holds), and the same key Vagrant wrote at first boot. A VM that does not answer yet
+    is tried again for REACH_GRACE_S. If one still does not answer, or answers "refused"/"auth"
+    (the VMs were rebooted by hand since, a port re-assigned), Vagrant is asked as `create` would:
+    `status`, `up` for a VM that is not running, `ssh-config`."""
     from labctl.providers.vagrant import VagrantError, format_ssh_config, hosts_from_ssh_config
     from labctl.state import write_private
 
-    def clocks(config: dict[str, dict[str, str]]) -> list[tuple[str, str, bool]]:
-        hosts = hosts_from_ssh_config(lab.spec, config)
-        transport = transport_factory() if transport_factory else lifecycle._ssh_transport()
-        try:
-            return clock_outcomes(transport, list(hosts.values()))
-        finally:
-            transport.close()
+    def clocks(config: dict[str, dict[str, str]]) -> tuple[list[tuple[str, str, str]], list[str]]:
+        """Outcomes per host, retrying the unreachable ones; and what still keeps a host away."""
+        hosts = list(hosts_from_ssh_config(lab.spec, config).values())
+        deadline = time.monotonic() + REACH_GRACE_S
+        done: dict[str, tuple[str, str, str]] = {}
+        while True:
+            for outcome in clock_outcomes(transport, [h for h in hosts if h.name not in done]):
+                if not outcome[2] or outcome[2] not in UNREACHABLE or time.monotonic() > deadline:
+                    done[outcome[0]] = outcome
+            if len(done) == len(hosts):
+                ordered = [done[h.name] for h in hosts]
+                return ordered, [f"{host}: {why}" for host, why, cause in ordered if cause]
+            time.sleep(1)
 
     config = provider.saved_ssh_config(name)
     if config:
         try:
-            outcomes = clocks(config)
+            outcomes, lost = clocks(config)
         except VagrantError:  # the saved file lacks a VM of the lab
-            outcomes = [("", "the saved ssh-config does not name every VM", True)]
-        unreachable = [f"{host or 'ssh-config'}: {why}" for host, why, lost in outcomes if lost]
-        if not unreachable:
+            outcomes, lost = [], ["the saved ssh-config does not name every VM"]
+        if not lost:
             _report_clocks(outcomes, console)
             return config
-        console.say(f"    the ssh-config saved with {name!r} does not reach every VM ({'; '.join(unreachable)}); asking Vagrant")
+        console.say(f"    the ssh-config saved with {name!r} does not reach every VM ({'; '.join(lost)}); asking Vagrant")
     states = provider.status()
     pending = [s.name for s in states if not s.running]
     if pending:
         provider.up(pending)
     config = provider.ssh_config(running=[s.name for s in states])
     write_private(lab.ssh_config, format_ssh_config(config))
-    _report_clocks(clocks(config), console)
+    _report_clocks(clocks(config)[0], console)
     return config
 
 
@@ -229,34 +263,34 @@ date -u +%s
 """
 
 
-def clock_outcomes(transport: Any, hosts: list[Any], *, tolerance_s: int = 5) -> list[tuple[str, str, bool]]:
+def clock_outcomes(transport: Any, hosts: list[Any], *, tolerance_s: int = 5) -> list[tuple[str, str, str]]:
     """A restored VM wakes with the clock of the snapshot's moment: TLS certificates, kubelet leases
     and tokens then look wrong. Set each guest's clock from this host's, in parallel, and check it.
-    Per host: (name, what is wrong or "", whether the host could not be reached at all)."""
+    Per host: (name, what is wrong or "", why the host could not be reached at all or "")."""
 
-    def one(host: Any) -> tuple[str, str, bool]:
+    def one(host: Any) -> tuple[str, str, str]:
         sent = int(time.time())
         result = transport.run(host, CLOCK_SCRIPT.format(epoch=sent), sudo=True, timeout=60)
         answered = int(time.time()) + 1
         if not result.ok:
             why = result.error or (result.stderr_tail(3) or f"exit {result.exit_code}")
-            return host.name, f"could not set the clock: {why}", bool(result.error)
+            return host.name, f"could not set the clock: {why}", (result.cause or "unreachable") if result.error else ""
         try:
             guest = int(result.stdout.strip().splitlines()[-1])
         except (ValueError, IndexError):
-            return host.name, f"unexpected answer from date: {result.stdout.strip()[:80]!r}", False
+            return host.name, f"unexpected answer from date: {result.stdout.strip()[:80]!r}", ""
         # The guest read its clock somewhere between our sending and its answer arriving: on a busy
         # host that round trip alone takes seconds, so the window, not one instant, is the truth.
         if sent - tolerance_s <= guest <= answered + tolerance_s:
-            return host.name, "", False
+            return host.name, "", ""
         off = guest - sent if guest < sent else guest - answered
-        return host.name, f"clock still {abs(off)} s off after setting it", False
+        return host.name, f"clock still {abs(off)} s off after setting it", ""
 
     with ThreadPoolExecutor(max_workers=max(1, len(hosts))) as pool:
         return list(pool.map(one, hosts))
 
 
-def _report_clocks(outcomes: list[tuple[str, str, bool]], console: Console) -> None:
+def _report_clocks(outcomes: list[tuple[str, str, str]], console: Console) -> None:
     failed = [f"{name}: {why}" for name, why, _ in outcomes if why]
     if failed:
         raise SnapshotError("after the restore, " + "; ".join(failed) + " — check the VM with `labctl ssh NODE`")

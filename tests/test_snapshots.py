@@ -289,11 +289,14 @@ def test_restore_asks_vagrant_twice_then_rechecks_without_it(vms: Vms) -> None:
     assert (lab.state_dir / "snapshots" / "base.ssh-config").stat().st_mode & 0o777 == 0o600
     before = len(vms.fake.commands())
     transport = ScriptedTransport().on("date -u -s", stdout=f"{int(time.time())}\n")
-    snapshots.restore(lab, console, "base", only=("nfs-server.*",), transport_factory=lambda: transport)
+    made: list[ScriptedTransport] = []
+    snapshots.restore(lab, console, "base", only=("nfs-server.*",), transport_factory=lambda: made.append(transport) or transport)
     assert vms.fake.commands()[before:] == [
         ["snapshot", "list", "--machine-readable"],
         ["snapshot", "restore", "--no-provision", "base"],
     ]
+    # One transport for the clocks and create's re-check (its connections reused), closed at the end.
+    assert len(made) == 1 and transport.closed
     clock_hosts = [c.host for c in transport.runs() if "date -u -s" in c.script]
     assert sorted(clock_hosts) == sorted(VMS)
     # create's re-check really ran, on the hosts from the saved ssh-config, after the clocks were set.
@@ -374,3 +377,42 @@ def test_known_answers_stand_in_for_status_and_ssh_config_until_a_command_change
         provider.halt()  # changes the VMs: Vagrant is asked again from now on
         assert {s.state for s in provider.status()} == {"shutoff"}
     assert provider.status()[0].state == "shutoff" and len(vms.fake.commands()) == before + 3
+
+
+def test_a_vm_that_does_not_answer_yet_is_tried_again_before_vagrant_is_asked(vms: Vms) -> None:
+    """A reverted VM can take seconds to answer on a loaded host: the saved address is tried again
+    (no Vagrant call), and the restore goes on once it answers."""
+    _created_with_ssh_config(vms)
+    lab, console = vms.lab, lifecycle.Console()
+    snapshots.save(lab, console, "base")
+    before = len(vms.fake.commands())
+    transport = (
+        ScriptedTransport()
+        .on("date -u -s", host="nfs", error="cannot reach nfs: no route to host", cause="unreachable", times=2)
+        .on("date -u -s", stdout=f"{int(time.time())}\n")
+    )
+    snapshots.restore(lab, console, "base", only=("nfs-server.*",), transport_factory=lambda: transport)
+    assert vms.fake.commands()[before:] == [
+        ["snapshot", "list", "--machine-readable"],
+        ["snapshot", "restore", "--no-provision", "base"],
+    ]
+    assert [c.host for c in transport.runs() if "date -u -s" in c.script].count("nfs") == 3
+
+
+def test_libvirt_restores_each_vm_in_its_own_vagrant_process(tmp_path: Path, fake_vagrant: Any) -> None:  # noqa: F811
+    from labctl.providers.vagrant import VagrantProvider
+
+    data = LabSpec.default().model_dump(mode="json", exclude_none=True)
+    data["provider"]["type"] = "libvirt"
+    p = VagrantProvider(LabSpec.from_dict(data), tmp_path, log_path=tmp_path / "t.log")
+    p.render()
+    p.up()
+    p.snapshot_save("base")
+    machines = tmp_path / ".vagrant" / "machines"
+    for m in VMS:
+        (machines / m / "libvirt" / "state").write_text("shutoff")
+    assert p.snapshot_restore("base", list(VMS)) >= 0
+    assert sorted(c for c in fake_vagrant.commands() if c[:2] == ["snapshot", "restore"]) == [
+        ["snapshot", "restore", "--no-provision", m, "base"] for m in sorted(VMS)
+    ]
+    assert {(machines / m / "libvirt" / "state").read_text() for m in VMS} == {"running"}
