@@ -119,15 +119,18 @@ def restore(
     only: Sequence[str] = (),
     transport_factory: Callable[[], Any] | None = None,
 ) -> float:
-    """Every VM back to ``name``; clocks set again; then `create`'s steps, verification and summary.
+    """Every VM back to ``name``, then the re-checks of what a restore can break: the clocks (set
+    again), the kubelet and etcd (back), then `create`'s final verification from this machine (the
+    Open WebUI endpoint among it) and its summary. ``only``: run these `create` steps instead of the
+    final verification, as `create --only` would.
 
     Two Vagrant calls on the way (each is seconds of Ruby start-up): `snapshot list`, which says
-    both which VMs exist and which snapshots each has, and one `snapshot restore` for all VMs. The
-    addresses come from the ssh-config kept with the snapshot (``_reach_restored``), and the
-    `create` re-check is told what Vagrant would answer (``known_answers``)."""
+    both which VMs exist and which snapshots each has, and `snapshot restore` (one per VM at the same
+    time with libvirt). The addresses come from the ssh-config kept with the snapshot
+    (``_reach_restored``); what follows is told what Vagrant would answer (``known_answers``)."""
     from labctl import lifecycle
     from labctl.lablock import LabLock
-    from labctl.providers.vagrant import MachineState, known_answers
+    from labctl.providers.vagrant import MachineState, hosts_from_ssh_config, known_answers
 
     check_name(name)
     started = time.monotonic()
@@ -158,16 +161,27 @@ def restore(
         timings["reach_and_set_clocks_seconds"] = round(time.monotonic() - phase, 2)
     restored = time.monotonic() - started
     timings["vms_restored_seconds"] = round(restored, 2)
-    console.say(f"==> VMs restored in {restored:.0f} s; re-checking the lab the way `labctl create` does", "bold")
-    # The guarded steps skip what the snapshot already holds and repair what it does not (a service
-    # that came back stopped); create ends with the same verification and summary as always.
-    # Doctor's host checks are left out: this host ran the lab until a moment ago. Every VM runs and
-    # answers with ``config`` (the clocks were just set through it): create asks Vagrant nothing.
+    console.say(f"==> VMs restored in {restored:.0f} s; re-checking what a restore can break", "bold")
     phase = time.monotonic()
     running = [MachineState(m, "running", lab.spec.provider.type) for m in machines]
+    kept = _KeptOpen(transport)
     try:
+        # Every VM runs and answers with ``config`` (the clocks were just set through it): the
+        # checks below and `create` ask Vagrant nothing (known_answers).
         with known_answers(provider.root, running, config):
-            lifecycle.create(lab, console, only=only, transport_factory=lambda: _KeptOpen(transport), host_checks=False)
+            hosts = hosts_from_ssh_config(lab.spec, config)
+            check_cluster_back(transport, list(hosts.values()), console)
+            if only:
+                # Asked for by name: those steps of `create`, guarded as always (a service the
+                # snapshot holds stopped is started); like `create --only`, no final verification.
+                lifecycle.create(lab, console, only=only, transport_factory=lambda: kept, host_checks=False)
+            else:
+                # The snapshot holds a lab whose every step had run (`ready` is saved after create's
+                # final verify): what a restore can break is runtime state, checked above, and what
+                # the user sees, checked here as `create` ends: the same checks and summary.
+                lifecycle.verify_from_host(lab, console, transport_factory=lambda: kept)
+                kubeconfig = lab.kubeconfig if lab.kubeconfig.exists() else None
+                lifecycle._summary(lab, console, time.monotonic() - started, restored, kubeconfig, None, ())
     finally:
         transport.close()
     total = time.monotonic() - started
@@ -300,6 +314,60 @@ def _report_clocks(outcomes: list[tuple[str, str, str]], console: Console) -> No
 def sync_clocks(transport: Any, hosts: list[Any], console: Console, *, tolerance_s: int = 5) -> None:
     """``clock_outcomes``, and SnapshotError naming every host whose clock is not right."""
     _report_clocks(clock_outcomes(transport, hosts, tolerance_s=tolerance_s), console)
+
+
+# After the clock jump the kubelet (a systemd service) and etcd (a static pod the kubelet runs) come
+# back on their own; this waits for them, a bounded time, and says what it found. A VM without a
+# kubelet (the NFS server, or a snapshot taken before Kubernetes was installed) reports "absent".
+CLUSTER_BACK_SCRIPT = """\
+if systemctl cat kubelet >/dev/null 2>&1; then
+  state=$(systemctl is-active kubelet 2>/dev/null)
+  for _ in $(seq 1 {wait}); do [ "$state" = active ] && break; sleep 1; state=$(systemctl is-active kubelet 2>/dev/null); done
+  echo "kubelet $state"
+else
+  echo "kubelet absent"
+fi
+if [ -f /etc/kubernetes/manifests/etcd.yaml ] && [ -f /etc/kubernetes/admin.conf ] && command -v kubectl >/dev/null 2>&1; then
+  answer=
+  for _ in $(seq 1 {wait}); do
+    answer=$(kubectl --kubeconfig /etc/kubernetes/admin.conf get --raw=/readyz/etcd --request-timeout=5s 2>&1 | tail -n 1)
+    [ "$answer" = ok ] && break
+    sleep 2
+  done
+  echo "etcd ${{answer:-no answer}}"
+else
+  echo "etcd absent"
+fi
+"""
+
+
+def check_cluster_back(transport: Any, hosts: list[Any], console: Console, *, wait_s: int = 90) -> None:
+    """The kubelet active on every VM that has one, etcd ready (the API server's /readyz/etcd) on
+    every control-plane VM: on all VMs at the same time. SnapshotError naming each that is not."""
+
+    def one(host: Any) -> tuple[str, dict[str, str], str]:
+        result = transport.run(host, CLUSTER_BACK_SCRIPT.format(wait=wait_s), sudo=True, timeout=3 * wait_s + 30)
+        if not result.ok:
+            return host.name, {}, result.error or result.stderr_tail(3) or f"exit {result.exit_code}"
+        found = dict(line.split(" ", 1) for line in result.stdout.splitlines() if line.startswith(("kubelet ", "etcd ")))
+        return host.name, found, ""
+
+    with ThreadPoolExecutor(max_workers=max(1, len(hosts))) as pool:
+        outcomes = list(pool.map(one, hosts))
+    problems, seen = [], []
+    for name, found, error in outcomes:
+        if error:
+            problems.append(f"{name}: could not check the kubelet and etcd: {error}")
+            continue
+        kubelet, etcd = found.get("kubelet", "no answer"), found.get("etcd", "no answer")
+        if kubelet not in ("active", "absent"):
+            problems.append(f"{name}: kubelet is {kubelet!r} after the restore (`labctl ssh {name} -- journalctl -u kubelet`)")
+        if etcd not in ("ok", "absent"):
+            problems.append(f"{name}: etcd is not ready after the restore: {etcd}")
+        seen.append(f"{name} (kubelet {kubelet}" + ("" if etcd == "absent" else f", etcd {etcd}") + ")")
+    if problems:
+        raise SnapshotError("after the restore, " + "; ".join(problems))
+    console.say(f"    kubelet and etcd: {', '.join(seen)}")
 
 
 def delete(lab: Lab, console: Console, name: str) -> list[str]:

@@ -23,6 +23,7 @@ from labctl.transport.base import Host
 from labctl.transport.scripted import ScriptedTransport
 
 VMS = ("master", "worker1", "nfs")
+NO_KUBELET = "kubelet absent\netcd absent\n"  # the answer of a VM without Kubernetes to the after-restore check
 
 
 class Vms:
@@ -81,12 +82,13 @@ def test_save_list_restore_delete(vms: Vms, monkeypatch: pytest.MonkeyPatch) -> 
     # Restore: the VMs go back, then the clocks, then create's re-check (recorded here; run for real in e2e).
     recheck: list[dict[str, Any]] = []
     monkeypatch.setattr(lifecycle, "create", lambda lab, console, **kw: recheck.append(kw))
-    clock = ScriptedTransport().on("date -u -s", stdout=f"{int(time.time())}\n")
+    clock = ScriptedTransport().on("date -u -s", stdout=f"{int(time.time())}\n").on("systemctl cat kubelet", stdout=NO_KUBELET)
     monkeypatch.setattr(lifecycle, "_ssh_transport", lambda: clock)
     restored = run("snapshot", "restore", "before-lab-3", "--only", "nfs-server.*")
     assert restored.exit_code == 0, restored.output
     assert ["snapshot", "restore", "--no-provision", "before-lab-3"] in vms.fake.commands()
-    assert sorted(c.host for c in clock.runs()) == sorted(VMS) and recheck[0]["only"] == ("nfs-server.*",)
+    assert sorted(c.host for c in clock.runs() if "date -u -s" in c.script) == sorted(VMS)
+    assert recheck[0]["only"] == ("nfs-server.*",)
     assert recheck[0]["host_checks"] is False  # the host ran this lab a moment ago: no doctor
 
     deleted = run("snapshot", "delete", "before-lab-3")
@@ -260,9 +262,10 @@ def test_library_results_and_logs(vms: Vms, monkeypatch: pytest.MonkeyPatch) -> 
     """save/restore log under their own names; restore returns its wall time, delete the VMs it cleared."""
     lab, console = vms.lab, lifecycle.Console()
     assert snapshots.save(lab, console, "x") >= 0
-    monkeypatch.setattr(lifecycle, "create", lambda *a, **kw: None)
-    monkeypatch.setattr(snapshots, "clock_outcomes", lambda transport, hosts: [(h.name, "", False) for h in hosts])
-    seconds = snapshots.restore(lab, console, "x")
+    monkeypatch.setattr(lifecycle, "verify_from_host", lambda *a, **kw: None)  # it would ask the lab's network
+    monkeypatch.setattr(snapshots, "clock_outcomes", lambda transport, hosts: [(h.name, "", "") for h in hosts])
+    monkeypatch.setattr(snapshots, "check_cluster_back", lambda *a, **kw: None)
+    seconds = snapshots.restore(lab, console, "x", transport_factory=ScriptedTransport)
     assert isinstance(seconds, float) and seconds > 0
     assert snapshots.delete(lab, console, "x") == ["master", "nfs", "worker1"]
     logs = sorted(p.name for p in (lab.state_dir / "logs").iterdir())
@@ -288,7 +291,7 @@ def test_restore_asks_vagrant_twice_then_rechecks_without_it(vms: Vms) -> None:
     snapshots.save(lab, console, "base")
     assert (lab.state_dir / "snapshots" / "base.ssh-config").stat().st_mode & 0o777 == 0o600
     before = len(vms.fake.commands())
-    transport = ScriptedTransport().on("date -u -s", stdout=f"{int(time.time())}\n")
+    transport = ScriptedTransport().on("date -u -s", stdout=f"{int(time.time())}\n").on("systemctl cat kubelet", stdout=NO_KUBELET)
     made: list[ScriptedTransport] = []
     snapshots.restore(lab, console, "base", only=("nfs-server.*",), transport_factory=lambda: made.append(transport) or transport)
     assert vms.fake.commands()[before:] == [
@@ -325,6 +328,7 @@ def test_restore_falls_back_to_vagrant_when_the_saved_ssh_config_does_not_reach_
         .on("date -u -s", host="master", error="cannot reach master (vagrant@127.0.0.1:2299): connection refused",
             cause="refused", times=1)
         .on("date -u -s", stdout=f"{int(time.time())}\n")
+        .on("systemctl cat kubelet", stdout=NO_KUBELET)
     )
     out = io.StringIO()
     snapshots.restore(lab, lifecycle.Console(Console(file=out, width=200)), "base", only=("nfs-server.*",),
@@ -390,6 +394,7 @@ def test_a_vm_that_does_not_answer_yet_is_tried_again_before_vagrant_is_asked(vm
         ScriptedTransport()
         .on("date -u -s", host="nfs", error="cannot reach nfs: no route to host", cause="unreachable", times=2)
         .on("date -u -s", stdout=f"{int(time.time())}\n")
+        .on("systemctl cat kubelet", stdout=NO_KUBELET)
     )
     snapshots.restore(lab, console, "base", only=("nfs-server.*",), transport_factory=lambda: transport)
     assert vms.fake.commands()[before:] == [
@@ -416,3 +421,60 @@ def test_libvirt_restores_each_vm_in_its_own_vagrant_process(tmp_path: Path, fak
         ["snapshot", "restore", "--no-provision", m, "base"] for m in sorted(VMS)
     ]
     assert {(machines / m / "libvirt" / "state").read_text() for m in VMS} == {"running"}
+
+
+def test_restore_without_only_checks_kubelet_and_etcd_then_verifies_and_prints_create_summary(
+    vms: Vms, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Issue 13: after the restore, the clocks, the kubelet and etcd coming back (on every VM at
+    once), then `create`'s final verification (Open WebUI endpoint among it) and its summary —
+    still two Vagrant calls: the verification is told what Vagrant would answer."""
+    _created_with_ssh_config(vms)
+    lab = vms.lab
+    snapshots.save(lab, lifecycle.Console(), "ready")
+    before = len(vms.fake.commands())
+    transport = (
+        ScriptedTransport()
+        .on("date -u -s", stdout=f"{int(time.time())}\n")
+        .on("systemctl cat kubelet", host="nfs", stdout="kubelet absent\netcd absent\n")
+        .on("systemctl cat kubelet", host="master", stdout="kubelet active\netcd ok\n")
+        .on("systemctl cat kubelet", stdout="kubelet active\netcd absent\n")
+    )
+    verified: list[Any] = []
+
+    def verify_from_host(lab: Any, console: Any, *, transport_factory: Any) -> None:
+        provider = lab.provider(lab.state_dir / "v.log")
+        running = [s.name for s in provider.status() if s.running]
+        verified.append((running, sorted(provider.ssh_config(running=running)), transport_factory()))
+
+    monkeypatch.setattr(lifecycle, "verify_from_host", verify_from_host)
+    out = io.StringIO()
+    snapshots.restore(lab, lifecycle.Console(Console(file=out, width=200)), "ready", transport_factory=lambda: transport)
+    text = out.getvalue()
+    assert vms.fake.commands()[before:] == [
+        ["snapshot", "list", "--machine-readable"],
+        ["snapshot", "restore", "--no-provision", "ready"],
+    ]
+    running, configured, kept = verified[0]
+    assert sorted(running) == sorted(VMS) and configured == sorted(VMS) and kept._transport is transport
+    checks = [c for c in transport.runs() if "systemctl cat kubelet" in c.script]
+    assert sorted(c.host for c in checks) == sorted(VMS) and all(c.sudo for c in checks)
+    assert "kubelet and etcd: " in text and "master (kubelet active, etcd ok)" in text and "nfs (kubelet absent)" in text
+    assert "==> Lab 'llm-lab' created in" in text and "Open WebUI:  http://192.168.33.2:8080" in text
+    assert not any("node-prep" in c.script for c in transport.runs())  # create's steps did not run again
+
+
+@pytest.mark.parametrize(
+    "answer,needle",
+    [
+        ("kubelet failed\netcd absent\n", "worker1: kubelet is 'failed' after the restore"),
+        ("kubelet active\netcd Unable to connect to the server\n", "worker1: etcd is not ready after the restore: Unable"),
+    ],
+)
+def test_a_kubelet_or_etcd_that_does_not_come_back_is_named(answer: str, needle: str) -> None:
+    hosts = [Host("master", "10.0.0.1"), Host("worker1", "10.0.0.2")]
+    transport = ScriptedTransport().on("systemctl cat kubelet", host="worker1", stdout=answer).on(
+        "systemctl cat kubelet", stdout="kubelet active\netcd ok\n"
+    )
+    with pytest.raises(snapshots.SnapshotError, match=needle):
+        snapshots.check_cluster_back(transport, hosts, lifecycle.Console(), wait_s=1)
