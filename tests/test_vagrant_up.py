@@ -124,3 +124,55 @@ def test_a_parallel_up_failing_for_another_reason_is_an_error_not_retried(tmp_pa
     assert str(err.value).count("There is not enough memory to start the VM.") == 2
     assert "`vagrant up master --provider=virtualbox` failed" in str(err.value)
     assert len([c for c in fake_vagrant.commands() if c[0] == "up"]) == 3  # nfs, then the two: no retry
+
+
+PARALLEL_CTRL_C = """\
+import sys
+from pathlib import Path
+from labctl.providers.vagrant import VagrantProvider
+from labctl.spec import LabSpec
+root = Path(sys.argv[1])
+p = VagrantProvider(LabSpec.default(), root, log_path=root / "logs" / "up.log", echo=lambda s: print(s, flush=True))
+p.render()
+nfs = root / ".vagrant" / "machines" / "nfs" / "virtualbox"
+nfs.mkdir(parents=True)
+(nfs / "id").write_text("fake-nfs-id")  # a VM of the lab exists: the two others go up together
+p.up(["master", "worker1"])
+"""
+
+
+def test_ctrl_c_reaches_every_parallel_vagrant_up_once_and_waits_for_their_clean_up(tmp_path, monkeypatch, fake_vagrant):  # noqa: F811
+    """Each parallel `vagrant up` runs in its own session: the terminal's Ctrl-C reaches labctl only,
+    which forwards one SIGINT to each and returns when both have cleaned up."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    root = tmp_path / "lab"
+    root.mkdir()
+    monkeypatch.setenv("FAKE_VAGRANT_UP_SECONDS", "60")
+    monkeypatch.setenv("FAKE_VAGRANT_CLEANUP_SECONDS", "1.0")
+    script = tmp_path / "up.py"
+    script.write_text(PARALLEL_CTRL_C)
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent)}
+    proc = subprocess.Popen([sys.executable, str(script), str(root)], env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, start_new_session=True)
+    try:
+        log = root / "logs" / "up.log"
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and (log.read_text() if log.exists() else "").count("Creating image") < 2:
+            time.sleep(0.05)
+        assert log.read_text().count("Creating image") == 2
+        os.killpg(proc.pid, signal.SIGINT)  # the terminal's Ctrl-C
+        out, err = proc.communicate(timeout=60)
+        assert "labctl keeps the lab lock" in out
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    text = log.read_text()
+    assert proc.returncode != 0 and "VagrantInterrupted" in err
+    assert text.count("SIGINT sent once") == 2
+    assert "==> master: Waiting for cleanup" in text and "==> worker1: Waiting for cleanup" in text
+    assert text.count("vagrant exited 1") == 2  # both ran to the end of their clean-up
