@@ -4,9 +4,10 @@ Vagrant's own snapshot commands do the work (VirtualBox natively; vagrant-libvir
 them too: lib/vagrant-libvirt/action/snapshot_save.rb, and destroy_domain.rb deletes a domain's
 snapshots before the domain, so `labctl destroy` takes them with the VMs). labctl adds what makes a
 snapshot usable in a classroom: one name for all VMs, checks before anything changes (the lab
-exists, the name is there on every VM), and after a restore the re-checks a restore can break: the
-guests' clocks jump back to the moment of the snapshot (set again from this host), then the same
-guarded steps, verification and summary as `labctl create`.
+exists, the name is there on every VM), and after a restore the re-checks of what a restore can
+break: the guests' clocks jump back to the moment of the snapshot (set again from this host), the
+kubelet and etcd must come back, and the lab must answer from this machine (create's final
+verification, Open WebUI's endpoint among it), then create's summary.
 """
 
 from __future__ import annotations
