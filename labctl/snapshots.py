@@ -246,6 +246,8 @@ def _reach_restored(
         done: dict[str, tuple[str, str, str]] = {}
         while True:
             for outcome in clock_outcomes(transport, [h for h in hosts if h.name not in done]):
+                # The run log says how long each VM took to answer after the restore.
+                provider._write_log(f"---- {time.strftime('%H:%M:%S')} clock of {outcome[0]}: {outcome[1] or 'set'}")
                 if not outcome[2] or outcome[2] not in UNREACHABLE or time.monotonic() > deadline:
                     done[outcome[0]] = outcome
             if len(done) == len(hosts):
