@@ -139,6 +139,12 @@ def test_an_explicit_env_cannot_bring_a_scrubbed_variable_back():
     assert env["VAGRANT_HOME"] == "/vh" and env["HOME"] == "/h" and env["VAGRANT_DEFAULT_PROVIDER"] == "libvirt"
 
 
+def test_vagrant_does_not_wait_for_its_version_check():
+    """Vagrant 2.3.4 lib/vagrant/cli.rb calls CheckpointClient#display before the command, which joins
+    the version-check thread for up to 10 s (util/checkpoint_client.rb) unless VAGRANT_CHECKPOINT_DISABLE."""
+    assert vagrant_env({}, "virtualbox")["VAGRANT_CHECKPOINT_DISABLE"] == "1"
+
+
 def test_the_libvirt_vagrantfile_names_its_uri(tmp_path):
     spec = LabSpec.from_dict({"provider": {"type": "libvirt"}})
     text = provider(tmp_path, spec).vagrantfile.read_text()
