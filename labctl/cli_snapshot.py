@@ -46,9 +46,11 @@ def snapshot_save(lab_file: Path | None, name: str, force: bool) -> None:
 @_file_option
 @click.argument("name", shell_complete=complete_snapshot)
 @click.option("--only", "only", multiple=True, metavar="STEP_GLOB",
-              help="Re-check only these steps after the restore, as `labctl create --only` would run them.")
+              help="After the restore, run these `create` steps (instead of the final verification), as "
+                   "`labctl create --only` would.")
 def snapshot_restore(lab_file: Path | None, name: str, only: tuple[str, ...]) -> None:
-    """Put every VM back to snapshot NAME, set the clocks, then re-check the lab like `create`.
+    """Put every VM back to snapshot NAME, set the clocks, wait for the kubelet and etcd, then verify
+    the lab from this machine and print `create`'s summary.
 
     \b
     Example:

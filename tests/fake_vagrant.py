@@ -31,6 +31,7 @@ def fake_vagrant(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> FakeVagrant
     calls = tmp_path / "vagrant-calls.jsonl"
     monkeypatch.setenv("PATH", f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}")
     monkeypatch.setenv("FAKE_VAGRANT_CALLS", str(calls))
-    for name in ("FAKE_VAGRANT_FAIL", "FAKE_VAGRANT_PROGRESS", "FAKE_VAGRANT_UP_SECONDS", "FAKE_VAGRANT_PROXY"):
+    for name in ("FAKE_VAGRANT_FAIL", "FAKE_VAGRANT_PROGRESS", "FAKE_VAGRANT_UP_SECONDS", "FAKE_VAGRANT_PROXY",
+                 "FAKE_VAGRANT_UP_LOG", "FAKE_VAGRANT_FPCOLLISION_SECONDS", "LABCTL_VAGRANT_SERIAL"):
         monkeypatch.delenv(name, raising=False)
     return FakeVagrant(calls)

@@ -139,6 +139,12 @@ def test_an_explicit_env_cannot_bring_a_scrubbed_variable_back():
     assert env["VAGRANT_HOME"] == "/vh" and env["HOME"] == "/h" and env["VAGRANT_DEFAULT_PROVIDER"] == "libvirt"
 
 
+def test_vagrant_does_not_wait_for_its_version_check():
+    """Vagrant 2.3.4 lib/vagrant/cli.rb calls CheckpointClient#display before the command, which joins
+    the version-check thread for up to 10 s (util/checkpoint_client.rb) unless VAGRANT_CHECKPOINT_DISABLE."""
+    assert vagrant_env({}, "virtualbox")["VAGRANT_CHECKPOINT_DISABLE"] == "1"
+
+
 def test_the_libvirt_vagrantfile_names_its_uri(tmp_path):
     spec = LabSpec.from_dict({"provider": {"type": "libvirt"}})
     text = provider(tmp_path, spec).vagrantfile.read_text()
@@ -301,7 +307,10 @@ def test_create_refuses_to_run_steps_on_a_stale_vm(tmp_path, fake_vagrant):  # n
     p2 = VagrantProvider(changed, root, log_path=root / "l.log")
     with pytest.raises(LifecycleError, match=r"nfs: lab.yaml changed \(memory_mib 1024 → 2048\)"):
         lifecycle.bring_up_hosts(lab2, p2, Console(), step)
-    assert [c for c in fake_vagrant.commands() if c[0] == "up"] == [["up", "--provider=virtualbox"]]
+    # The first `up` only (VirtualBox: the first VM alone, then one process per other VM); none after.
+    assert sorted(c for c in fake_vagrant.commands() if c[0] == "up") == [
+        ["up", m, "--provider=virtualbox"] for m in ("master", "nfs", "worker1")
+    ]
 
 
 def test_fake_vagrant_is_a_test_double():

@@ -12,19 +12,25 @@ import contextlib
 import json
 import os
 import re
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 from labctl.providers.vagrant_run import (
     PROGRESS,
+    Outcome,
     Piece,
     VagrantError,
     VagrantInterrupted,
     failure_message,
     run_vagrant,
+    run_vagrant_many,
     vagrant_env,
 )
+from labctl.providers.vagrant_ssh_config import format_ssh_config as format_ssh_config
+from labctl.providers.vagrant_ssh_config import hosts_from_ssh_config as hosts_from_ssh_config
+from labctl.providers.vagrant_ssh_config import parse_ssh_config as parse_ssh_config
 from labctl.spec import LabSpec
 from labctl.transport.base import Host
 
@@ -45,30 +51,34 @@ class MachineState:
         return self.state == "running"
 
 
-def parse_ssh_config(text: str) -> dict[str, dict[str, str]]:
-    """`vagrant ssh-config` output (one ``Host <machine>`` block each) → machine → {Key: value}.
+# Vagrant commands that only read: answers labctl already holds may stand in for them (see
+# ``known_answers``); any other command can change what they would say.
+READ_ONLY = ("status", "ssh-config")
 
-    The first value of a key wins, as in OpenSSH, except ``IdentityFile``: Vagrant prints one line per
-    private key it may use (Vagrant 2.3.4 ``templates/commands/ssh_config/config.erb`` loops over
-    ``private_key_path``) and OpenSSH tries each, so all are kept, joined by newlines in file order."""
-    machines: dict[str, dict[str, str]] = {}
-    current: dict[str, str] | None = None
-    for raw in text.splitlines():
-        line = raw.strip()
-        if not line or line.startswith("#"):
-            continue
-        key, _, value = line.partition(" ")
-        value = value.strip()
-        if key == "Host":
-            current = machines.setdefault(value, {})
-        elif current is not None:
-            if value.startswith('"') and value.endswith('"') and len(value) >= 2:
-                value = value[1:-1]
-            if key == "IdentityFile" and key in current:
-                current[key] += "\n" + value
-            else:
-                current.setdefault(key, value)
-    return machines
+
+@dataclass(frozen=True)
+class KnownAnswers:
+    states: tuple[MachineState, ...]
+    ssh_config: dict[str, dict[str, str]]
+
+
+_KNOWN: dict[Path, KnownAnswers] = {}
+
+
+@contextlib.contextmanager
+def known_answers(root: Path, states: list[MachineState], ssh_config: dict[str, dict[str, str]]) -> Iterator[None]:
+    """While the block runs, `status` and `ssh-config` of the lab in ``root`` are answered from what
+    the caller has just established, without starting Vagrant (2-4 s of Ruby and plugin loading
+    each). For `snapshot restore`: it has restored every VM and logged in to each with exactly this
+    ssh-config, so it knows both answers; the `create` re-check it runs next would otherwise ask
+    Vagrant four more times. Any command that can change the VMs (up, halt, destroy, snapshot ...)
+    drops the answers, and so does leaving the block."""
+    key = Path(root).resolve()
+    _KNOWN[key] = KnownAnswers(tuple(states), dict(ssh_config))
+    try:
+        yield
+    finally:
+        _KNOWN.pop(key, None)
 
 
 def parse_machine_readable_status(text: str) -> list[MachineState]:
@@ -116,6 +126,8 @@ class VagrantProvider:
         self.echo = echo or (lambda _line: None)
         # Never the caller's environment as it is: see vagrant_run.SCRUBBED_ENV.
         self.env = vagrant_env(os.environ, spec.provider.type, env)
+        # (command, seconds) of every vagrant call this object made: where a command's time went.
+        self.calls: list[tuple[str, float]] = []
 
     # ---- files ------------------------------------------------------------------------------------
     @property
@@ -158,9 +170,10 @@ class VagrantProvider:
         if not self.vagrantfile.exists():
             raise VagrantError(f"{self.vagrantfile} does not exist — run `labctl create` first")
 
-    def _run(self, args: list[str], *, console: bool = False) -> str:
-        """Run one vagrant command to its end; its stdout, or VagrantError with Vagrant's own words.
-        ``console``: headlines and download progress go to the console as they come."""
+    def _watcher(self, console: bool) -> tuple[Callable[[Piece], None], list[str]]:
+        """What to do with each piece of one vagrant command's output, and the tail of its stdout
+        (kept for the error message). ``console``: headlines and download progress go to the
+        console as they come."""
         tail: list[str] = []
         progress = _ProgressEcho(self.echo)
 
@@ -176,25 +189,59 @@ class VagrantProvider:
                 if shown:
                     self.echo(shown)
 
+        return on_piece, tail
+
+    def _forget_known(self, args: list[str]) -> None:
+        if args[0] not in READ_ONLY and args[:2] != ["snapshot", "list"]:
+            _KNOWN.pop(self.root.resolve(), None)
+
+    def _interrupted(self, what: str, outcome: Outcome) -> VagrantInterrupted:
+        return VagrantInterrupted(
+            f"interrupted: `vagrant {what}` stopped after its clean-up (exit {outcome.returncode}); "
+            f"the log is {self.log_path} — run the command again to resume"
+        )
+
+    def _run(self, args: list[str], *, console: bool = False) -> str:
+        """Run one vagrant command to its end; its stdout, or VagrantError with Vagrant's own words."""
+        on_piece, tail = self._watcher(console)
         what = " ".join(args)
+        self._forget_known(args)
         outcome = run_vagrant(args, cwd=self.root, env=self.env, log=self._write_log, on_piece=on_piece, notice=self.echo)
         if outcome.interrupted:
-            raise VagrantInterrupted(
-                f"interrupted: `vagrant {what}` stopped after its clean-up (exit {outcome.returncode}); "
-                f"the log is {self.log_path} — run the command again to resume"
-            )
+            raise self._interrupted(what, outcome)
         if outcome.returncode != 0:
             raise VagrantError(failure_message(what, outcome, self.root, self.log_path, tail))
         self.last_seconds = outcome.seconds
+        self.calls.append((what, round(outcome.seconds, 2)))
         return outcome.stdout
+
+    def _run_parallel(self, jobs: list[list[str]]) -> list[tuple[Outcome, str]]:
+        """Several vagrant commands at the same time, their output on the console as it comes; per
+        job its outcome and, when it failed, the error message ``_run`` would raise."""
+        watchers = [self._watcher(True) for _ in jobs]
+        for args in jobs:
+            self._forget_known(args)
+        outcomes = run_vagrant_many(
+            jobs, cwd=self.root, env=self.env, log=self._write_log, on_piece=lambda i, p: watchers[i][0](p), notice=self.echo
+        )
+        done = []
+        for args, outcome, (_, tail) in zip(jobs, outcomes, watchers, strict=True):
+            what = " ".join(args)
+            if outcome.interrupted:
+                raise self._interrupted(what, outcome)
+            self.calls.append((what, round(outcome.seconds, 2)))
+            failed = failure_message(what, outcome, self.root, self.log_path, tail) if outcome.returncode else ""
+            done.append((outcome, failed))
+        return done
 
     # ---- lifecycle --------------------------------------------------------------------------------
     def up(self, machines: list[str] | None = None) -> float:
-        """`vagrant up` (all machines unless named), in one call so that libvirt boots them in
-        parallel (VirtualBox goes one after the other). Returns the wall time in seconds."""
+        """`vagrant up` (all machines unless named), as many at a time as the provider allows:
+        ``labctl.providers.vagrant_up``. Returns the wall time in seconds."""
+        from labctl.providers.vagrant_up import bring_up
+
         self._need_vagrantfile()
-        self._run(["up", *(machines or []), f"--provider={self.spec.provider.type}"], console=True)
-        return self.last_seconds
+        return bring_up(self, machines)
 
     def halt(self) -> float:
         self._need_vagrantfile()
@@ -212,9 +259,16 @@ class VagrantProvider:
         self._run(["destroy", "-f", *targets], console=True)
         return self.last_seconds
 
+    def _known(self) -> KnownAnswers | None:
+        return _KNOWN.get(self.root.resolve())
+
     def status(self) -> list[MachineState]:
         if not self.vagrantfile.exists():
             return [MachineState(n.name, "not_created", self.spec.provider.type) for _, n in self.spec.all_nodes()]
+        known = self._known()
+        if known is not None:
+            self._write_log("---- vagrant status: not run, the VMs were just restored and reached (labctl snapshot restore)")
+            return list(known.states)
         return parse_machine_readable_status(self._run(["status", "--machine-readable"]))
 
     def ssh_config(self, running: list[str] | None = None) -> dict[str, dict[str, str]]:
@@ -224,6 +278,10 @@ class VagrantProvider:
             running = [m.name for m in self.status() if m.running]
         if not running:
             return {}
+        known = self._known()
+        if known is not None and all(m in known.ssh_config for m in running):
+            self._write_log("---- vagrant ssh-config: not run, this ssh-config just reached every VM (labctl snapshot restore)")
+            return {m: known.ssh_config[m] for m in running}
         return parse_ssh_config(self._run(["ssh-config", *running]))
 
     def hosts(self) -> dict[str, Host]:
@@ -237,13 +295,50 @@ class VagrantProvider:
         return parse_snapshot_list(self._run(["snapshot", "list", "--machine-readable"]))
 
     def snapshot_save(self, name: str, *, force: bool = False) -> float:
-        """One snapshot of every machine, all under the same name."""
+        """One snapshot of every machine, all under the same name. The ssh-config that reaches the
+        VMs now is kept with it (``saved_ssh_config``)."""
         self._run(["snapshot", "save", *(["--force"] if force else []), name], console=True)
+        current = self.root / "ssh-config"  # written by create/resume for the VMs as they run now
+        if current.is_file():
+            from labctl.state import write_private
+
+            write_private(self.snapshot_ssh_config_file(name), current.read_text(encoding="utf-8"))
+        else:
+            self.snapshot_ssh_config_file(name).unlink(missing_ok=True)
         return self.last_seconds
 
-    def snapshot_restore(self, name: str) -> float:
-        self._run(["snapshot", "restore", "--no-provision", name], console=True)
-        return self.last_seconds
+    def snapshot_restore(self, name: str, machines: list[str] | None = None) -> float:
+        """Every machine back to ``name``; the wall time. One `vagrant snapshot restore NAME`
+        restores the machines in turn (Vagrant 2.3.4 plugins/commands/snapshot/command/restore.rb
+        loops ``with_target_vms``), so with libvirt, whose provider is declared parallel
+        (vagrant-libvirt 0.11.2 plugin.rb) and whose revert of a running domain is a libvirt call per
+        domain (driver.rb ``restore_snapshot``), each VM gets its own `vagrant snapshot restore VM
+        NAME` and the reverts overlap. VirtualBox's restore boots the VM again (forwarded ports, the
+        fpcollision lock): one call, in turn, as before."""
+        from labctl.providers.vagrant_up import serial_forced
+
+        started = time.monotonic()
+        if self.spec.provider.type != "libvirt" or not machines or len(machines) < 2 or serial_forced(self.env):
+            self._run(["snapshot", "restore", "--no-provision", name], console=True)
+            return self.last_seconds
+        done = self._run_parallel([["snapshot", "restore", "--no-provision", m, name] for m in machines])
+        failed = [message for _, message in done if message]
+        if failed:
+            raise VagrantError("\n".join(failed))
+        return time.monotonic() - started
+
+    def snapshot_ssh_config_file(self, name: str) -> Path:
+        return self.root / "snapshots" / f"{name}.ssh-config"
+
+    def saved_ssh_config(self, name: str) -> dict[str, dict[str, str]]:
+        """The ssh-config as it was when snapshot ``name`` was saved (else the lab's last one): after
+        a restore the VMs have their network state of that moment again. {} when there is none."""
+        for path in (self.snapshot_ssh_config_file(name), self.root / "ssh-config"):
+            with contextlib.suppress(OSError, UnicodeDecodeError):
+                parsed = parse_ssh_config(path.read_text(encoding="utf-8"))
+                if parsed:
+                    return parsed
+        return {}
 
     def delete_snapshots_of(self, machines: list[str]) -> None:
         """Every snapshot of ``machines`` (what `destroy --keep-data` keeps must not be put back later)."""
@@ -261,6 +356,9 @@ class VagrantProvider:
         for machine in machines:
             self._run(["snapshot", "delete", machine, name], console=True)
             total += self.last_seconds
+        # Both callers delete the name from every VM that still has it: its ssh-config goes too (a
+        # restore without it falls back to the lab's ssh-config, then to Vagrant's).
+        self.snapshot_ssh_config_file(name).unlink(missing_ok=True)
         return total
 
     # ---- what each existing VM was made with (lab.yaml edits are not applied by `vagrant up`) ------
@@ -336,55 +434,14 @@ class _ProgressEcho:
             self.echo(f"    {who}: Progress: {pct}%{m.group('rest')}")
 
 
-def format_ssh_config(config: dict[str, dict[str, str]]) -> str:
-    """The parsed ssh-config written back for OpenSSH (`ssh -F`), as Vagrant writes it: one
-    ``IdentityFile`` line per key, paths with spaces in double quotes, and ``ProxyCommand`` as it is
-    (OpenSSH hands the rest of that line to the shell, so quotes around it would be taken literally)."""
-    lines = []
-    for machine, keys in config.items():
-        lines.append(f"Host {machine}")
-        for k, v in keys.items():
-            for value in v.split("\n") if k == "IdentityFile" else [v]:
-                quote = " " in value and k != "ProxyCommand"
-                lines.append(f'  {k} "{value}"' if quote else f"  {k} {value}")
-    return "\n".join(lines) + "\n"
-
-
-def hosts_from_ssh_config(spec: LabSpec, config: dict[str, dict[str, str]]) -> dict[str, Host]:
-    hosts: dict[str, Host] = {}
-    missing = []
-    for _, node in spec.all_nodes():
-        keys = config.get(node.name)
-        if keys is None:
-            missing.append(node.name)
-            continue
-        identities = tuple(Path(p) for p in keys.get("IdentityFile", "").split("\n") if p)
-        hosts[node.name] = Host(
-            name=node.name,
-            address=keys.get("HostName", ""),
-            roles=spec.roles_of(node),
-            port=int(keys.get("Port", "22")),
-            user=keys.get("User", "vagrant"),
-            key_file=identities[0] if identities else None,
-            key_files=identities,
-            proxy_command=keys.get("ProxyCommand", ""),
-            verify_host_key=False,  # fresh host keys on every rebuild; see Host
-            lab_ip=str(node.ip),
-        )
-    if missing:
-        raise VagrantError(
-            f"`vagrant ssh-config` knows nothing of {', '.join(missing)} — the VM is not running; "
-            "run `labctl create` (or `labctl resume`) again"
-        )
-    return hosts
-
-
 def parse_snapshot_list(text: str) -> dict[str, list[str]]:
     """Snapshot names per machine from `vagrant snapshot list --machine-readable`.
 
     Vagrant 2.3.4 (plugins/commands/snapshot/command/list.rb) prints, per machine, either the
     `list_none` message as ui output (then a hint as ui detail, which is not a name) or an empty
-    prefixed output line followed by one ui detail line per snapshot."""
+    prefixed output line followed by one ui detail line per snapshot. A machine that is not created
+    gets only ui info ``VM not created. Moving on...`` (``vagrant.commands.common.vm_not_created``):
+    it is left out, so the keys are exactly the machines that exist."""
     names: dict[str, list[str]] = {}
     empty: set[str] = set()
     for line in text.splitlines():
@@ -392,6 +449,8 @@ def parse_snapshot_list(text: str) -> dict[str, list[str]]:
         if len(parts) < 5 or parts[2] != "ui" or not parts[1]:
             continue
         machine, kind, data = parts[1], parts[3], parts[4].replace("%!(VAGRANT_COMMA)", ",")
+        if kind not in ("output", "detail"):
+            continue
         names.setdefault(machine, [])
         if kind == "output" and "No snapshots have been taken yet" in data:
             empty.add(machine)

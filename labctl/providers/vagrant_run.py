@@ -85,6 +85,11 @@ def vagrant_env(base: Mapping[str, str], provider: str, extra: Mapping[str, str]
     env = scrubbed_env(base, extra)
     env["VAGRANT_DEFAULT_PROVIDER"] = provider
     env["VAGRANT_NO_COLOR"] = "1"
+    # Vagrant 2.3.4 lib/vagrant/cli.rb starts HashiCorp's version check in a thread and, before the
+    # command runs, waits for it (util/checkpoint_client.rb ``display`` → ``result`` joins it for up
+    # to CHECKPOINT_TIMEOUT = 10 s) when the checkpoint gem is installed (HashiCorp's packages have
+    # it): with a slow network that is every labctl vagrant call. VAGRANT_CHECKPOINT_DISABLE skips it.
+    env["VAGRANT_CHECKPOINT_DISABLE"] = "1"
     return env
 
 
@@ -174,6 +179,45 @@ def run_vagrant(
     exe = find_vagrant(env)
     with _interrupts_counted() as interrupts:
         return _run(exe, args, cwd, env, log, on_piece, notice, interrupts)
+
+
+def run_vagrant_many(
+    jobs: list[list[str]],
+    *,
+    cwd: Path,
+    env: Mapping[str, str],
+    log: Callable[[str], None],
+    on_piece: Callable[[int, Piece], None] | None = None,
+    notice: Callable[[str], None] | None = None,
+) -> list[Outcome]:
+    """Several ``vagrant ARGS`` processes at the same time (one thread each, waiting on its own
+    process), each as ``run_vagrant`` runs one; their outcomes in the order of ``jobs``. A Ctrl-C
+    reaches every one of them once (they share the count of interrupts), and this returns only
+    when all have exited. ``on_piece`` gets the job's index with each piece."""
+    exe = find_vagrant(env)
+    outcomes: list[Outcome | None] = [None] * len(jobs)
+    errors: list[BaseException] = []
+
+    def work(index: int, args: list[str], interrupts: list[int]) -> None:
+        def piece(p: Piece) -> None:
+            if on_piece is not None:
+                on_piece(index, p)
+
+        try:
+            outcomes[index] = _run(exe, args, cwd, env, log, piece, notice, interrupts)
+        except BaseException as err:  # handed to the calling thread below
+            errors.append(err)
+
+    with _interrupts_counted() as interrupts:
+        threads = [threading.Thread(target=work, args=(i, args, interrupts), daemon=True) for i, args in enumerate(jobs)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            while t.is_alive():  # short joins: the main thread must keep taking signals
+                t.join(timeout=0.2)
+    if errors:
+        raise errors[0]
+    return [o for o in outcomes if o is not None]
 
 
 @contextlib.contextmanager
