@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 from click.testing import CliRunner
 from fake_vagrant import fake_vagrant  # noqa: F401  (fixture)
-from rich.console import Console
+from rich.console import Console as RichConsole
 
 from labctl import lifecycle, snapshots
 from labctl.cli import cli
@@ -281,7 +281,7 @@ def _created_with_ssh_config(vms: Vms) -> None:
     from labctl.providers.vagrant import format_ssh_config
     from labctl.state import write_private
 
-    provider = vms.lab.provider(vms.lab.state_dir / "create.log", lifecycle.Console())
+    provider = vms.lab.provider(vms.lab.state_dir / "create.log", Console())
     write_private(vms.lab.ssh_config, format_ssh_config(provider.ssh_config()))
 
 
@@ -291,7 +291,7 @@ def test_restore_asks_vagrant_twice_then_rechecks_without_it(vms: Vms) -> None:
     restore` for all VMs. Before, it made seven (status, snapshot list, snapshot restore, status,
     ssh-config, then create's status and ssh-config), each seconds of Ruby start-up."""
     _created_with_ssh_config(vms)
-    lab, console = vms.lab, lifecycle.Console()
+    lab, console = vms.lab, Console()
     snapshots.save(lab, console, "base")
     assert (lab.state_dir / "snapshots" / "base.ssh-config").stat().st_mode & 0o777 == 0o600
     before = len(vms.fake.commands())
@@ -322,7 +322,7 @@ def test_restore_falls_back_to_vagrant_when_the_saved_ssh_config_does_not_reach_
     Vagrant is asked as create would (status, ssh-config), the clocks are set through its answer and
     the lab's ssh-config is written again."""
     _created_with_ssh_config(vms)
-    lab, console = vms.lab, lifecycle.Console()
+    lab, console = vms.lab, Console()
     snapshots.save(lab, console, "base")
     saved = lab.state_dir / "snapshots" / "base.ssh-config"
     saved.write_text(saved.read_text().replace("Port 2201", "Port 2299"))
@@ -335,7 +335,7 @@ def test_restore_falls_back_to_vagrant_when_the_saved_ssh_config_does_not_reach_
         .on("systemctl cat kubelet", stdout=NO_KUBELET)
     )
     out = io.StringIO()
-    snapshots.restore(lab, lifecycle.Console(Console(file=out, width=200)), "base", only=("nfs-server.*",),
+    snapshots.restore(lab, Console(RichConsole(file=out, width=200)), "base", only=("nfs-server.*",),
                       transport_factory=lambda: transport)
     assert vms.fake.commands()[before:] == [
         ["snapshot", "list", "--machine-readable"],
@@ -391,7 +391,7 @@ def test_a_vm_that_does_not_answer_yet_is_tried_again_before_vagrant_is_asked(vm
     """A reverted VM can take seconds to answer on a loaded host: the saved address is tried again
     (no Vagrant call), and the restore goes on once it answers."""
     _created_with_ssh_config(vms)
-    lab, console = vms.lab, lifecycle.Console()
+    lab, console = vms.lab, Console()
     snapshots.save(lab, console, "base")
     before = len(vms.fake.commands())
     transport = (
@@ -435,7 +435,7 @@ def test_restore_without_only_checks_kubelet_and_etcd_then_verifies_and_prints_c
     still two Vagrant calls: the verification is told what Vagrant would answer."""
     _created_with_ssh_config(vms)
     lab = vms.lab
-    snapshots.save(lab, lifecycle.Console(), "ready")
+    snapshots.save(lab, Console(), "ready")
     before = len(vms.fake.commands())
     transport = (
         ScriptedTransport()
@@ -453,7 +453,7 @@ def test_restore_without_only_checks_kubelet_and_etcd_then_verifies_and_prints_c
 
     monkeypatch.setattr(lifecycle, "verify_from_host", verify_from_host)
     out = io.StringIO()
-    snapshots.restore(lab, lifecycle.Console(Console(file=out, width=200)), "ready", transport_factory=lambda: transport)
+    snapshots.restore(lab, Console(RichConsole(file=out, width=200)), "ready", transport_factory=lambda: transport)
     text = out.getvalue()
     assert vms.fake.commands()[before:] == [
         ["snapshot", "list", "--machine-readable"],
@@ -481,4 +481,4 @@ def test_a_kubelet_or_etcd_that_does_not_come_back_is_named(answer: str, needle:
         "systemctl cat kubelet", stdout="kubelet active\netcd ok\n"
     )
     with pytest.raises(snapshots.SnapshotError, match=needle):
-        snapshots.check_cluster_back(transport, hosts, lifecycle.Console(), wait_s=1)
+        snapshots.check_cluster_back(transport, hosts, Console(), wait_s=1)
