@@ -44,3 +44,22 @@ def docker_hub_warning(spec: LabSpec, *, cache: bool = False) -> str | None:
         "anonymous pulls an hour per address: a room behind one NAT hits HTTP 429 — use create --cache, "
         "apps.options.registry_mirror, or apps.options.image_pull_secret"
     )
+
+
+def docker_hub_room(spec: LabSpec, *, cache: bool = False) -> tuple[str, str]:
+    """doctor's line on Docker Hub: ("ok" or "warn", what). A classroom shares one address, so the
+    figure that matters is how many laptops can create within the hour, not this lab's pulls alone."""
+    if cache or spec.offline:
+        return "ok", "no Docker Hub pulls: images come from the warm cache"
+    if spec.apps.options.registry_mirror:
+        return "ok", f"docker.io pulls go through the registry mirror {spec.apps.options.registry_mirror}"
+    pulls = docker_hub_pulls(spec)
+    if pulls == 0:
+        return "ok", "no image comes from Docker Hub"
+    laptops = DOCKER_HUB_ANONYMOUS_PULLS_PER_HOUR // pulls
+    what = (
+        f"{pulls} image pull{'s' if pulls > 1 else ''} from Docker Hub per lab: about {laptops} laptop"
+        f"{'s' if laptops != 1 else ''} behind one address can create within an hour (Docker Hub allows about "
+        f"{DOCKER_HUB_ANONYMOUS_PULLS_PER_HOUR} anonymous pulls an hour per address)"
+    )
+    return ("warn" if docker_hub_warning(spec) else "ok"), what

@@ -60,6 +60,7 @@ def test_apple_silicon_with_virtualbox_71_and_vagrant_243_passes(monkeypatch, tm
         "subnet-free": "ok",
         "memory": "ok",
         "disk": "ok",
+        "docker-hub": "ok",
     }
     assert "Apple M3 Pro" in checks["cpu-virtualization"].what
     # 900000 + 300000 + 10000 pages of 16 KiB, out of hw.memsize 24 GiB

@@ -130,15 +130,31 @@ def evaluate(spec: LabSpec, facts: HostFacts, *, cache_dir: Path | None = None) 
         return check_ssh_keys(spec)
     if facts.system not in SUPPORTED_SYSTEMS:
         return [check_host_supported(facts.system)]
-    if facts.system == "darwin":
-        return evaluate_macos(spec, facts)
-    checks = evaluate_linux(spec, facts, cache_dir=cache_dir)
-    if spec.provider.type == "virtualbox":
+    checks = evaluate_macos(spec, facts) if facts.system == "darwin" else evaluate_linux(spec, facts, cache_dir=cache_dir)
+    if facts.system != "darwin" and spec.provider.type == "virtualbox":
         after = next(i for i, c in enumerate(checks) if c.name == "virtualbox") + 1
         extra = [check_vagrant_knows_virtualbox(facts.vagrant_version, facts.vboxmanage_version, "linux")]
         extra.append(check_kvm_holds_virtualization(facts.kernel_release, facts.proc_modules, facts.kvm_enable_virt_at_load))
         checks[after:after] = [c for c in extra if c is not None]
+    if not any(c.name == "provider" and c.failed for c in checks):
+        checks.append(check_docker_hub(spec, cache=cache_dir is not None))
     return checks
+
+
+def check_docker_hub(spec: LabSpec, *, cache: bool) -> Check:
+    """Docker Hub's anonymous limit is per address: a room behind one NAT shares it (issue #16 item 7)."""
+    from labctl.registries import docker_hub_room
+
+    status, what = docker_hub_room(spec, cache=cache)
+    if status == "ok":
+        return Check("docker-hub", "ok", what)
+    return Check(
+        "docker-hub",
+        "warn",
+        what,
+        "each image on each node is a pull, manifest requests included; past the limit pods stay in ImagePullBackOff (HTTP 429)",
+        "create --cache, apps.options.registry_mirror, or apps.options.image_pull_secret",
+    )
 
 
 def gather(spec: LabSpec, state_dir: Path, *, running_vm_mib: int = 0, probes: Probes | None = None) -> HostFacts:
