@@ -104,7 +104,10 @@ class ImagePlan:
             "concurrency": self.concurrency,
             "log": PULL_LOG,
             "nodes": {
-                node: [{"image": i.ref, "layer": i.layer, "why": i.why, "cached": i.cached, "awaited": i.awaited} for i in images]
+                node: [
+                    {"image": i.ref, "layer": i.layer, "why": i.why, "cached": i.cached, "awaited": i.awaited}
+                    for i in images
+                ]
                 for node, images in self.by_node.items()
             },
         }
@@ -128,7 +131,7 @@ def images_text(data: dict[str, Any]) -> str:
 
 
 def _needed_by(image: dict[str, Any]) -> str:
-    """"apps", "apps, cached", "apps, not awaited" (pulled, but its layer goes on without it)."""
+    """The "Needed by" text: "apps", "apps, cached", "apps, not awaited" (pulled, not waited for)."""
     extra = ", cached" if image["cached"] else ("" if image.get("awaited", True) else ", not awaited")
     return image["layer"] + extra
 
@@ -147,9 +150,7 @@ def images_markdown(data: dict[str, Any]) -> list[str]:
     out = ["### Images each node pulls", "", HANDOUT_INTRO.format(log=data["log"]), ""]
     for node, images in data["nodes"].items():
         out += [f"**{node}** ({len(images)} images)", "", "| Image | Needed by | Why this node |", "|---|---|---|"]
-        out += [
-            f"| `{i['image']}` | {_needed_by(i)} | {i['why']} |" for i in images
-        ]
+        out += [f"| `{i['image']}` | {_needed_by(i)} | {i['why']} |" for i in images]
         out.append("")
     return out
 
@@ -165,8 +166,7 @@ def images_html(data: dict[str, Any]) -> list[str]:
         out.append(f"<p><strong>{e(node)}</strong> ({len(images)} images)</p>")
         out.append("<table><thead><tr><th>Image</th><th>Needed by</th><th>Why this node</th></tr></thead><tbody>")
         out += [
-            f"<tr><td><code>{e(i['image'])}</code></td><td>{e(_needed_by(i))}</td>"
-            f"<td>{e(i['why'])}</td></tr>"
+            f"<tr><td><code>{e(i['image'])}</code></td><td>{e(_needed_by(i))}</td><td>{e(i['why'])}</td></tr>"
             for i in images
         ]
         out.append("</tbody></table>")
