@@ -24,7 +24,7 @@ kubeadm taints the control plane ``node-role.kubernetes.io/control-plane:NoSched
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -59,6 +59,9 @@ class Workload:
     name: str
     where: Where
     images: tuple[str, ...]
+    # Whether its layer's wait step waits for these images (see first_needed): the layer's first
+    # critical work needs them. The others are still pulled in the background, after these.
+    awaited: bool = True
 
 
 @dataclass(frozen=True)
@@ -67,6 +70,7 @@ class NodeImage:
     layer: str
     why: str  # "DaemonSet calico-node (calico-v3.33.0.yaml): runs on every node"
     cached: bool = False  # imported from the warm cache: already present, not pulled
+    awaited: bool = True  # its layer's wait step waits for it (Workload.awaited)
 
 
 @dataclass(frozen=True)
@@ -86,6 +90,12 @@ class ImagePlan:
             raise ValueError(f"unknown image layer {layer!r}: one of {', '.join(LAYERS)}")
         return [i.ref for i in self.by_node.get(node, ()) if i.layer == layer and not i.cached]
 
+    def awaited(self, node: str, layer: str) -> list[str]:
+        """What ``layer``'s wait step on ``node`` waits for: the layer's images its first critical work
+        needs (for the apps, the model download Job's and Ollama's, not Open WebUI's)."""
+        waited = set(self.layer(node, layer))
+        return [i.ref for i in self.by_node.get(node, ()) if i.ref in waited and i.awaited]
+
     def all_refs(self) -> set[str]:
         return {i.ref for images in self.by_node.values() for i in images}
 
@@ -94,7 +104,10 @@ class ImagePlan:
             "concurrency": self.concurrency,
             "log": PULL_LOG,
             "nodes": {
-                node: [{"image": i.ref, "layer": i.layer, "why": i.why, "cached": i.cached} for i in images]
+                node: [
+                    {"image": i.ref, "layer": i.layer, "why": i.why, "cached": i.cached, "awaited": i.awaited}
+                    for i in images
+                ]
                 for node, images in self.by_node.items()
             },
         }
@@ -113,14 +126,22 @@ def images_text(data: dict[str, Any]) -> str:
         lines.append(
             f"  {node}: {len(images) - cached} to pull" + (f", {cached} from the warm cache" if cached else "")
         )
-        lines += [f"    {i['image']}  [{i['layer']}{', cached' if i['cached'] else ''}] {i['why']}" for i in images]
+        lines += [f"    {i['image']}  [{_needed_by(i)}] {i['why']}" for i in images]
     return "\n".join(lines) + "\n"
+
+
+def _needed_by(image: dict[str, Any]) -> str:
+    """The "Needed by" text: "apps", "apps, cached", "apps, not awaited" (pulled, not waited for)."""
+    extra = ", cached" if image["cached"] else ("" if image.get("awaited", True) else ", not awaited")
+    return image["layer"] + extra
 
 
 HANDOUT_INTRO = (
     "Right after containerd is installed, each node starts pulling every image it will need, a few at a time, "
     "while the cluster is being built (step `image-pull.start-background-pull`; progress in `{log}` on the node). "
-    "Each later layer waits only for its own images. An image the warm cache brings is imported, not pulled."
+    "Each later layer waits only for its own images, and the apps only for those the model download needs "
+    "(Ollama's, the Job's): Open WebUI's keeps downloading meanwhile. "
+    "An image the warm cache brings is imported, not pulled."
 )
 
 
@@ -129,9 +150,7 @@ def images_markdown(data: dict[str, Any]) -> list[str]:
     out = ["### Images each node pulls", "", HANDOUT_INTRO.format(log=data["log"]), ""]
     for node, images in data["nodes"].items():
         out += [f"**{node}** ({len(images)} images)", "", "| Image | Needed by | Why this node |", "|---|---|---|"]
-        out += [
-            f"| `{i['image']}` | {i['layer']}{' (warm cache)' if i['cached'] else ''} | {i['why']} |" for i in images
-        ]
+        out += [f"| `{i['image']}` | {_needed_by(i)} | {i['why']} |" for i in images]
         out.append("")
     return out
 
@@ -147,8 +166,7 @@ def images_html(data: dict[str, Any]) -> list[str]:
         out.append(f"<p><strong>{e(node)}</strong> ({len(images)} images)</p>")
         out.append("<table><thead><tr><th>Image</th><th>Needed by</th><th>Why this node</th></tr></thead><tbody>")
         out += [
-            f"<tr><td><code>{e(i['image'])}</code></td><td>{e(i['layer'])}{' (warm cache)' if i['cached'] else ''}</td>"
-            f"<td>{e(i['why'])}</td></tr>"
+            f"<tr><td><code>{e(i['image'])}</code></td><td>{e(_needed_by(i))}</td><td>{e(i['why'])}</td></tr>"
             for i in images
         ]
         out.append("</tbody></table>")
@@ -315,11 +333,53 @@ def apps_workloads(spec: LabSpec) -> list[Workload]:
         placeholders = LabSecrets(webui_secret_key="x" * 64, grafana_admin_password="x" * 24)
         text = render_bundles(spec, placeholders, Target())["apps"]
         _APPS_SEEN.clear()
-        _APPS_SEEN[key] = workloads_in(text, "apps", "apps bundle")
+        first = first_needed(text)
+        _APPS_SEEN[key] = [
+            w if not first or (w.kind, w.name) in first else replace(w, awaited=False)
+            for w in workloads_in(text, "apps", "apps bundle")
+        ]
     return list(_APPS_SEEN[key])
 
 
 _APPS_SEEN: dict[str, list[Workload]] = {}
+
+
+def first_needed(text: str) -> set[tuple[str, str]]:
+    """(kind, name) of the bundle's workloads its first critical work needs: every Job (the model
+    download: the longest work of the layer, which 80-apps.yaml waits for last) and the workloads
+    behind the Services a Job's container calls (Ollama: the Job asks its API to pull the models, so
+    it cannot start before Ollama runs). Read from the bundle: a Service named in a Job's env, command
+    or args as a host (``http://ollama.llm.svc:11434``), and the Deployments/StatefulSets whose pod
+    labels match that Service's selector. The rest (Open WebUI) is pulled after these and awaited by
+    the rollout wait, as the kubelet pulls what is missing. Empty when the bundle has no Job: then
+    every workload is awaited, as before."""
+    import re
+
+    import yaml
+
+    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+    docs = [d for d in (yaml.load(p, Loader=loader) for p in re.split(r"(?m)^---[ \t]*$", text)) if isinstance(d, dict)]
+    jobs = [d for d in docs if d.get("kind") == "Job"]
+    if not jobs:
+        return set()
+    called: list[str] = []  # the strings a Job's containers are given
+    for job in jobs:
+        pod = _pod_spec(job)
+        for c in (pod.get("containers") or []) + (pod.get("initContainers") or []):
+            called += [str(e.get("value", "")) for e in c.get("env") or [] if isinstance(e, dict)]
+            called += [str(a) for a in (c.get("command") or []) + (c.get("args") or [])]
+    first = {("Job", str((j.get("metadata") or {}).get("name", "?"))) for j in jobs}
+    for svc in (d for d in docs if d.get("kind") == "Service"):
+        name = str((svc.get("metadata") or {}).get("name", ""))
+        selector = (svc.get("spec") or {}).get("selector") or {}
+        host = re.compile(rf"(?<![\w.-]){re.escape(name)}(?=[.:/]|$)", re.M)
+        if not name or not selector or not any(host.search(s) for s in called):
+            continue
+        for d in docs:
+            labels = ((((d.get("spec") or {}).get("template") or {}).get("metadata") or {}).get("labels")) or {}
+            if d.get("kind") in ("Deployment", "StatefulSet") and selector.items() <= labels.items():
+                first.add((str(d["kind"]), str((d.get("metadata") or {}).get("name", "?"))))
+    return first
 
 
 _WHERE_TEXT = {
@@ -356,16 +416,15 @@ def image_plan(spec: LabSpec, cache: Any = None) -> ImagePlan:
             cached[node] = {f.name for f in files}
     by_node: dict[str, list[NodeImage]] = {n.name: [] for _, n in spec.all_nodes() if "k8s" in spec.roles_of(n)}
     for layer in LAYERS:
-        for w in workloads:
-            if w.layer != layer:
-                continue
+        # within a layer, what its wait step waits for is pulled first
+        for w in sorted((w for w in workloads if w.layer == layer), key=lambda w: not w.awaited):
             for node in nodes_where(spec, w.where):
                 have = {i.ref for i in by_node[node]}
                 for ref in w.images:
                     if ref not in have:
                         have.add(ref)
                         why = f"{w.kind} {w.name} ({w.source}): {_WHERE_TEXT.get(w.where, 'pinned to this node')}"
-                        by_node[node].append(NodeImage(ref, layer, why, ref in cached.get(node, set())))
+                        by_node[node].append(NodeImage(ref, layer, why, ref in cached.get(node, set()), w.awaited))
     return ImagePlan({node: tuple(images) for node, images in by_node.items()})
 
 

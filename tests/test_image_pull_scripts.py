@@ -20,7 +20,8 @@ from labctl.spec import LabSpec
 
 CRICTL = r"""#!/bin/bash
 # TEST DOUBLE: crictl inspecti/pull against files in $FAKE_CR; pull takes $FAKE_PULL_SECONDS and fails
-# for references containing $FAKE_FAIL. Records the most pulls seen running at once.
+# for references containing $FAKE_FAIL; 6 s for those containing the text in $FAKE_CR/slow, if any.
+# Records the most pulls seen running at once.
 key=$(printf '%s' "$2" | tr '/:@' '___')
 case $1 in
   inspecti) [ -e "$FAKE_CR/have/$key" ] ;;
@@ -29,7 +30,8 @@ case $1 in
     touch "$FAKE_CR/running/$key"
     now=$(find "$FAKE_CR/running" -type f | wc -l)
     [ "$now" -le "$(cat "$FAKE_CR/max" 2>/dev/null || echo 0)" ] || echo "$now" > "$FAKE_CR/max"
-    sleep "$FAKE_PULL_SECONDS"
+    slow=$(cat "$FAKE_CR/slow" 2>/dev/null || true)
+    if [ -n "$slow" ] && [[ $2 == *"$slow"* ]]; then sleep 6; else sleep "$FAKE_PULL_SECONDS"; fi
     rm -f "$FAKE_CR/running/$key"
     if [ -n "$FAKE_FAIL" ] && [[ $2 == *"$FAKE_FAIL"* ]]; then echo "E1123 failed to resolve reference \"$2\"" >&2; exit 1; fi
     touch "$FAKE_CR/have/$key" ;;
@@ -77,7 +79,7 @@ def test_the_pull_starts_detached_limits_concurrency_and_keeps_going(node):
     assert time.monotonic() - begun < 1.5 and "pulling 18 images in the background" in started.stdout
     waited = script("apps.wait-for-apps-images", "worker1")
     assert waited.returncode == 0, waited.stderr
-    apps = plan.layer("worker1", "apps")
+    apps = plan.awaited("worker1", "apps")
     assert f"worker1: apps images: {len(apps)} of {len(apps)} present, 0 failed" in waited.stdout
     for _ in range(200):  # the storage layer's images may still be pulling
         if (tmp / "pull" / "finished").exists():
@@ -111,3 +113,28 @@ def test_a_wait_without_a_running_pull_leaves_the_image_to_the_kubelet(node):
     out = script("cni-calico.wait-for-calico-images", "master")
     assert out.returncode == 0
     assert "no background image pull on this node" in out.stdout
+
+
+def test_the_apps_wait_for_what_the_model_download_needs_not_for_open_webui(node):
+    """Ollama's and the model Job's images are pulled before Open WebUI's, and the apps' wait returns
+    once they are in while Open WebUI's (made slow here) is still downloading."""
+    script, cr, tmp, plan = node
+    (cr / "slow").write_text("open-webui")
+    refs = plan.pulls("worker1")
+    webui = next(r for r in refs if "open-webui" in r)
+    ollama, curl = next(r for r in refs if "ollama/ollama" in r), next(r for r in refs if "curl" in r)
+    assert plan.awaited("worker1", "apps") == [ollama, curl]
+    assert refs.index(ollama) < refs.index(curl) < refs.index(webui) == len(refs) - 1
+    assert script("image-pull.start-background-pull", "worker1").returncode == 0
+    begun = time.monotonic()
+    waited = script("apps.wait-for-apps-images", "worker1")
+    assert waited.returncode == 0, waited.stderr
+    assert "worker1: apps images: 2 of 2 present, 0 failed" in waited.stdout
+    assert webui not in waited.stdout
+    key = webui.replace("/", "_").replace(":", "_")
+    assert (cr / "running" / key).exists() and time.monotonic() - begun < 6  # still downloading
+    for _ in range(100):  # let the detached job finish inside tmp_path
+        if (tmp / "pull" / "finished").exists():
+            break
+        time.sleep(0.1)
+    assert webui in (cr / "pulls").read_text().split()

@@ -13,7 +13,14 @@ import shutil
 from pathlib import Path
 
 from labctl.cache import CacheInfo, addon_files, manifest_images
-from labctl.images import CSI_NFS_SIDECARS, CSI_NFS_SIDECARS_FOR, apps_workloads, image_plan, kubeadm_workloads
+from labctl.images import (
+    CSI_NFS_SIDECARS,
+    CSI_NFS_SIDECARS_FOR,
+    apps_workloads,
+    first_needed,
+    image_plan,
+    kubeadm_workloads,
+)
 from labctl.lock import images as lock_images
 from labctl.manifests import render_bundles
 from labctl.plan import build_plan
@@ -122,3 +129,49 @@ def test_the_plan_carries_the_list_in_text_json_and_scripts():
         for ref in image_plan(spec).pulls(cmd.host):
             assert ref in cmd.run and ref in cmd.check
     assert [w.name for w in kubeadm_workloads(spec)] == ["control plane", "kube-proxy", "pause", "coredns"]
+
+
+def test_the_apps_wait_only_for_what_the_model_download_needs_and_pull_it_first():
+    """The model Job calls Ollama's Service: the Job's and Ollama's images are awaited and pulled
+    before Open WebUI's, which stays in the list (pulled, not awaited)."""
+    spec = LabSpec.default()
+    pins = lock_images(spec)
+    plan = image_plan(spec)
+    assert plan.awaited("worker1", "apps") == [pins["ollama"], pins["curl"]]
+    assert plan.layer("worker1", "apps") == [pins["ollama"], pins["curl"], pins["open-webui"]]
+    assert plan.pulls("worker1")[-1] == pins["open-webui"]
+    assert "[apps, not awaited]" in plan.to_text()
+    kinds = {(w.kind, w.awaited) for w in apps_workloads(spec)}
+    assert kinds == {("Deployment", True), ("Job", True), ("Deployment", False)}
+    # every other layer still waits for all of its images
+    assert plan.awaited("worker1", "storage") == plan.layer("worker1", "storage")
+
+
+BUNDLE = """
+kind: Service
+metadata: {name: api}
+spec: {selector: {app: api}}
+---
+kind: Deployment
+metadata: {name: api-server}
+spec: {template: {metadata: {labels: {app: api, tier: x}}, spec: {containers: [{image: a}]}}}
+---
+kind: Deployment
+metadata: {name: web}
+spec: {template: {metadata: {labels: {app: web}}, spec: {containers: [{image: w}]}}}
+---
+kind: Service
+metadata: {name: web}
+spec: {selector: {app: web}}
+---
+kind: Job
+metadata: {name: fill}
+spec: {template: {spec: {containers: [{image: c, args: ["curl http://api.ns.svc:80/x"], env: [{name: U, value: "webfoo"}]}]}}}
+"""
+
+
+def test_first_needed_follows_the_services_a_job_calls():
+    # api's Service is called by the Job (as a host), so its Deployment is awaited; "webfoo" is not web
+    assert first_needed(BUNDLE) == {("Job", "fill"), ("Deployment", "api-server")}
+    # no Job: nothing singled out, every workload of the layer is awaited as before
+    assert first_needed(BUNDLE.rsplit("---", 1)[0]) == set()

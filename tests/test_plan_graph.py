@@ -64,18 +64,53 @@ def test_the_handout_order_is_a_valid_order_of_the_step_graph(options):
         assert all(j < i for j in need), plan.steps[i].id
 
 
-def test_the_seed_lab_runs_the_nfs_server_beside_node_prep_and_nothing_else_changes():
+def test_the_seed_lab_runs_the_nfs_server_beside_node_prep_and_the_bootstrap():
     plan = build_plan(LabSpec.default())
     after = waits_for(plan)
     assert after["nfs-server"] == ()
-    assert beside(plan)["nfs-server"] == ["node-prep"]
-    # The background image pull (26) waits for what the warm cache's seed would have waited for.
-    assert after["image-pull"] == ("node-prep", "nfs-server") and after["control-plane"] == ("image-pull",)
+    # Nothing before storage needs the NFS server: it installs beside node prep and the bootstrap.
+    assert beside(plan)["nfs-server"] == [
+        "node-prep", "image-pull", "control-plane", "workers", "cni-calico", "load-balancer",
+    ]  # fmt: skip
+    # The background image pull (26) needs node prep only, not the NFS VM's install (see the next test).
+    assert after["image-pull"] == ("node-prep",) and after["control-plane"] == ("image-pull",)
     assert after["storage"] == ("cni-calico", "nfs-server") and after["apps"] == ("load-balancer", "storage")
     # The cluster chain is unchanged: control plane, workers, CNI, MetalLB, storage, apps, verify.
     assert critical_order(plan) == [
         "node-prep", "image-pull", "control-plane", "workers", "cni-calico", "load-balancer", "storage", "apps", "verify",
     ]  # fmt: skip
+
+
+def test_the_background_pull_starts_after_what_it_needs_on_its_node_and_nothing_else():
+    """26-image-pull needs containerd (node prep), the registry mirror's hosts.toml and the warm
+    cache's import, each on its own node. Without a cache it does not wait for the NFS server; with
+    one, the per-host rule orders each node's import before its pull; with a mirror, the mirror."""
+    from labctl.cache_scan import CachedFile, CacheInfo
+
+    def waited(plan) -> set[str]:  # type: ignore[no-untyped-def]
+        ids = [s.id for s in plan.steps]
+        deps = step_dependencies(plan)
+        reach: list[set[int]] = []
+        for need in deps:
+            reach.append(set(need).union(*(reach[d] for d in need)))
+        return {ids[j] for j in reach[ids.index("image-pull.start-background-pull")]}
+
+    lab = LabSpec.default()
+    cold = waited(build_plan(lab, include_provider=False))
+    assert "node-prep.configure-containerd-systemd-cgroup" in cold
+    assert not {i for i in cold if i.startswith("nfs-server.")}
+    cache = CacheInfo(
+        host_dir="/srv/labctl-cache",
+        images=(CachedFile("quay.io/calico/node:v3.33.0", "images/n.tar", 1),),
+        images_by_node={
+            n: (CachedFile("quay.io/calico/node:v3.33.0", "images/n.tar", 1),) for n in ("master", "worker1")
+        },
+    )
+    warm = build_plan(lab, include_provider=False, cache=cache)
+    assert "warm-cache-seed.import-images" in {s.id for s in warm.steps}
+    assert "warm-cache-seed.import-images" in waited(warm)
+    mirrored = LabSpec.from_dict({"apps": {"options": {"registry_mirror": "https://mirror.example:5000"}}})
+    assert "registry-mirror.containerd-docker-io-mirror" in waited(build_plan(mirrored, include_provider=False))
 
 
 def test_on_the_nfs_vm_node_prep_still_comes_first():
@@ -157,14 +192,14 @@ def test_the_plan_text_and_json_show_the_graph():
     plan = build_plan(LabSpec.default())
     text = plan.to_text()
     head = text.split("==> Step 1/")[0]
-    assert "  nfs-server     first (needs only its hosts up); beside node-prep\n" in head
-    assert "  image-pull     after node-prep, nfs-server\n" in head
-    assert "  control-plane  after image-pull (default)\n" in head
+    assert "  nfs-server     first (needs only its hosts up); beside node-prep, image-pull, control-plane," in head
+    assert "  image-pull     after node-prep; beside nfs-server\n" in head
+    assert "  control-plane  after image-pull (default); beside nfs-server\n" in head
     assert "  storage        after cni-calico, nfs-server\n" in head
     assert "Critical order: node-prep → image-pull → control-plane → workers → cni-calico → load-balancer → storage → apps → verify" in head
     data = json.loads(plan.to_json())
     rows = {p["name"]: p for p in data["graph"]["playbooks"]}
-    assert rows["nfs-server"] == {"name": "nfs-server", "after": [], "beside": ["node-prep"]}
+    assert rows["nfs-server"]["after"] == [] and rows["nfs-server"]["beside"][:2] == ["node-prep", "image-pull"]
     assert data["graph"]["critical_order"][0] == "node-prep"
     assert [p["name"] for p in data["playbooks"]] == [b.name for b in load_playbooks()]  # declared, every file
 

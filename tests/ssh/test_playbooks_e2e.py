@@ -36,7 +36,7 @@ from tests.shims import SEEDED_SWAP, calls, node_files, release_bodies
 pytestmark = pytest.mark.ssh
 
 NAMES = ["master", "worker1", "nfs"]
-WEBUI_PULL_SECONDS = 5
+APP_PULL_SECONDS = 5  # Ollama's and Open WebUI's images "download" this long (crictl double)
 # Longer than 14 characters: `exportfs -v` then prints the client on its own line (the check follows it).
 EXPORT = "/srv/nfs/lab-volumes"
 
@@ -108,9 +108,10 @@ def statuses(report) -> dict[tuple[str, str], str]:
 
 def test_all_playbooks_run_end_to_end_then_a_rerun_skips_everything(ssh_nodes, tmp_path):
     files = node_files(*routes(LabSpec.default()))
-    # Open WebUI's image "downloads" (crictl double) for a few seconds and then until the apps layer's
+    # Ollama's image "downloads" (crictl double) for a few seconds and then until the apps layer's
     # wait step asks for it: the test sees the background pull overlap the bootstrap, and the wait wait.
-    shape = {"seconds": {"open-webui": WEBUI_PULL_SECONDS}, "hold": ["open-webui"]}
+    # Open WebUI's downloads as long, but nothing waits for it (the model download does not need it).
+    shape = {"seconds": {"ollama/ollama": APP_PULL_SECONDS, "open-webui": APP_PULL_SECONDS}, "hold": ["ollama/ollama"]}
     files["/etc/labctl-shims/image-pulls.json"] = (json.dumps(shape).encode(), 0o644)
     nodes = ssh_nodes(NAMES, files=files)
     spec = netns_spec(nodes)
@@ -189,16 +190,16 @@ def test_all_playbooks_run_end_to_end_then_a_rerun_skips_everything(ssh_nodes, t
         assert sorted(c["argv"][1] for c in started) == sorted(images.pulls(name))
         assert all(c["ok"] for c in pulls if c.get("done"))
         assert min(c["time"] for c in started) < kubeadm_init, f"{name}: the background pull started late"
-    webui = images.layer("worker1", "apps")
-    webui_done = next(
-        c["time"] for c in log_entries(nodes, "worker1", "crictl") if c.get("done") and "open-webui" in c["argv"][1]
+    awaited = images.awaited("worker1", "apps")
+    ollama_done = next(
+        c["time"] for c in log_entries(nodes, "worker1", "crictl") if c.get("done") and "ollama/ollama" in c["argv"][1]
     )
-    assert any("open-webui" in ref for ref in webui)
-    # Started early, awaited late: kubeadm init ran while Open WebUI was still downloading, and the
-    # apps were applied only once it was there (the apps layer's wait step waited for it).
-    assert kubeadm_init < webui_done < apply_apps
+    assert any("ollama/ollama" in ref for ref in awaited) and not any("open-webui" in ref for ref in awaited)
+    # Started early, awaited late: kubeadm init ran while Ollama was still downloading, and the apps
+    # were applied only once it was there (the apps layer's wait step waited for it, not for Open WebUI).
+    assert kubeadm_init < ollama_done < apply_apps
     assert done1[("apps.wait-for-apps-images", "worker1")] == "done"  # it ran: it had to wait
-    assert f"worker1: apps images: {len(webui)} of {len(webui)} present, 0 failed" in log1
+    assert f"worker1: apps images: {len(awaited)} of {len(awaited)} present, 0 failed" in log1
     pull_log = nodes.read("worker1", "/var/log/labctl-image-pull.log").decode()
     assert "finished: 0 failed" in pull_log and "pulled ghcr.io/open-webui/open-webui" in pull_log
 
