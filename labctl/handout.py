@@ -63,7 +63,7 @@ def group_commands(commands: tuple[HostCommands, ...]) -> list[tuple[tuple[str, 
     groups: list[tuple[list[str], HostCommands]] = []
     for c in commands:
         for hosts, first in groups:
-            if (first.check, first.run) == (c.check, c.run):
+            if (first.check, first.run, first.on_interrupt) == (c.check, c.run, c.on_interrupt):
                 hosts.append(c.host)
                 break
         else:
@@ -117,6 +117,8 @@ def build_outline(spec: LabSpec, plan: Plan, cache_dir: Path | None = None) -> O
             if cmd.check:
                 blocks.append(CommandBlock(hosts, "check", cmd.check))
             blocks.append(CommandBlock(hosts, "run", cmd.run))
+            if cmd.on_interrupt:  # what Ctrl-C runs where the run started (the step's `on_interrupt:`)
+                blocks.append(CommandBlock(hosts, "on_interrupt", cmd.on_interrupt))
         sections.append(StepSection(n, step, _step_facts(step), tuple(blocks)))
 
     from labctl.manifests import DEFAULT_NAMESPACE, pull_job_name

@@ -375,6 +375,21 @@ class SSHTransport:
             thread.join(timeout=self.connect_timeout)
         return [name for name, _ in stoppers]
 
+    def run_after_interrupt(self, host: Host, script: str, *, sudo: bool = True, timeout: float = 8.0) -> Result:
+        """Once interrupted, ``run`` refuses new commands; this runs one clean-up script (a step's
+        ``on_interrupt``) over the connection already open to ``host`` — never a new one, which
+        could take the whole connect timeout on a dead host. The caller bounds the wait too."""
+        started = time.monotonic()
+        with self._guard:
+            conn = self._connections.get(host.name)
+        transport = conn.client.get_transport() if conn is not None else None
+        if conn is None or transport is None or not transport.is_active():
+            return Result(host.name, -1, error=f"no open connection to {host.name}", cause="lost")
+        try:
+            return self._exec(host, conn, sudo, stdin_payload(script, None, announce_pgid=True), timeout, started)
+        except (OSError, paramiko.SSHException, EOFError) as err:
+            return Result(host.name, -1, duration=time.monotonic() - started, error=str(err) or type(err).__name__, cause="lost")
+
     def _kill_group(self, host: Host, transport: paramiko.Transport, running: _Running) -> int:
         """Stop ``running``'s process group; its exit status (124 SIGTERM was enough, 137 SIGKILL was
         needed), or -1 when it could not be stopped (no group announced yet, connection gone)."""
