@@ -26,7 +26,7 @@ from labctl.spec import LabSpec
 STEP_HEADING = "### Step {n}/{total}: `{id}` — {title}"
 STEP_HEADING_RE = re.compile(r"^### Step (\d+)/(\d+): `([^`]+)` — (.*)$")
 COMMAND_LABEL = "**On {hosts} — {kind}:**"
-COMMAND_LABEL_RE = re.compile(r"^\*\*On (.+) — (check|run):\*\*$")
+COMMAND_LABEL_RE = re.compile(r"^\*\*On (.+) — (check|run|on_interrupt):\*\*$")
 
 
 # ---- the outline (one structure, two renderings) -------------------------------------------------
@@ -356,7 +356,7 @@ pre { background: var(--code); border-left: 4px solid var(--accent); padding: .6
       white-space: pre-wrap; word-break: break-word; }
 .facts { color: var(--muted); font-style: italic; margin: .2rem 0 .5rem; }
 .label { font-weight: 600; margin: .6rem 0 .2rem; }
-.label .kind-check { color: #7a5b00; } .label .kind-run { color: #0f6b2f; }
+.label .kind-check { color: #7a5b00; } .label .kind-run { color: #0f6b2f; } .label .kind-on_interrupt { color: #9b1c1c; }
 table { border-collapse: collapse; margin: .5rem 0; }
 th, td { border: 1px solid var(--rule); padding: .25rem .6rem; text-align: left; }
 th { background: var(--code); }
