@@ -377,14 +377,14 @@ class SSHTransport:
 
     def run_after_interrupt(self, host: Host, script: str, *, sudo: bool = True, timeout: float = 8.0) -> Result:
         """Once interrupted, ``run`` refuses new commands; this runs one clean-up script (a step's
-        ``on_interrupt``) over the connection already open to ``host`` — never a new one, which
-        could take the whole connect timeout on a dead host. The caller bounds the wait too."""
+        ``on_interrupt``). Stopping a command drops its connection (``_exec``), so this reconnects
+        when it must; a dead host can take the connect timeout, which is why the caller
+        (labctl.interrupt_hooks) runs it in a thread and stops waiting after its own bound."""
         started = time.monotonic()
-        with self._guard:
-            conn = self._connections.get(host.name)
-        transport = conn.client.get_transport() if conn is not None else None
-        if conn is None or transport is None or not transport.is_active():
-            return Result(host.name, -1, error=f"no open connection to {host.name}", cause="lost")
+        try:
+            conn = self.connection(host)
+        except TransportError as err:
+            return Result(host.name, -1, duration=time.monotonic() - started, error=str(err), cause=err.cause)
         try:
             return self._exec(host, conn, sudo, stdin_payload(script, None, announce_pgid=True), timeout, started)
         except (OSError, paramiko.SSHException, EOFError) as err:
