@@ -25,8 +25,8 @@ from labctl.transport.base import Host, Result
 
 # Each hook's own timeout on the host, and how long the runner waits for all of them together
 # (they run in parallel) before it gives up on the hosts that have not answered.
-HOOK_SECONDS = 8.0
-WAIT_SLACK = 2.0
+HOOK_SECONDS = 5.0
+WAIT_SLACK = 1.0
 
 
 @dataclass(frozen=True)

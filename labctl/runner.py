@@ -165,7 +165,6 @@ class Runner:
             report.duration = time.monotonic() - started
             self._logw(f"INTERRUPTED (Ctrl-C or SIGTERM) after {format_duration(report.duration)}")
             self._stop_remote_work()
-            self.run_interrupt_hooks()
             with contextlib.suppress(Exception):
                 self._say(f"==> Interrupted after {format_duration(report.duration)} (log: {self.log_path})", "bold red")
             with contextlib.suppress(Exception):
@@ -184,9 +183,11 @@ class Runner:
             with contextlib.suppress(Exception):
                 stopped = interrupt()
         self._logw(f"stopped the running command on: {', '.join(stopped) or 'no host (nothing was running)'}")
+        self.run_interrupt_hooks()  # right after the kill: the step that started the work is dead
+        until = time.monotonic() + 3  # one bound for all: a host gone dark must not hold up Ctrl-C
         for future in self._in_flight:
             with contextlib.suppress(Exception):
-                run = future.result(timeout=5)
+                run = future.result(timeout=max(0.0, until - time.monotonic()))
                 self._logw(f"{run.outcome.host}: {run.outcome.status} ({run.outcome.reason or 'finished'})")
 
     def run_interrupt_hooks(self) -> None:

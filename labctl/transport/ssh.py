@@ -68,6 +68,8 @@ DRAIN_AFTER_EXIT = 0.5
 # a frozen VM behind a live TCP peer (VirtualBox's NAT on loopback) would go unnoticed.
 KEEPALIVE_INTERVAL = 15.0
 KEEPALIVE_DEADLINE = 45.0
+# Ctrl-C: how long ``interrupt`` waits for the hosts to confirm their commands were stopped.
+INTERRUPT_WAIT = 5.0
 
 
 @dataclass
@@ -371,8 +373,11 @@ class SSHTransport:
             thread = threading.Thread(target=self._kill_group, args=(running.host, transport, running), daemon=True)
             thread.start()
             stoppers.append((running.host.name, thread))
+        # One deadline for all of them (they run at once): a host gone dark cannot hold Ctrl-C for
+        # the whole connect timeout; its stopper thread is a daemon and dies with labctl.
+        until = time.monotonic() + INTERRUPT_WAIT
         for _, thread in stoppers:
-            thread.join(timeout=self.connect_timeout)
+            thread.join(timeout=max(0.0, until - time.monotonic()))
         return [name for name, _ in stoppers]
 
     def run_after_interrupt(self, host: Host, script: str, *, sudo: bool = True, timeout: float = 8.0) -> Result:
