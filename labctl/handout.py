@@ -26,7 +26,7 @@ from labctl.spec import LabSpec
 STEP_HEADING = "### Step {n}/{total}: `{id}` — {title}"
 STEP_HEADING_RE = re.compile(r"^### Step (\d+)/(\d+): `([^`]+)` — (.*)$")
 COMMAND_LABEL = "**On {hosts} — {kind}:**"
-COMMAND_LABEL_RE = re.compile(r"^\*\*On (.+) — (check|run):\*\*$")
+COMMAND_LABEL_RE = re.compile(r"^\*\*On (.+) — (check|run|on_interrupt):\*\*$")
 
 
 # ---- the outline (one structure, two renderings) -------------------------------------------------
@@ -63,7 +63,7 @@ def group_commands(commands: tuple[HostCommands, ...]) -> list[tuple[tuple[str, 
     groups: list[tuple[list[str], HostCommands]] = []
     for c in commands:
         for hosts, first in groups:
-            if (first.check, first.run) == (c.check, c.run):
+            if (first.check, first.run, first.on_interrupt) == (c.check, c.run, c.on_interrupt):
                 hosts.append(c.host)
                 break
         else:
@@ -117,6 +117,8 @@ def build_outline(spec: LabSpec, plan: Plan, cache_dir: Path | None = None) -> O
             if cmd.check:
                 blocks.append(CommandBlock(hosts, "check", cmd.check))
             blocks.append(CommandBlock(hosts, "run", cmd.run))
+            if cmd.on_interrupt:  # what Ctrl-C runs where the run started (the step's `on_interrupt:`)
+                blocks.append(CommandBlock(hosts, "on_interrupt", cmd.on_interrupt))
         sections.append(StepSection(n, step, _step_facts(step), tuple(blocks)))
 
     from labctl.manifests import DEFAULT_NAMESPACE, pull_job_name
@@ -354,7 +356,7 @@ pre { background: var(--code); border-left: 4px solid var(--accent); padding: .6
       white-space: pre-wrap; word-break: break-word; }
 .facts { color: var(--muted); font-style: italic; margin: .2rem 0 .5rem; }
 .label { font-weight: 600; margin: .6rem 0 .2rem; }
-.label .kind-check { color: #7a5b00; } .label .kind-run { color: #0f6b2f; }
+.label .kind-check { color: #7a5b00; } .label .kind-run { color: #0f6b2f; } .label .kind-on_interrupt { color: #9b1c1c; }
 table { border-collapse: collapse; margin: .5rem 0; }
 th, td { border: 1px solid var(--rule); padding: .25rem .6rem; text-align: left; }
 th { background: var(--code); }

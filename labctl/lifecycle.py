@@ -169,6 +169,7 @@ def create(
             return result
 
         transport = transport_factory() if transport_factory else _ssh_transport()
+        runner: Runner | None = None
         try:
             runner = Runner(
                 transport, {}, log_path=log_path, artefacts=artefacts, console=console.rich, on_provider_step=provider_hook
@@ -177,6 +178,10 @@ def create(
             kubeconfig = None
             if _control_plane_selected(plan):
                 kubeconfig = fetch_kubeconfig(lab, transport, runner.hosts, merge_into=merge_kubeconfig_into)
+        except KeyboardInterrupt:  # after the run (the runner handles its own): stop its steps' detached work
+            if runner is not None:
+                runner.run_interrupt_hooks()
+            raise
         finally:
             transport.close()
         if not only:

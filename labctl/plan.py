@@ -64,6 +64,11 @@ class StepSpec(BaseModel):
     reboot: bool = Field(
         default=False, description="after a successful run, reboot the host, wait for it, and run the check again"
     )
+    on_interrupt: str = Field(
+        default="",
+        description="script run (bounded, in parallel) on each host where this step's run started, when the run is "
+        "interrupted by Ctrl-C or SIGTERM: stops what the run left running on purpose (a detached job)",
+    )
 
     @field_validator("hosts")
     @classmethod
@@ -138,6 +143,8 @@ class Plan:
                 extras.append("uploads " + ", ".join(s.upload))
             if s.reboot:
                 extras.append("reboots the host after its run, then checks again")
+            if any(c.on_interrupt for c in s.commands):
+                extras.append("on Ctrl-C: runs its on_interrupt where it ran")
             out.append(f"    [{'; '.join(extras)}]")
             for hosts, cmd in _group(s.commands):
                 label = ", ".join(hosts)
@@ -146,6 +153,9 @@ class Plan:
                     out.extend("        " + line for line in cmd.check.rstrip().splitlines())
                 out.append(f"    {label}: run:")
                 out.extend("        " + line for line in cmd.run.rstrip().splitlines())
+                if cmd.on_interrupt:
+                    out.append(f"    {label}: on interrupt (Ctrl-C or SIGTERM, where the run started):")
+                    out.extend("        " + line for line in cmd.on_interrupt.rstrip().splitlines())
             out.append("")
         if self.images:
             from labctl.images import images_text
@@ -158,7 +168,7 @@ def _group(commands: Iterable[HostCommands]) -> list[tuple[list[str], HostComman
     groups: list[tuple[list[str], HostCommands]] = []
     for c in commands:
         for hosts, first in groups:
-            if (first.check, first.run) == (c.check, c.run):
+            if (first.check, first.run, first.on_interrupt) == (c.check, c.run, c.on_interrupt):
                 hosts.append(c.host)
                 break
         else:
@@ -272,7 +282,7 @@ def template_sources(books: Iterable[Playbook], *, shell: bool = True) -> set[st
     for book in books:
         for st in book.spec.steps:
             if shell:
-                texts = [st.check, st.run]
+                texts = [st.check, st.run, st.on_interrupt]
             else:
                 texts = [st.title, st.purpose, st.done_reason]
                 texts += [_when_template(e) for e in (st.when, st.node_when, st.network, st.timeout) if isinstance(e, str) and e]
@@ -387,6 +397,7 @@ def build_plan(
                             host=node.name,
                             check=template(st.check).render(ctx).strip() if st.check else "",
                             run=template(st.run).render(ctx).strip(),
+                            on_interrupt=template(st.on_interrupt).render(ctx).strip() if st.on_interrupt else "",
                         )
                     )
                 # Titles, purposes and done reasons may name pinned versions or lab addresses

@@ -37,6 +37,7 @@ from pathlib import Path
 from labctl.artefacts import Artefact
 from labctl.context import fact_variable
 from labctl.durations import format_duration
+from labctl.interrupt_hooks import InterruptHooks
 from labctl.logs import Redactor, RunLog, indent
 from labctl.plan import HostCommands, Plan, PlannedStep
 from labctl.run_report import HostOutcome, ProviderResult, RunnerError, RunReport, StepFailed, StepOutcome
@@ -90,6 +91,7 @@ class Runner:
         self._print_lock = threading.Lock()
         self._log: RunLog | None = None
         self._in_flight_by_thread: dict[int, list[Future[_HostRun]]] = {}
+        self.on_interrupt = InterruptHooks()  # the steps' on_interrupt scripts owed after a Ctrl-C
 
     @property
     def _in_flight(self) -> list[Future[_HostRun]]:
@@ -181,10 +183,28 @@ class Runner:
             with contextlib.suppress(Exception):
                 stopped = interrupt()
         self._logw(f"stopped the running command on: {', '.join(stopped) or 'no host (nothing was running)'}")
+        self.run_interrupt_hooks()  # right after the kill: the step that started the work is dead
+        until = time.monotonic() + 3  # one bound for all: a host gone dark must not hold up Ctrl-C
         for future in self._in_flight:
             with contextlib.suppress(Exception):
-                run = future.result(timeout=5)
+                run = future.result(timeout=max(0.0, until - time.monotonic()))
                 self._logw(f"{run.outcome.host}: {run.outcome.status} ({run.outcome.reason or 'finished'})")
+
+    def run_interrupt_hooks(self) -> None:
+        """Interrupted: run each started step's ``on_interrupt`` where its run started (in parallel,
+        bounded; labctl.interrupt_hooks). Also for a Ctrl-C after ``run`` returned (lifecycle.create)."""
+        if not self.on_interrupt.pending():
+            return
+        log = self._log
+        reopened = log is None or log._file.closed  # after run() returned: append to the same log
+        if reopened:
+            log = RunLog(self.log_path, self.redact)
+        try:
+            with contextlib.suppress(Exception):
+                self.on_interrupt.run_all(self.transport, log.write, lambda text, style: self._say(text, style))
+        finally:
+            if reopened:
+                log.close()
 
     @staticmethod
     def _host_lines(hosts) -> str:  # type: ignore[no-untyped-def]
@@ -280,8 +300,13 @@ class Runner:
     # ---- one host
     def _run_on_host(self, step: PlannedStep, cmd: HostCommands, host: Host, env: dict[str, str]) -> _HostRun:
         started = time.monotonic()
+        if cmd.on_interrupt:  # owed from now on, unless the check says the step was already done
+            self.on_interrupt.started(step, host, cmd.on_interrupt)
         try:
-            return self._host_steps(step, cmd, host, env, started)
+            run = self._host_steps(step, cmd, host, env, started)
+            if cmd.on_interrupt and run.outcome.status == "skipped":
+                self.on_interrupt.not_started(step, host)
+            return run
         except Exception as err:  # a transport or upload failure on one host must not hide the others
             reason = str(err) or type(err).__name__
             self._logw(f"{host.name}: {step.id}: error: {reason}")

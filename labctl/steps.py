@@ -13,6 +13,9 @@ class HostCommands:
     host: str
     check: str
     run: str
+    # Run on this host when labctl is interrupted (Ctrl-C, SIGTERM) after this step's run started
+    # here: stops what the run left behind on purpose, e.g. a detached job (labctl.interrupt_hooks).
+    on_interrupt: str = ""
 
 
 @dataclass(frozen=True)

@@ -5,14 +5,16 @@ from __future__ import annotations
 from labctl.plan import HostCommands, Plan, PlannedStep
 
 
-def step(step_id: str, run: str, *, hosts=("master", "worker1", "nfs"), check: str = "", **kw) -> PlannedStep:
+def step(
+    step_id: str, run: str, *, hosts=("master", "worker1", "nfs"), check: str = "", on_interrupt: str = "", **kw
+) -> PlannedStep:
     return PlannedStep(
         id=step_id,
         playbook=step_id.split(".")[0],
         title=kw.pop("title", f"Title of {step_id}"),
         purpose="",
         kind=kw.pop("kind", "remote"),
-        commands=tuple(HostCommands(h, check, run) for h in hosts),
+        commands=tuple(HostCommands(h, check, run, on_interrupt) for h in hosts),
         **kw,
     )
 

@@ -34,13 +34,15 @@ def _fixed_home(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def plan_commands(plan: Plan) -> list[tuple[str, tuple[str, ...], str, str]]:
-    """What the handout must contain: per step, per group of identical hosts, check then run."""
+    """What the handout must contain: per step, per group of identical hosts, check, run, on_interrupt."""
     out = []
     for step in plan.steps:
         for hosts, cmd in group_commands(step.commands):
             if cmd.check:
                 out.append((step.id, tuple(hosts), "check", cmd.check))
             out.append((step.id, tuple(hosts), "run", cmd.run))
+            if cmd.on_interrupt:
+                out.append((step.id, tuple(hosts), "on_interrupt", cmd.on_interrupt))
     return out
 
 
@@ -192,7 +194,7 @@ def test_html_commands_are_exactly_the_plans_and_escaped() -> None:
     parser.feed(page)
     parsed = []
     for step_id, label, script in parser.blocks:
-        m = re.match(r"On (.+) — (check|run):$", label)
+        m = re.match(r"On (.+) — (check|run|on_interrupt):$", label)
         assert m, label
         parsed.append((step_id, tuple(h.strip() for h in m.group(1).split(",")), m.group(2), script))
     assert mismatches(parsed, plan_commands(plan)) == []

@@ -63,7 +63,7 @@ def node(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):  # type: ignore[no-un
 
     def script(step_id: str, host: str, kind: str = "run") -> subprocess.CompletedProcess[str]:
         cmd = next(c for c in plan.step(step_id).commands if c.host == host)
-        text = "set -eo pipefail\n" + (cmd.run if kind == "run" else cmd.check)
+        text = "set -eo pipefail\n" + {"run": cmd.run, "check": cmd.check, "on_interrupt": cmd.on_interrupt}[kind]
         return subprocess.run(["bash", "-s"], input=text, env=env, capture_output=True, text=True, timeout=120)
 
     return script, cr, tmp_path, images_mod.image_plan(LabSpec.default())
@@ -138,3 +138,42 @@ def test_the_apps_wait_for_what_the_model_download_needs_not_for_open_webui(node
             break
         time.sleep(0.1)
     assert webui in (cr / "pulls").read_text().split()
+
+
+def test_ctrl_c_stops_the_pull_and_the_next_run_starts_a_fresh_one(node):
+    """The start step's `on_interrupt` (run by the runner on Ctrl-C: labctl.interrupt_hooks) kills the
+    detached job's whole process group — xargs, each pull_one, each crictl — forgets its pid, and
+    records nothing as failed; the next run's start step then starts a new job instead of trusting
+    the dead one."""
+    script, cr, tmp, _plan = node
+    (tmp / "bin" / "crictl").write_text(CRICTL.replace('sleep "$FAKE_PULL_SECONDS"', "sleep 30"))
+    started = script("image-pull.start-background-pull", "worker1")
+    assert started.returncode == 0, started.stderr
+    pid = int((tmp / "pull" / "pid").read_text())
+    for _ in range(50):  # the first pulls are running
+        if list((cr / "running").iterdir()):
+            break
+        time.sleep(0.1)
+    assert list((cr / "running").iterdir())
+    stopped = script("image-pull.start-background-pull", "worker1", "on_interrupt")
+    assert stopped.returncode == 0, stopped.stderr
+    assert f"worker1: stopped the background image pull (pid {pid})" in stopped.stdout
+    group = subprocess.run(["pgrep", "-g", str(pid)], capture_output=True, text=True)
+    assert group.stdout == "", f"left running in the job's group: {group.stdout}"
+    assert not (tmp / "pull" / "pid").exists()
+    assert (tmp / "pull" / "failed").read_text() == ""  # an interrupted pull is not a failed image
+    assert "stopped by labctl (interrupted)" in (tmp / "pull.log").read_text()
+    # Nothing to stop any more: says so, exit 0.
+    again = script("image-pull.start-background-pull", "worker1", "on_interrupt")
+    assert again.returncode == 0 and "no background image pull running" in again.stdout
+    # The next run starts a new job (not "already running").
+    (tmp / "bin" / "crictl").write_text(CRICTL)
+    rerun = script("image-pull.start-background-pull", "worker1")
+    assert rerun.returncode == 0 and "images in the background" in rerun.stdout, rerun.stdout
+    new_pid = int((tmp / "pull" / "pid").read_text())
+    assert new_pid != pid
+    for _ in range(200):
+        if (tmp / "pull" / "finished").exists():
+            break
+        time.sleep(0.1)
+    assert (tmp / "pull" / "finished").exists()

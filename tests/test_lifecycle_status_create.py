@@ -22,6 +22,7 @@ from labctl.kubeconfig import merge_kubeconfig_file, user_kubeconfig_path
 from labctl.lab import NOT_CREATED, Console, Lab
 from labctl.spec import LabSpec
 from labctl.status import format_status, lab_status, parse_sections, verify
+from labctl.transport.base import Result
 from labctl.transport.scripted import ScriptedTransport
 from tests.test_lifecycle_destroy_resume import ADMIN, FakeLab, FakeProvider
 
@@ -437,3 +438,25 @@ def test_a_lab_never_created_says_so_and_asks_no_one(tmp_path):
     assert t.runs() == [] and lab.fake.calls == []
     assert [(c.name, c.ok, c.detail) for c in status.checks(lab.spec)] == [("lab-created", False, NOT_CREATED)]
     assert format_status(status, lab.spec) == "Lab loop (provider libvirt): not created yet — run `labctl create`\n"
+
+
+def test_ctrl_c_after_the_run_still_stops_the_background_pull(tmp_path, monkeypatch):
+    """Ctrl-C while create fetches the kubeconfig (the runner has returned): the image pull's
+    `on_interrupt` still runs on the nodes where its start step ran, then the interrupt goes on (130)."""
+    monkeypatch.setenv("KUBECONFIG", str(tmp_path / "kube" / "config"))
+    lab = Lab.of(loopback_spec(), state_dir=tmp_path / "state")
+
+    class CtrlCAtTheKubeconfig(ScriptedTransport):
+        def run(self, host, script, **kw):  # type: ignore[no-untyped-def, override]
+            if script == "cat /etc/kubernetes/admin.conf":  # fetch_kubeconfig, after the run
+                raise KeyboardInterrupt
+            if script.startswith("for ref in") and "crictl inspecti" in script:  # the start step's check
+                return Result(host.name, 1)  # images missing: the pull starts
+            return super().run(host, script, **kw)
+
+    t = CtrlCAtTheKubeconfig()
+    with pytest.raises(KeyboardInterrupt):
+        lifecycle.create(lab, console()[0], transport_factory=lambda: t)
+    stopped = sorted(c.host for c in t.runs() if "stopped the background image pull" in c.script)
+    assert stopped == ["master", "worker1"]  # the Kubernetes nodes, not the NFS server
+    assert t.closed

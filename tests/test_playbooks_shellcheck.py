@@ -39,7 +39,8 @@ def rendered_blocks(tmp_path: Path) -> dict[Path, str]:
         for step in build_plan(LABS[lab](), include_provider=False).steps:
             env = {fact_variable(f): "kubeadm join 192.0.2.1:6443 --token x --discovery-token-ca-cert-hash sha256:0" for f in step.uses}
             for cmd in step.commands:
-                for phase, script in (("check", cmd.check), ("run", cmd.run)):
+                hook = (("on_interrupt", cmd.on_interrupt),) if cmd.on_interrupt else ()
+                for phase, script in (("check", cmd.check), ("run", cmd.run), *hook):
                     payload = stdin_payload(script, env).decode()
                     blocks.setdefault(payload, f"{lab}: {step.id} on {cmd.host} ({phase})")
     files = {}

@@ -68,6 +68,8 @@ DRAIN_AFTER_EXIT = 0.5
 # a frozen VM behind a live TCP peer (VirtualBox's NAT on loopback) would go unnoticed.
 KEEPALIVE_INTERVAL = 15.0
 KEEPALIVE_DEADLINE = 45.0
+# Ctrl-C: how long ``interrupt`` waits for the hosts to confirm their commands were stopped.
+INTERRUPT_WAIT = 5.0
 
 
 @dataclass
@@ -371,9 +373,27 @@ class SSHTransport:
             thread = threading.Thread(target=self._kill_group, args=(running.host, transport, running), daemon=True)
             thread.start()
             stoppers.append((running.host.name, thread))
+        # One deadline for all of them (they run at once): a host gone dark cannot hold Ctrl-C for
+        # the whole connect timeout; its stopper thread is a daemon and dies with labctl.
+        until = time.monotonic() + INTERRUPT_WAIT
         for _, thread in stoppers:
-            thread.join(timeout=self.connect_timeout)
+            thread.join(timeout=max(0.0, until - time.monotonic()))
         return [name for name, _ in stoppers]
+
+    def run_after_interrupt(self, host: Host, script: str, *, sudo: bool = True, timeout: float = 8.0) -> Result:
+        """Once interrupted, ``run`` refuses new commands; this runs one clean-up script (a step's
+        ``on_interrupt``). Stopping a command drops its connection (``_exec``), so this reconnects
+        when it must; a dead host can take the connect timeout, which is why the caller
+        (labctl.interrupt_hooks) runs it in a thread and stops waiting after its own bound."""
+        started = time.monotonic()
+        try:
+            conn = self.connection(host)
+        except TransportError as err:
+            return Result(host.name, -1, duration=time.monotonic() - started, error=str(err), cause=err.cause)
+        try:
+            return self._exec(host, conn, sudo, stdin_payload(script, None, announce_pgid=True), timeout, started)
+        except (OSError, paramiko.SSHException, EOFError) as err:
+            return Result(host.name, -1, duration=time.monotonic() - started, error=str(err) or type(err).__name__, cause="lost")
 
     def _kill_group(self, host: Host, transport: paramiko.Transport, running: _Running) -> int:
         """Stop ``running``'s process group; its exit status (124 SIGTERM was enough, 137 SIGKILL was
