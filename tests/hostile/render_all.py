@@ -31,7 +31,7 @@ def vagrantfile(spec: LabSpec, source: str = "lab.yaml") -> str | None:
 
 def scripts(spec: LabSpec) -> list[str]:
     plan = build_plan(spec, include_provider=False)
-    return [text for step in plan.steps for hc in step.commands for text in (hc.check, hc.run) if text]
+    return [text for step in plan.steps for hc in step.commands for text in (hc.check, hc.run, hc.on_interrupt) if text]
 
 
 def manifests(spec: LabSpec) -> dict[str, str]:
