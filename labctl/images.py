@@ -198,12 +198,19 @@ CSI_NFS_SIDECARS = {
 }
 
 
-def pinned_addon_workloads(spec: LabSpec) -> list[Workload]:
-    from labctl.cache_needs import addon_files, normalize_reference
+def _pinned_refs(spec: LabSpec) -> dict[str, str]:
+    """lab_pins.images, each reference in its full form (lab_pins is the one place the kubeadm and
+    add-on tags are pinned; a spec only adds app images to it)."""
+    from labctl.cache_needs import normalize_reference
     from labctl.lab_pins import images
 
-    # lock.images is the one place the add-on tags are pinned; a spec only adds app images to it
-    pins = {key: normalize_reference(ref) for key, ref in images(spec).items()}
+    return {key: normalize_reference(ref) for key, ref in images(spec).items()}
+
+
+def pinned_addon_workloads(spec: LabSpec) -> list[Workload]:
+    from labctl.cache_needs import addon_files
+
+    pins = _pinned_refs(spec)
     files = {key: rel.rsplit("/", 1)[-1] for key, rel, _ in addon_files()}
     calico, metallb = files["manifests.calico.url"], files["manifests.metallb.url"]
     ms = files["manifests.metrics-server.url"]
@@ -309,10 +316,7 @@ def addon_workloads(spec: LabSpec, cache_root: Path | None = None) -> list[Workl
 
 def kubeadm_workloads(spec: LabSpec) -> list[Workload]:
     """kubeadm's images (GetControlPlaneImages) and where kubeadm runs each."""
-    from labctl.cache_needs import normalize_reference
-    from labctl.lab_pins import images
-
-    pins = {key: normalize_reference(ref) for key, ref in images(spec).items()}
+    pins = _pinned_refs(spec)
     static = tuple(pins[k] for k in ("kube-apiserver", "kube-controller-manager", "kube-scheduler", "etcd"))
     return [
         Workload("control-plane", "kubeadm", "static Pod", "control plane", "control-plane", static),
